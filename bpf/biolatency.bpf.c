@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+/* biolatency: block device I/O latency, from the moment a request is issued to the driver
+ * (block_rq_issue) until the device completes it (block_rq_complete), per disk and operation.
+ *
+ * Exported as the histogram `bio.latency` (microseconds) by conf/conf.d/biolatency.toml. */
+#include "vmlinux.h"
+#include "otelbpf.h"
+
+/* The operation is the low REQ_OP_BITS (8 since Linux 4.10) of request->cmd_flags. */
+#define REQ_OP_MASK ((1U << 8) - 1)
+
+/* Requests in flight can be many on fast devices; when this map is full a new request is
+ * simply not measured. */
+#define MAX_IN_FLIGHT 10240
+
+/* exp2 histogram over microseconds: slot k counts latencies in (2^(k-1), 2^k] us, slot 0 counts
+ * 0 and 1 us. exp2_slot() returns at most 64, so no observation is ever clamped; the running
+ * sum of latencies for a (disk, operation) pair sits just past the last slot (ebpf_exporter
+ * convention, bucket_max + 1 in the config). */
+#define BUCKET_MAX OTELBPF_EXP2_MAX_SLOT
+#define BUCKET_SUM (BUCKET_MAX + 1)
+
+/* Operations as exported; the config's static_map decoder names them. Collapsed here so that
+ * the label set does not depend on each kernel's REQ_OP_* numbering. */
+enum bio_op {
+	BIO_OP_READ = 0,
+	BIO_OP_WRITE = 1,
+	BIO_OP_FLUSH = 2,
+	BIO_OP_DISCARD = 3,
+	BIO_OP_OTHER = 4,
+};
+
+/* Labels in key order, as conf/conf.d/biolatency.toml reads them:
+ * dev (4 bytes, dev_t as the kernel encodes it: major << 20 | minor), op (1 byte + 3 padding),
+ * bucket (8 bytes). The padding is explicit so that it is always zero. */
+struct bio_key {
+	__u32 dev;
+	__u8 op;
+	__u8 pad[3];
+	__u64 bucket;
+};
+
+/* Issue time (bpf_ktime_get_ns) per request in flight, keyed by the request's address. The
+ * kernel reuses preallocated requests, so an entry whose completion was missed (the program was
+ * attached in between) is overwritten by the next issue of the same request. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_IN_FLIGHT);
+	__type(key, __u64);
+	__type(value, __u64);
+} issued_at SEC(".maps");
+
+/* Histogram slot counts and the latency sum, in microseconds. Block completions are orders of
+ * magnitude rarer than system calls, so one shared map with atomic adds is cheap enough and
+ * avoids multiplying the map's memory by the number of CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct bio_key);
+	__type(value, __u64);
+} bio_latency SEC(".maps");
+
+extern int LINUX_KERNEL_VERSION __kconfig;
+
+/* Linux 5.11 dropped the leading request_queue argument of block_rq_issue (block_rq_complete
+ * always had the request first). The branch is resolved at load time, so the verifier only
+ * sees the one that matches the running kernel. */
+static __always_inline struct request *issued_request(__u64 *ctx)
+{
+	if (LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 11, 0))
+		return (struct request *)ctx[0];
+	return (struct request *)ctx[1];
+}
+
+/* Kernels before 5.17 point to the disk from the request; later ones only from its queue. */
+struct request___rq_disk {
+	struct gendisk *rq_disk;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 request_dev(struct request *rq)
+{
+	struct request___rq_disk *old = (void *)rq;
+	struct gendisk *disk;
+
+	if (bpf_core_field_exists(old->rq_disk))
+		disk = BPF_CORE_READ(old, rq_disk);
+	else
+		disk = BPF_CORE_READ(rq, q, disk);
+	if (!disk)
+		return 0;
+	/* MKDEV(): the same encoding the block tracepoints print as "major,minor". */
+	return (BPF_CORE_READ(disk, major) << 20) | BPF_CORE_READ(disk, first_minor);
+}
+
+static __always_inline __u8 request_op(struct request *rq)
+{
+	switch (BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK) {
+	case REQ_OP_READ:
+		return BIO_OP_READ;
+	case REQ_OP_WRITE:
+		return BIO_OP_WRITE;
+	case REQ_OP_FLUSH:
+		return BIO_OP_FLUSH;
+	case REQ_OP_DISCARD:
+		return BIO_OP_DISCARD;
+	default:
+		return BIO_OP_OTHER;
+	}
+}
+
+SEC("tp_btf/block_rq_issue")
+int biolat_issue(__u64 *ctx)
+{
+	__u64 rq = (__u64)issued_request(ctx);
+	__u64 now = bpf_ktime_get_ns();
+
+	/* A requeued request is issued again: its latency counts from the last issue. */
+	bpf_map_update_elem(&issued_at, &rq, &now, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(biolat_complete, struct request *rq, int error, unsigned int nr_bytes)
+{
+	__u64 key_rq = (__u64)rq;
+	struct bio_key key = {};
+	__u64 *issued, now, us;
+
+	/* Requests issued before we attached have no start time. A request completed in several
+	 * parts fires this tracepoint once per part; the first part ends the measurement. */
+	issued = bpf_map_lookup_elem(&issued_at, &key_rq);
+	if (!issued)
+		return 0;
+	/* Both times come from the monotonic clock, which is the same on every CPU. */
+	now = bpf_ktime_get_ns();
+	us = (now - *issued) / 1000;
+	bpf_map_delete_elem(&issued_at, &key_rq);
+
+	key.dev = request_dev(rq);
+	key.op = request_op(rq);
+	key.bucket = exp2_slot(us);
+	map_add(&bio_latency, &key, 1);
+
+	key.bucket = BUCKET_SUM;
+	map_add(&bio_latency, &key, us);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

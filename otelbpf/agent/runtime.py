@@ -1,0 +1,299 @@
+"""The agent: loads the configured programs, collects every interval, exports, reloads, shuts down.
+
+One thread runs the flush loop; stream readers drain on their own thread so a slow collector never
+stalls the kernel side. Signals only set flags and wake the loop:
+SIGTERM/SIGINT → one last collection and export, detach, exit 0; SIGHUP → reload the config.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otelbpf import __version__, log
+from otelbpf.agent.program import LoadedProgram, attach_metric
+from otelbpf.agent.state import AgentState
+from otelbpf.agent.watchdog import Watchdog
+from otelbpf.aggregate.delta import DeltaConverter
+from otelbpf.config.agent import AgentConfig, load_agent_config
+from otelbpf.config.program import ProgramConfig, load_program_config
+from otelbpf.errors import ConfigError, OtelbpfError
+from otelbpf.export.exporter import build_exporter
+from otelbpf.export.resource import build_resource
+from otelbpf.metrics.model import MetricBatch, Temporality
+
+_log = log.get("otelbpf.agent")
+
+SCOPE = "otelbpf"
+
+
+def discover_programs(cfg: AgentConfig) -> list[Path]:
+    """The program config files the agent config enables, in a stable order."""
+    if cfg.programs is not None:
+        return [cfg.programs_dir / f"{name}.toml" for name in cfg.programs]
+    if not cfg.programs_dir.is_dir():
+        return []
+    return sorted(cfg.programs_dir.glob("*.toml"))
+
+
+def read_program_configs(cfg: AgentConfig) -> tuple[dict[str, ProgramConfig], dict[str, OtelbpfError]]:
+    configs: dict[str, ProgramConfig] = {}
+    errors: dict[str, OtelbpfError] = {}
+    for path in discover_programs(cfg):
+        if not path.exists():
+            errors[path.stem] = ConfigError(
+                cfg.path, "agent", "programs", f"program {path.stem!r}: {path} does not exist",
+                f"create {path.name} in {cfg.programs_dir} or remove {path.stem!r} from programs")
+            continue
+        try:
+            configs[path.stem] = load_program_config(path, cfg.objects_dir)
+        except OtelbpfError as exc:
+            errors[path.stem] = exc
+    return configs, errors
+
+
+def file_digest(*paths: Path) -> str:
+    """Changes when a program's config or object changes (a reload then reloads that program)."""
+    parts = []
+    for p in paths:
+        try:
+            st = p.stat()
+            parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}:missing")
+    return "|".join(parts)
+
+
+@dataclass
+class Builtin:
+    source: object
+    interval: float
+    next_due: float = 0.0
+
+
+@dataclass
+class Agent:
+    config_path: Path
+    config: AgentConfig | None = None
+    programs: dict[str, LoadedProgram] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, OtelbpfError] = field(default_factory=dict)
+    builtins: list[Builtin] = field(default_factory=list)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stop: bool = False
+    _reload: bool = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.config = load_agent_config(self.config_path)
+        self._configure(self.config)
+        configs, errors = read_program_configs(self.config)
+        self.failed = dict(errors)
+        for name, err in errors.items():
+            _log.error("program config rejected", program=name, error=str(err))
+        for name, pcfg in configs.items():
+            self._load_program(name, pcfg)
+        self._start_builtins(self.config)
+        _log.info("agent started", version=__version__, programs=sorted(self.programs),
+                  failed=sorted(self.failed), interval=self.config.interval,
+                  exporter=self.exporter.describe() if hasattr(self.exporter, "describe") else None)
+
+    def _configure(self, cfg: AgentConfig) -> None:
+        self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
+        self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
+        self.exporter = build_exporter(cfg.export)
+        self.delta = (DeltaConverter()
+                      if cfg.export.temporality == "delta" and cfg.export.protocol != "console"
+                      else None)
+        self.watchdog = Watchdog()
+
+    def _load_program(self, name: str, pcfg: ProgramConfig) -> None:
+        assert self.config is not None
+        try:
+            prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits)
+        except OtelbpfError as exc:
+            self.failed[name] = exc
+            _log.error("program not loaded", program=name, error=str(exc))
+            return
+        except OSError as exc:
+            self.failed[name] = ConfigError(pcfg.path, None, "object", str(exc))
+            _log.error("program not loaded", program=name, error=str(exc))
+            return
+        self.programs[name] = prog
+        self.digests[name] = file_digest(pcfg.path, pcfg.object)
+        self.failed.pop(name, None)
+        _log.info("program loaded", program=name, attached=sorted(prog.links),
+                  not_attached=sorted(set(prog.problems) - set(prog.links)))
+
+    def _start_builtins(self, cfg: AgentConfig) -> None:
+        for b in self.builtins:
+            b.source.close()
+        self.builtins = []
+        mp, ps = cfg.builtin.map_pressure, cfg.builtin.program_stats
+        if mp.enabled:
+            try:
+                from otelbpf.health.map_pressure import MapPressure
+
+                self.builtins.append(Builtin(MapPressure(mp, cfg.objects_dir),
+                                             mp.interval or cfg.interval))
+            except OtelbpfError as exc:
+                _log.error("map pressure disabled", error=str(exc))
+        if ps.enabled:
+            try:
+                from otelbpf.health.program_stats import ProgramStats
+
+                self.builtins.append(Builtin(ProgramStats(ps), ps.interval or cfg.interval))
+            except OtelbpfError as exc:
+                _log.error("program stats disabled", error=str(exc))
+
+    def close(self) -> None:
+        for prog in self.programs.values():
+            prog.close()
+        self.programs.clear()
+        for b in self.builtins:
+            b.source.close()
+        self.builtins = []
+        if hasattr(self, "exporter"):
+            self.exporter.shutdown()
+
+    # -- collection and export ------------------------------------------------------------------
+
+    def collect(self, now_ns: int | None = None, *, force_builtins: bool = False) -> list[MetricBatch]:
+        now_ns = now_ns or time.time_ns()
+        batches = []
+        for name, prog in self.programs.items():
+            metrics = prog.collect(now_ns)
+            for stream in prog.streams:
+                metrics.extend(stream.collect(now_ns))
+            batches.append(MetricBatch(f"{SCOPE}/{name}", tuple(metrics), __version__))
+        mono = time.monotonic()
+        for b in self.builtins:
+            if force_builtins or mono >= b.next_due:
+                b.next_due = mono + b.interval
+                try:
+                    batches.append(MetricBatch(f"{SCOPE}/{b.source.name}",
+                                               tuple(b.source.collect(now_ns)), __version__))
+                except Exception as exc:  # a builtin failing must not stop the export
+                    _log.error("builtin collection failed", builtin=b.source.name, error=str(exc))
+        own = attach_metric(list(self.programs.values()), self.failed, now_ns)
+        own += self.watchdog.collect(now_ns)
+        own += self.exporter.self_metrics(now_ns)
+        batches.append(MetricBatch(SCOPE, tuple(own), __version__))
+        return [b for b in batches if b.metrics]
+
+    def flush(self, *, final: bool = False) -> bool:
+        batches = self.collect(force_builtins=final)
+        token = None
+        if self.delta is not None:
+            batches, token = self.delta.convert(batches)
+        # Retries must end before the next interval: the next collection carries fresh totals.
+        outcome = self.exporter.export(self.resource, batches,
+                                       deadline=time.monotonic() + self.config.interval)
+        ok = outcome.success
+        if ok and token is not None:
+            self.delta.commit(token)
+        _log.debug("flushed", ok=ok, final=final,
+                   points=sum(len(m.points) for b in batches for m in b.metrics))
+        return ok
+
+    # -- reload -------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Apply a changed config, or keep everything as it is when the new one is bad."""
+        try:
+            new = load_agent_config(self.config_path)
+            configs, errors = read_program_configs(new)
+        except OtelbpfError as exc:
+            _log.error("reload rejected: config invalid, keeping the running set", error=str(exc))
+            return
+        if errors:
+            for name, err in errors.items():
+                _log.error("reload rejected: program config invalid, keeping the running set",
+                           program=name, error=str(err))
+            return
+        old = self.config
+        assert old is not None
+        if (new.export, new.resource, new.state) != (old.export, old.resource, old.state):
+            self.exporter.shutdown()
+            self._configure(new)
+        self.config = new
+        for name in sorted(set(self.programs) - set(configs)):
+            _log.info("program removed", program=name)
+            self.programs.pop(name).close()
+            self.digests.pop(name, None)
+            self.state.unpin_program(name)
+        self.failed = {}
+        for name, pcfg in configs.items():
+            digest = file_digest(pcfg.path, pcfg.object)
+            if name in self.programs and self.digests.get(name) == digest \
+                    and self.programs[name].config == pcfg:
+                continue
+            if name in self.programs:
+                # Close first: two versions attached at once would count events twice in the
+                # shared pinned maps; a few milliseconds without counting is the lesser harm.
+                _log.info("program changed, reloading", program=name)
+                self.programs.pop(name).close()
+            self._load_program(name, pcfg)
+        if (new.builtin, new.objects_dir, new.interval) != (old.builtin, old.objects_dir, old.interval):
+            self._start_builtins(new)
+        _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed))
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    def request_stop(self, *_args) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def request_reload(self, *_args) -> None:
+        self._reload = True
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def run(self, *, iterations: int | None = None, on_flush: Callable[[bool], None] | None = None) -> int:
+        """Flush every interval until stopped. Returns the process exit code."""
+        assert self.config is not None
+        next_flush = time.monotonic() + self.config.interval
+        done = 0
+        try:
+            while not self._stop:
+                self._wake.wait(max(0.0, next_flush - time.monotonic()))
+                self._wake.clear()
+                if self._reload:
+                    self._reload = False
+                    self.reload()
+                    next_flush = min(next_flush, time.monotonic() + self.config.interval)
+                if self._stop:
+                    break
+                if time.monotonic() >= next_flush:
+                    next_flush += self.config.interval
+                    # Skip ticks we missed (suspend, slow export) instead of flushing in a burst.
+                    if next_flush < time.monotonic():
+                        next_flush = time.monotonic() + self.config.interval
+                    ok = self._safe_flush()
+                    if on_flush:
+                        on_flush(ok)
+                    done += 1
+                    if iterations is not None and done >= iterations:
+                        break
+            self._safe_flush(final=True)
+        finally:
+            self.close()
+        _log.info("agent stopped")
+        return 0
+
+    def _safe_flush(self, *, final: bool = False) -> bool:
+        try:
+            return self.flush(final=final)
+        except Exception as exc:  # never let one bad interval kill a months-long process
+            _log.exception("flush failed", error=str(exc))
+            return False

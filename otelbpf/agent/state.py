@@ -1,0 +1,121 @@
+"""State that outlives the agent process: pinned aggregate maps and their series start times.
+
+Kernel maps that hold counters and histograms are pinned under ``pin_dir/PROGRAM/MAP`` so a
+restart or an upgrade reuses them and the kernel's counts continue. A cumulative series must keep
+its start time for as long as its map lives, so the start time of every pinned map is persisted in
+``state_dir/start_times.json`` next to a fingerprint of the map's layout. When the kernel layer
+reports that a pin was created or replaced (incompatible layout), the series starts anew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from otelbpf import log
+
+_log = log.get("otelbpf.state")
+
+START_TIMES_FILE = "start_times.json"
+
+
+@dataclass(frozen=True)
+class MapStart:
+    start_ns: int
+    reason: str  # "reused", "created", "replaced: ...", "unpinned"
+
+
+class AgentState:
+    """Owns ``pin_dir`` (may be None: pinning disabled) and ``state_dir``."""
+
+    def __init__(self, pin_dir: Path | None, state_dir: Path):
+        self.pin_dir = pin_dir
+        self.state_dir = state_dir
+        self._lock = threading.Lock()
+        self._starts: dict[str, dict] = self._read()
+
+    # -- pins -------------------------------------------------------------------------------
+
+    def pin_paths(self, program: str, map_names: set[str] | list[str]) -> dict[str, Path]:
+        if self.pin_dir is None:
+            return {}
+        base = self.pin_dir / program
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _log.warning(
+                "pinning disabled for program: cannot create pin directory",
+                program=program,
+                path=str(base),
+                error=str(exc),
+                fix="mount bpffs (mount -t bpf bpf /sys/fs/bpf) or set [state] pin_dir = \"\"",
+            )
+            return {}
+        return {name: base / name for name in sorted(map_names)}
+
+    def unpin_program(self, program: str) -> None:
+        """Remove a program's pins and start times: called when the program leaves the config."""
+        if self.pin_dir is not None:
+            base = self.pin_dir / program
+            if base.is_dir():
+                # Only ever our own directory: pin_dir/PROGRAM, never anything else on bpffs.
+                shutil.rmtree(base, ignore_errors=True)
+        with self._lock:
+            for key in [k for k in self._starts if k.startswith(program + "/")]:
+                del self._starts[key]
+            self._write()
+
+    # -- start times --------------------------------------------------------------------------
+
+    def map_start(self, program: str, map_name: str, pin_state: str | None, fingerprint: str,
+                  now_ns: int) -> MapStart:
+        """Start time for the series of one map.
+
+        ``pin_state`` is what the kernel layer did with the pin: "reused" keeps the persisted
+        start time (when the layout fingerprint matches); anything else starts the series now.
+        """
+        key = f"{program}/{map_name}"
+        with self._lock:
+            saved = self._starts.get(key)
+            if pin_state == "reused" and saved and saved.get("fingerprint") == fingerprint:
+                return MapStart(int(saved["start_ns"]), "reused")
+            if pin_state == "reused" and saved:
+                reason = "replaced: metric layout changed"
+            elif pin_state == "reused":
+                reason = "reused pin without a saved start time"
+            else:
+                reason = pin_state or "unpinned"
+            self._starts[key] = {"start_ns": now_ns, "fingerprint": fingerprint}
+            self._write()
+        return MapStart(now_ns, reason)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _read(self) -> dict[str, dict]:
+        path = self.state_dir / START_TIMES_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            _log.warning("ignoring unreadable state file; series start anew", path=str(path),
+                         error=str(exc))
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            # Write-then-rename so a kill -9 mid-write never leaves a torn file.
+            fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".start_times.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._starts, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.state_dir / START_TIMES_FILE)
+        except OSError as exc:
+            _log.warning("cannot persist start times; a restart will start new series",
+                         path=str(self.state_dir), error=str(exc))

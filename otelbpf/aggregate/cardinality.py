@@ -1,0 +1,149 @@
+"""Per-metric series limit: past it, new attribute sets fold into one overflow series.
+
+Like the OTel SDK's cardinality limit: a metric keeps at most ``limit`` series, the first
+``limit - 1`` distinct attribute sets it sees plus one series with attributes
+``{"otel.metric.overflow": true}`` that aggregates everything else (the overflow series counts
+toward the limit). Admitted sets are remembered across intervals — a cumulative series must not
+flap between its own identity and the overflow series — until `forget` (e.g. on program reload).
+
+Two entry points: `apply(metric)` for whole metrics built from maps (folded points are merged into
+the overflow point), and `route(metric_name, attributes_per_group)` for stream aggregators, which
+returns per group id either that id (admitted) or -1 (fold into your overflow group) so events can
+be remapped with one numpy gather before aggregation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from otelbpf.aggregate.delta import downscale_buckets
+from otelbpf.metrics.model import (Attributes, ExponentialHistogramPoint, HistogramPoint, Metric, NumberPoint,
+                                   Point)
+
+__all__ = ["CardinalityLimiter", "OVERFLOW_ATTRIBUTES", "merge_points"]
+
+OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
+
+
+class CardinalityLimiter:
+    """At most `limit` series per metric name (limit - 1 admitted attribute sets + the overflow series)."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"cardinality limit must be >= 1, got {limit}")
+        self.limit = limit
+        self._admitted: dict[str, set[Attributes]] = {}
+        self._folded: dict[str, int] = {}
+
+    def admit(self, metric: str, attributes: Attributes) -> bool:
+        """True when `attributes` has (or now gets) a series of its own."""
+        admitted = self._admitted.setdefault(metric, set())
+        if attributes in admitted:
+            return True
+        if len(admitted) < self.limit - 1:
+            admitted.add(attributes)
+            return True
+        return False
+
+    def admitted(self, metric: str) -> int:
+        return len(self._admitted.get(metric, ()))
+
+    def folded(self, metric: str) -> int:
+        """How many distinct attribute sets the last `apply`/`route` of this metric folded."""
+        return self._folded.get(metric, 0)
+
+    def forget(self, metric: str) -> None:
+        self._admitted.pop(metric, None)
+        self._folded.pop(metric, None)
+
+    def route(self, metric: str, attributes: Sequence[Attributes]) -> np.ndarray:
+        """Per group id g (attributes[g]): g if admitted, else -1 (overflow). int64 array."""
+        out = np.arange(len(attributes), dtype=np.int64)
+        folded = 0
+        for g, attrs in enumerate(attributes):
+            if not self.admit(metric, attrs):
+                out[g] = -1
+                folded += 1
+        self._folded[metric] = folded
+        return out
+
+    def remap(self, metric: str, group_ids: np.ndarray, attributes: Sequence[Attributes],
+              overflow_id: int) -> np.ndarray:
+        """Event group ids → admitted group ids, folded groups → `overflow_id`."""
+        routes = self.route(metric, attributes)
+        routes[routes < 0] = overflow_id
+        return routes[np.asarray(group_ids, dtype=np.intp)]
+
+    def apply(self, metric: Metric) -> Metric:
+        """The metric with points beyond the limit merged into one overflow point."""
+        kept: list[Point] = []
+        overflow: Point | None = None
+        folded = 0
+        for point in metric.points:
+            if self.admit(metric.name, point.attributes):
+                kept.append(point)
+                continue
+            folded += 1
+            point = replace(point, attributes=OVERFLOW_ATTRIBUTES)
+            overflow = point if overflow is None else merge_points(overflow, point)
+        self._folded[metric.name] = folded
+        if overflow is None:
+            return metric
+        return replace(metric, points=tuple(kept) + (overflow,))
+
+
+def _add_buckets(a_off: int, a: np.ndarray, b_off: int, b: np.ndarray) -> tuple[int, tuple[int, ...]]:
+    if a.size == 0:
+        return (b_off, tuple(b.tolist())) if b.size else (0, ())
+    if b.size == 0:
+        return a_off, tuple(a.tolist())
+    lo = min(a_off, b_off)
+    out = np.zeros(max(a_off + a.size, b_off + b.size) - lo, dtype=np.int64)
+    out[a_off - lo:a_off - lo + a.size] += a
+    out[b_off - lo:b_off - lo + b.size] += b
+    return lo, tuple(out.tolist())
+
+
+def _min(a, b):
+    return None if a is None or b is None else min(a, b)
+
+
+def _max(a, b):
+    return None if a is None or b is None else max(a, b)
+
+
+def merge_points(a: Point, b: Point) -> Point:
+    """The point of the union of two series' observations (a's attributes, widest time range).
+
+    Explicit histograms must share bounds; exponential histograms are merged at the coarser scale
+    (not re-limited to a max_size).
+    """
+    start, time = min(a.start_time_ns, b.start_time_ns), max(a.time_ns, b.time_ns)
+    if isinstance(a, NumberPoint) and isinstance(b, NumberPoint):
+        return NumberPoint(a.attributes, a.value + b.value, time, start)
+    if isinstance(a, HistogramPoint) and isinstance(b, HistogramPoint):
+        if a.bounds != b.bounds:
+            raise ValueError("cannot merge explicit histograms with different bounds")
+        counts = tuple(x + y for x, y in zip(a.bucket_counts, b.bucket_counts))
+        return HistogramPoint(a.attributes, start, time, a.count + b.count, a.sum + b.sum, a.bounds, counts,
+                              _min(a.min, b.min), _max(a.max, b.max))
+    if isinstance(a, ExponentialHistogramPoint) and isinstance(b, ExponentialHistogramPoint):
+        scale = min(a.scale, b.scale)
+        sides = []
+        for a_off, a_counts, b_off, b_counts in ((a.positive_offset, a.positive_counts, b.positive_offset,
+                                                  b.positive_counts),
+                                                 (a.negative_offset, a.negative_counts, b.negative_offset,
+                                                  b.negative_counts)):
+            ao, aa = downscale_buckets(a_off, a_counts, a.scale - scale)
+            bo, bb = downscale_buckets(b_off, b_counts, b.scale - scale)
+            sides.append(_add_buckets(ao, aa, bo, bb))
+        (pos_off, pos), (neg_off, neg) = sides
+        return ExponentialHistogramPoint(
+            attributes=a.attributes, start_time_ns=start, time_ns=time, count=a.count + b.count,
+            sum=a.sum + b.sum, scale=scale, zero_count=a.zero_count + b.zero_count, positive_offset=pos_off,
+            positive_counts=pos, negative_offset=neg_off, negative_counts=neg,
+            zero_threshold=max(a.zero_threshold, b.zero_threshold), min=_min(a.min, b.min), max=_max(a.max, b.max))
+    raise TypeError(f"cannot merge {type(a).__name__} with {type(b).__name__}")

@@ -1,0 +1,628 @@
+"""Program config: one ``NAME.toml`` per BPF object, describing which maps become which metrics.
+
+Key names and concepts follow cloudflare/ebpf_exporter (counters, histograms, labels with
+size/padding and decoder chains, bucket_type/bucket_min/bucket_max) so existing configs translate
+almost line by line; ``streams`` (ring buffer / perf buffer records aggregated in user space) and
+``per_cpu`` are otelbpf additions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from otelbpf.config.tables import (ErrorList, Table, describe, did_you_mean, entry_name, freeze,
+                                   parse_toml, read_toml)
+
+# Instances are frozen; every sequence is a tuple and every mapping read-only, so a loaded config
+# can be shared between threads and compared against a reloaded one with ==.
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """One step of a label's decoder chain: ``{ name = "static_map", static_map = {...} }``.
+
+    ``options`` holds every key of the table besides ``name``.
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """A slice of a map key: ``size`` bytes decoded into a label, then ``padding`` bytes skipped."""
+
+    name: str
+    size: int
+    padding: int = 0
+    decoders: tuple[DecoderConfig, ...] = ()
+
+
+PER_CPU_MODES = ("sum", "label")
+
+
+@dataclass(frozen=True)
+class CounterConfig:
+    """A map whose u64 values are monotonic counts, one series per decoded key."""
+
+    name: str
+    help: str
+    unit: str
+    map: str
+    labels: tuple[LabelConfig, ...]
+    per_cpu: str = "sum"
+    entry: str = ""
+
+
+BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
+
+
+@dataclass(frozen=True)
+class HistogramConfig:
+    """A map of histogram slots; the last label of the key is the slot number."""
+
+    name: str
+    help: str
+    unit: str
+    map: str
+    labels: tuple[LabelConfig, ...]
+    bucket_type: str
+    bucket_min: int = 0
+    bucket_max: int = 0
+    bucket_keys: tuple[int, ...] = ()
+    bucket_multiplier: float = 1.0
+    per_cpu: str = "sum"
+    entry: str = ""
+
+    @property
+    def bucket_label(self) -> LabelConfig:
+        return self.labels[-1]
+
+    @property
+    def series_labels(self) -> tuple[LabelConfig, ...]:
+        """Labels that identify a series (every label but the bucket)."""
+        return self.labels[:-1]
+
+
+_SCALAR_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "s8": 1, "s16": 2, "s32": 4, "s64": 8}
+_ARRAY_TYPE = re.compile(r"(char|u8)\[([0-9]{1,5})\]")
+MAX_ARRAY_LENGTH = 65536
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A parsed stream field type: ``kind`` is "uint", "int", "char" (text) or "bytes"."""
+
+    kind: str
+    size: int
+    alignment: int
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("uint", "int")
+
+
+def parse_field_type(text: str) -> FieldType:
+    """``"u32"`` → FieldType("uint", 4, 4); ``"char[16]"`` → FieldType("char", 16, 1).
+
+    Raises ValueError for anything else (including zero-length arrays).
+    """
+    if text in _SCALAR_SIZES:
+        size = _SCALAR_SIZES[text]
+        return FieldType("uint" if text[0] == "u" else "int", size, size)
+    match = _ARRAY_TYPE.fullmatch(text)
+    if match and 0 < int(match.group(2)) <= MAX_ARRAY_LENGTH:
+        return FieldType("char" if match.group(1) == "char" else "bytes", int(match.group(2)), 1)
+    raise ValueError(f"unknown field type {text!r}")
+
+
+FIELD_TYPE_NAMES = tuple(_SCALAR_SIZES) + ("char[N]", "u8[N]")
+
+
+@dataclass(frozen=True)
+class StreamFieldConfig:
+    """One field of a stream record.
+
+    ``offset`` is the byte offset in the record. Configs may leave it out; the loader then places
+    the field like a C compiler would (after the previous field, aligned to its natural
+    alignment), so after loading ``offset`` is always an int.
+    """
+
+    name: str
+    type: str
+    offset: int | None = None
+
+    @property
+    def field_type(self) -> FieldType:
+        return parse_field_type(self.type)
+
+    @property
+    def size(self) -> int:
+        return self.field_type.size
+
+    @property
+    def end(self) -> int:
+        return (self.offset or 0) + self.size
+
+
+@dataclass(frozen=True)
+class StreamLabelConfig:
+    """A label taken from a record field; ``name`` defaults to the field name."""
+
+    field: str
+    name: str
+    decoders: tuple[DecoderConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamCounterConfig:
+    """Counts records per label set, or sums the numeric field ``value`` when set."""
+
+    name: str
+    help: str
+    unit: str
+    value: str | None = None
+    labels: tuple[StreamLabelConfig, ...] = ()
+    entry: str = ""
+
+
+@dataclass(frozen=True)
+class StreamHistogramConfig:
+    """An exponential histogram of the numeric field ``value`` per label set."""
+
+    name: str
+    help: str
+    unit: str
+    value: str
+    scale: int = 20
+    max_size: int = 160
+    labels: tuple[StreamLabelConfig, ...] = ()
+    entry: str = ""
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Records from a RINGBUF or PERF_EVENT_ARRAY map, aggregated in user space.
+
+    ``sample_rate`` is either a number (each record stands for that many events) or the name of a
+    numeric record field carrying the rate per record.
+    """
+
+    map: str
+    fields: tuple[StreamFieldConfig, ...]
+    sample_rate: float | str = 1
+    cardinality_limit: int | None = None
+    counters: tuple[StreamCounterConfig, ...] = ()
+    histograms: tuple[StreamHistogramConfig, ...] = ()
+    entry: str = ""
+
+    def field(self, name: str) -> StreamFieldConfig:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def layout_end(self) -> int:
+        """Bytes of a record the fields span (end of the furthest field)."""
+        return max((f.end for f in self.fields), default=0)
+
+    @property
+    def record_size(self) -> int:
+        """Size of the record as a C struct with these fields: ``layout_end`` rounded up to the
+        largest field alignment. A record shorter than ``layout_end`` cannot be decoded."""
+        align = max((f.field_type.alignment for f in self.fields), default=1)
+        return -(-self.layout_end // align) * align
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    """Everything one ``NAME.toml`` says about ``NAME.bpf.o``."""
+
+    name: str
+    path: Path
+    object: Path
+    parameters: Mapping[str, int | bool | str]
+    counters: tuple[CounterConfig, ...] = ()
+    histograms: tuple[HistogramConfig, ...] = ()
+    streams: tuple[StreamConfig, ...] = ()
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        """Every map name the config reads, in config order, without duplicates."""
+        names = [m.map for m in self.counters] + [m.map for m in self.histograms]
+        names += [s.map for s in self.streams]
+        return tuple(dict.fromkeys(names))
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# OpenTelemetry instrument name syntax (API spec, "Instrument name syntax").
+_METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,254}")
+_BUCKET_LABEL_SIZES = (1, 2, 4, 8)
+MIN_SCALE, MAX_SCALE = -10, 20
+# Bounds that keep every bucket bound and scaled count a finite float.
+MAX_MULTIPLIER = 1e15
+MAX_SAMPLE_RATE = 1e12
+
+
+def load_program_config(path: Path, objects_dir: Path) -> ProgramConfig:
+    """Read and statically check ``path`` (``NAME.toml``); raises ``ConfigErrors`` listing every
+    problem found. Checks against the object's maps happen later, in ``validate``."""
+    path = Path(path)
+    return parse_program_config(read_toml(path), path, Path(objects_dir))
+
+
+def parse_program_config(data: Mapping[str, Any] | bytes | str, path: Path,
+                         objects_dir: Path) -> ProgramConfig:
+    """Like ``load_program_config`` for TOML text (or an already parsed table)."""
+    if not isinstance(data, Mapping):
+        data = parse_toml(data, path)
+    errors = ErrorList(path)
+    config = _ProgramReader(Table(data, errors, ""), path, objects_dir).read()
+    errors.raise_if_any()
+    return config
+
+
+class _ProgramReader:
+    def __init__(self, root: Table, path: Path, objects_dir: Path):
+        self.root = root
+        self.path = path
+        self.objects_dir = objects_dir
+        self.metric_entries: dict[str, str] = {}
+
+    def read(self) -> ProgramConfig:
+        root = self.root
+        name = self.path.name.removesuffix(".toml")
+        object_path = self.objects_dir / f"{name}.bpf.o"
+        object_text = root.string("object", "", non_empty=root.has("object"))
+        if object_text:
+            object_path = self.objects_dir / object_text  # absolute paths stay absolute
+        parameters = self.parameters(root.table("parameters", entry="parameters"))
+        counters = tuple(self.counter(t) for t in root.tables("counters", _entry("counters")))
+        histograms = tuple(self.histogram(t)
+                           for t in root.tables("histograms", _entry("histograms")))
+        streams = tuple(self.stream(t) for t in root.tables("streams", _entry("streams", "map")))
+        root.finish()
+        if not (counters or histograms or streams):
+            root.error(None, "defines no metrics",
+                       "add a [[counters]], [[histograms]] or [[streams]] entry")
+        self.check_maps_used_once(counters, histograms, streams)
+        return ProgramConfig(name, self.path, object_path, MappingProxyType(parameters),
+                             counters, histograms, streams)
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def parameters(self, table: Table) -> dict[str, int | bool | str]:
+        out: dict[str, int | bool | str] = {}
+        for key in table.data:
+            value = table.raw(key)
+            if not _IDENTIFIER.fullmatch(key):
+                table.error(key, "is not a C identifier",
+                            "use the name of a const volatile global in the BPF program")
+            elif not isinstance(value, (int, bool, str)):
+                table.error(key, f"expected an integer, boolean or string, got {describe(value)}")
+            else:
+                out[key] = value
+        return out
+
+    # -- metrics shared parts -----------------------------------------------------------------
+
+    def metric_head(self, t: Table) -> tuple[str, str, str]:
+        name = t.string("name", non_empty=True)
+        if name and not _METRIC_NAME.fullmatch(name):
+            t.error("name", f'"{name}" is not a valid OpenTelemetry metric name',
+                    "start with a letter, then letters, digits, '_', '.', '-' or '/' "
+                    "(at most 255 characters), e.g. \"bio.latency\"")
+        elif name in self.metric_entries:
+            t.error("name", f'"{name}" is already used by {self.metric_entries[name]}',
+                    "give every metric of a program its own name")
+        elif name:
+            self.metric_entries[name] = t.entry
+        if t.has("help") and t.has("description"):
+            t.error("description", "help and description are the same setting", "keep only one")
+        help_text = t.string("help", "") if t.has("help") else t.string("description", "")
+        unit = t.string("unit", "")
+        if len(unit) > 63 or not unit.isascii():
+            t.error("unit", "must be ASCII and at most 63 characters",
+                    'use a UCUM unit such as "ns", "By" or "{call}"')
+            unit = ""
+        return name, help_text, unit
+
+    def map_name(self, t: Table, default: str) -> str:
+        if t.has("map"):
+            name = t.string("map", "", non_empty=True)
+        else:
+            name = default
+            if default and not _IDENTIFIER.fullmatch(default):
+                t.error("map", f'defaults to the metric name "{default}", which is not a map name',
+                        'name the map: map = "..."')
+                return ""
+        if name and not _IDENTIFIER.fullmatch(name):
+            t.error("map", f'"{name}" is not a valid map name', "use the map's C identifier")
+        return name
+
+    def decoders(self, t: Table) -> tuple[DecoderConfig, ...]:
+        from otelbpf import decoders as registry  # the registry imports this module
+
+        out = []
+        for d in t.tables("decoders", _entry(f"{t.entry}.decoders")):
+            name = d.string("name", non_empty=True)
+            options = {k: freeze(d.raw(k)) for k in d.data if k != "name"}
+            config = DecoderConfig(name, MappingProxyType(options))
+            if not name:
+                continue
+            if name not in registry.names():
+                d.error("name", registry.unknown_decoder_message(name).split(" (")[0],
+                        (did_you_mean(name, registry.names())
+                         or "known decoders: " + ", ".join(registry.names())))
+                continue
+            try:
+                registry.build(config)
+            except ValueError as exc:
+                d.error(None, str(exc), f'see the "{name}" decoder in docs/configuration.md')
+                continue
+            out.append(config)
+        return tuple(out)
+
+    def per_cpu(self, t: Table) -> str:
+        return t.string("per_cpu", "sum", choices=PER_CPU_MODES)
+
+    def map_labels(self, t: Table, *, bucket: bool) -> tuple[LabelConfig, ...]:
+        tables = t.tables("labels", _entry(f"{t.entry}.labels"), required=bucket)
+        labels = []
+        seen: set[str] = set()
+        for i, lt in enumerate(tables):
+            is_bucket = bucket and i == len(tables) - 1
+            name = lt.string("name", non_empty=True)
+            if name in seen:
+                lt.error("name", f'label "{name}" appears twice', "rename one of them")
+            seen.add(name)
+            size = lt.integer("size", min=1, max=1 << 16)
+            padding = lt.integer("padding", 0, min=0, max=1 << 16)
+            chain = self.decoders(lt)
+            if is_bucket:
+                self.check_bucket_label(lt, size, chain)
+            elif not chain and lt.raw("decoders", []) == []:
+                lt.error("decoders", "is required for a label",
+                         'add decoders = [{ name = "uint" }] (or "string", "hex", ...)')
+            lt.finish(("name", "size", "padding", "decoders"))
+            labels.append(LabelConfig(name, size, padding, chain))
+        return tuple(labels)
+
+    def check_bucket_label(self, lt: Table, size: int, chain: tuple[DecoderConfig, ...]) -> None:
+        if size not in _BUCKET_LABEL_SIZES:
+            lt.error("size", f"the bucket label (the last label) is {size} bytes",
+                     "make the bucket slot a u8, u16, u32 or u64 (size 1, 2, 4 or 8)")
+        if any(d.name != "uint" for d in chain):
+            lt.error("decoders", "the bucket label (the last label) is read as a number",
+                     'use decoders = [{ name = "uint" }] or leave decoders out')
+
+    # -- counters and histograms --------------------------------------------------------------
+
+    def counter(self, t: Table) -> CounterConfig:
+        name, help_text, unit = self.metric_head(t)
+        map_name = self.map_name(t, name)
+        per_cpu = self.per_cpu(t)
+        labels = self.map_labels(t, bucket=False)
+        self.check_cpu_label(t, per_cpu, labels)
+        t.finish(("help", "description"))
+        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry)
+
+    def check_cpu_label(self, t: Table, per_cpu: str, labels: tuple[LabelConfig, ...]) -> None:
+        if per_cpu == "label" and any(label.name == "cpu" for label in labels):
+            t.error("per_cpu", '"label" adds a label named "cpu", which the key already has',
+                    'rename the key label or use per_cpu = "sum"')
+
+    def histogram(self, t: Table) -> HistogramConfig:
+        name, help_text, unit = self.metric_head(t)
+        map_name = self.map_name(t, name)
+        bucket_type = t.string("bucket_type", choices=BUCKET_TYPES)
+        fixed = bucket_type == "fixed"
+        bucket_min = bucket_max = 0
+        bucket_keys: tuple[int, ...] = ()
+        if fixed:
+            for key in ("bucket_min", "bucket_max"):
+                if t.has(key):
+                    t.raw(key)
+                    t.error(key, 'is not used by bucket_type "fixed"', "use bucket_keys instead")
+            bucket_keys = self.bucket_keys(t)
+        else:
+            if t.has("bucket_keys"):
+                t.raw("bucket_keys")
+                t.error("bucket_keys", f'is only used by bucket_type "fixed", not "{bucket_type}"',
+                        "use bucket_min and bucket_max instead")
+            bucket_min = t.integer("bucket_min", 0, min=0, max=255)
+            bucket_max = t.integer("bucket_max", min=0, max=255)
+            if bucket_min > bucket_max:
+                t.error("bucket_min", f"bucket_min {bucket_min} is above bucket_max {bucket_max}",
+                        "make bucket_min <= bucket_max")
+        multiplier = t.number("bucket_multiplier", 1.0, min=0, max=MAX_MULTIPLIER,
+                              min_exclusive=True)
+        per_cpu = self.per_cpu(t)
+        labels = self.map_labels(t, bucket=True)
+        if labels:
+            self.check_cpu_label(t, per_cpu, labels[:-1])
+            size = labels[-1].size
+            slots = len(bucket_keys) if fixed else bucket_max + 1
+            # The sum of observed values sits in the slot after the last bucket.
+            if size in _BUCKET_LABEL_SIZES and slots >= 1 << (8 * size):
+                t.error("labels", f"the {size}-byte bucket label cannot hold slot {slots} "
+                        "(the slot after the last bucket holds the sum)",
+                        "make the bucket label wider")
+        elif t.raw("labels") == []:
+            t.error("labels", "a histogram needs at least the bucket label (the last label)",
+                    'add labels = [{ name = "bucket", size = 4 }]')
+        t.finish(("help", "description"))
+        return HistogramConfig(name, help_text, unit, map_name, labels, bucket_type, bucket_min,
+                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry)
+
+    def bucket_keys(self, t: Table) -> tuple[int, ...]:
+        found = t.has("bucket_keys")
+        value = t.raw("bucket_keys")
+        if not found or not isinstance(value, list) or not value:
+            t.error("bucket_keys", 'bucket_type "fixed" needs a non-empty array of integers',
+                    "add bucket_keys = [1, 10, 100]")
+            return ()
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
+            t.error("bucket_keys", "must hold integers only", "write bucket_keys = [1, 10, 100]")
+            return ()
+        for i in range(1, len(value)):
+            if value[i] <= value[i - 1]:
+                t.error(f"bucket_keys[{i}]", f"{value[i]} does not increase over {value[i - 1]}",
+                        "list the bucket upper bounds in strictly increasing order")
+                return ()
+        return tuple(value)
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def stream(self, t: Table) -> StreamConfig:
+        map_name = t.string("map", non_empty=True)
+        if map_name and not _IDENTIFIER.fullmatch(map_name):
+            t.error("map", f'"{map_name}" is not a valid map name', "use the map's C identifier")
+        fields = self.stream_fields(t)
+        by_name = {f.name: f for f in fields}
+        sample_rate: float | str = 1.0
+        raw_rate = t.raw("sample_rate", 1)
+        if isinstance(raw_rate, str):
+            sample_rate = raw_rate
+            self.check_numeric_field(t, "sample_rate", raw_rate, by_name)
+        else:
+            sample_rate = t.number("sample_rate", 1.0, min=0, max=MAX_SAMPLE_RATE,
+                                   min_exclusive=True)
+        limit = t.integer("cardinality_limit", None, min=1) if t.has("cardinality_limit") else None
+        counters = tuple(self.stream_counter(c, by_name)
+                         for c in t.tables("counters", _entry(f"{t.entry}.counters")))
+        histograms = tuple(self.stream_histogram(h, by_name)
+                           for h in t.tables("histograms", _entry(f"{t.entry}.histograms")))
+        if not (counters or histograms):
+            t.error(None, "defines no metrics",
+                    "add a [[streams.counters]] or [[streams.histograms]]")
+        t.finish()
+        return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry)
+
+    def stream_fields(self, t: Table) -> tuple[StreamFieldConfig, ...]:
+        fields: list[StreamFieldConfig] = []
+        end = 0
+        for ft in t.tables("fields", _entry(f"{t.entry}.fields"), required=True):
+            name = ft.string("name", non_empty=True)
+            if name and not _IDENTIFIER.fullmatch(name):
+                ft.error("name", f'"{name}" is not an identifier', "use the C member name")
+            if any(f.name == name for f in fields):
+                ft.error("name", f'field "{name}" appears twice', "rename one of them")
+            type_text = ft.string("type")
+            try:
+                field_type = parse_field_type(type_text)
+            except ValueError:
+                ft.error("type", f'"{type_text}" is not a known field type',
+                         "use u8, u16, u32, u64, s8, s16, s32, s64, char[N] or u8[N]")
+                ft.finish(("offset",))
+                continue
+            if ft.has("offset"):
+                offset = ft.integer("offset", min=0, max=1 << 24)
+            else:
+                offset = -(-end // field_type.alignment) * field_type.alignment
+            ft.finish()
+            for other in fields:
+                other_start = other.offset or 0
+                if offset < other.end and other_start < offset + field_type.size:
+                    ft.error("offset", f"bytes {offset}..{offset + field_type.size - 1} overlap "
+                             f'field "{other.name}" (bytes {other_start}..{other.end - 1})',
+                             "fix the offsets to match the C struct")
+                    break
+            fields.append(StreamFieldConfig(name, type_text, offset))
+            end = offset + field_type.size
+        if not fields and t.has("fields"):
+            t.error("fields", "is empty",
+                    'describe the record: fields = [{ name = "pid", type = "u32" }]')
+        return tuple(fields)
+
+    def check_numeric_field(self, t: Table, key: str, name: str,
+                            by_name: Mapping[str, StreamFieldConfig]) -> bool:
+        f = by_name.get(name)
+        if f is None:
+            t.error(key, f'no field "{name}" in this stream',
+                    did_you_mean(name, by_name) or "add it to the stream's fields")
+            return False
+        if not f.field_type.numeric:
+            t.error(key, f'field "{name}" is {f.type}, not a number',
+                    "use an integer field (u8..u64, s8..s64)")
+            return False
+        return True
+
+    def stream_labels(self, t: Table, by_name: Mapping[str, StreamFieldConfig]
+                      ) -> tuple[StreamLabelConfig, ...]:
+        labels = []
+        seen: set[str] = set()
+        for lt in t.tables("labels", _entry(f"{t.entry}.labels", "field")):
+            field_name = lt.string("field", non_empty=True)
+            name = lt.string("name", field_name, non_empty=True)
+            chain = self.decoders(lt)
+            lt.finish()
+            f = by_name.get(field_name)
+            if field_name and f is None:
+                lt.error("field", f'no field "{field_name}" in this stream',
+                         did_you_mean(field_name, by_name) or "add it to the stream's fields")
+                continue
+            if name in seen:
+                lt.error("name", f'label "{name}" appears twice', 'rename one with name = "..."')
+            seen.add(name)
+            if f is not None and not chain:
+                chain = default_decoders(f.field_type)
+            labels.append(StreamLabelConfig(field_name, name, chain))
+        return tuple(labels)
+
+    def stream_counter(self, t: Table, by_name: Mapping[str, StreamFieldConfig]
+                       ) -> StreamCounterConfig:
+        name, help_text, unit = self.metric_head(t)
+        value = None
+        if t.has("value"):
+            value = t.string("value", None)
+            if value is not None and not self.check_numeric_field(t, "value", value, by_name):
+                value = None
+        labels = self.stream_labels(t, by_name)
+        t.finish(("help", "description"))
+        return StreamCounterConfig(name, help_text, unit, value, labels, t.entry)
+
+    def stream_histogram(self, t: Table, by_name: Mapping[str, StreamFieldConfig]
+                         ) -> StreamHistogramConfig:
+        name, help_text, unit = self.metric_head(t)
+        value = t.string("value", non_empty=True)
+        if value:
+            self.check_numeric_field(t, "value", value, by_name)
+        scale = t.integer("scale", 20, min=MIN_SCALE, max=MAX_SCALE)
+        max_size = t.integer("max_size", 160, min=2, max=1 << 14)
+        labels = self.stream_labels(t, by_name)
+        t.finish(("help", "description"))
+        return StreamHistogramConfig(name, help_text, unit, value, scale, max_size, labels, t.entry)
+
+    # -- whole program ------------------------------------------------------------------------
+
+    def check_maps_used_once(self, counters, histograms, streams) -> None:
+        """A stream map has one reader; it cannot also feed another stream or a map metric."""
+        users: dict[str, str] = {}
+        for m in (*counters, *histograms):
+            users.setdefault(m.map, m.entry)
+        for s in streams:
+            if s.map and s.map in users:
+                self.root.errors.add(s.entry, "map",
+                                     f'map "{s.map}" is already read by {users[s.map]}',
+                                     "each ring/perf buffer map can feed one [[streams]] entry")
+            users[s.map] = s.entry
+
+
+def default_decoders(field_type: FieldType) -> tuple[DecoderConfig, ...]:
+    """The chain a stream label gets without ``decoders``: numbers as decimal, text up to the
+    NUL, byte arrays as hex."""
+    name = {"uint": "uint", "int": "int", "char": "string", "bytes": "hex"}[field_type.kind]
+    return (DecoderConfig(name, MappingProxyType({})),)
+
+
+def _entry(section: str, key: str = "name"):
+    return lambda index, item: entry_name(section, index, item, key)

@@ -1,0 +1,126 @@
+"""Checks of a program config against the maps its BPF object really declares.
+
+Run after the object is opened (map types and sizes come from its BTF/ELF) and before metrics
+are read, so that a key layout that does not match the C struct is reported with numbers and a
+fix instead of producing garbage labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from otelbpf.config.program import HistogramConfig, LabelConfig, ProgramConfig
+from otelbpf.config.tables import did_you_mean
+from otelbpf.errors import ConfigError
+
+# Kernel map type numbers (enum bpf_map_type in include/uapi/linux/bpf.h).
+HASH, ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY = 1, 2, 4, 5, 6
+LRU_HASH, LRU_PERCPU_HASH, RINGBUF = 9, 10, 27
+
+MAP_TYPE_NAMES = {
+    HASH: "HASH", ARRAY: "ARRAY", PERF_EVENT_ARRAY: "PERF_EVENT_ARRAY", PERCPU_HASH: "PERCPU_HASH",
+    PERCPU_ARRAY: "PERCPU_ARRAY", LRU_HASH: "LRU_HASH", LRU_PERCPU_HASH: "LRU_PERCPU_HASH",
+    RINGBUF: "RINGBUF",
+}
+AGGREGATE_MAP_TYPES = frozenset({HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH})
+PER_CPU_MAP_TYPES = frozenset({PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH})
+STREAM_MAP_TYPES = frozenset({RINGBUF, PERF_EVENT_ARRAY})
+ARRAY_MAP_TYPES = frozenset({ARRAY, PERCPU_ARRAY})
+
+RINGBUF_RECORD_HEADER = 8  # struct bpf_ringbuf_hdr precedes every record
+
+
+class MapLike(Protocol):
+    name: str
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+
+
+def type_name(map_type: int) -> str:
+    return MAP_TYPE_NAMES.get(int(map_type), f"type {int(map_type)}")
+
+
+def _names(types: frozenset[int]) -> str:
+    return ", ".join(sorted(MAP_TYPE_NAMES[t] for t in types))
+
+
+def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> list[ConfigError]:
+    """Every mismatch between ``cfg`` and the object's ``maps``; an empty list means usable."""
+    errors: list[ConfigError] = []
+
+    def error(entry: str, field: str, message: str, fix: str) -> None:
+        errors.append(ConfigError(cfg.path, entry, field, message, fix))
+
+    def find(entry: str, name: str) -> MapLike | None:
+        bpf_map = maps.get(name)
+        if bpf_map is None:
+            hint = did_you_mean(name, maps)
+            known = ", ".join(sorted(maps)) or "none"
+            error(entry, "map", f'{cfg.object.name} has no map "{name}" (its maps: {known})',
+                  hint or "set map to one of the object's maps")
+        return bpf_map
+
+    for metric in (*cfg.counters, *cfg.histograms):
+        bpf_map = find(metric.entry, metric.map)
+        if bpf_map is None:
+            continue
+        kind = int(bpf_map.type)
+        if kind not in AGGREGATE_MAP_TYPES:
+            error(metric.entry, "map", f'map "{metric.map}" is {type_name(kind)}',
+                  f"counters and histograms read {_names(AGGREGATE_MAP_TYPES)} maps"
+                  + ("; use [[streams]] for ring/perf buffers" if kind in STREAM_MAP_TYPES else ""))
+            continue
+        if bpf_map.value_size != 8:
+            error(metric.entry, "map", f'map "{metric.map}" has {bpf_map.value_size}-byte values',
+                  "declare the map's value as __u64 (8 bytes)")
+        _check_key(metric.entry, metric.map, metric.labels, bpf_map, error)
+        if metric.per_cpu == "label" and kind not in PER_CPU_MAP_TYPES:
+            error(metric.entry, "per_cpu", f'"label" needs a per-CPU map; "{metric.map}" is '
+                  f"{type_name(kind)}", 'remove per_cpu or make the map PERCPU_HASH/PERCPU_ARRAY')
+        # An array keyed by the bucket alone must have room for every slot and the sum slot.
+        if (isinstance(metric, HistogramConfig) and kind in ARRAY_MAP_TYPES
+                and len(metric.labels) == 1):
+            slots = (len(metric.bucket_keys) if metric.bucket_type == "fixed"
+                     else metric.bucket_max + 1)
+            if bpf_map.max_entries < slots + 1:
+                error(metric.entry, "map",
+                      f'array "{metric.map}" has {bpf_map.max_entries} entries, '
+                      f"but {slots} buckets plus the sum slot need {slots + 1}",
+                      f"set max_entries to {slots + 1} or lower bucket_max")
+
+    for stream in cfg.streams:
+        bpf_map = find(stream.entry, stream.map)
+        if bpf_map is None:
+            continue
+        kind = int(bpf_map.type)
+        if kind not in STREAM_MAP_TYPES:
+            error(stream.entry, "map", f'map "{stream.map}" is {type_name(kind)}',
+                  "streams read RINGBUF or PERF_EVENT_ARRAY maps; use [[counters]] or "
+                  "[[histograms]] for the others")
+            continue
+        if kind == RINGBUF and stream.record_size + RINGBUF_RECORD_HEADER > bpf_map.max_entries:
+            error(stream.entry, "fields", f"a {stream.record_size}-byte record does not fit in "
+                  f'ring buffer "{stream.map}" ({bpf_map.max_entries} bytes)',
+                  "check the field offsets, or enlarge the ring buffer's max_entries")
+    return errors
+
+
+def _check_key(entry: str, map_name: str, labels: Sequence[LabelConfig], bpf_map: MapLike,
+               error) -> None:
+    covered = sum(label.size + label.padding for label in labels)
+    if covered == bpf_map.key_size:
+        return
+    parts = " + ".join(f"{label.name} {label.size}"
+                       + (f"+{label.padding} padding" if label.padding else "")
+                       for label in labels) or "no labels"
+    diff = bpf_map.key_size - covered
+    if diff > 0:
+        fix = (f"add {diff} bytes: widen a label or add padding (the C compiler pads structs to "
+               "their alignment)")
+    else:
+        fix = f"remove {-diff} bytes from the labels' size/padding, or check the key struct"
+    error(entry, "labels", f'labels cover {covered} bytes ({parts}), but map "{map_name}" has '
+          f"{bpf_map.key_size}-byte keys", fix)

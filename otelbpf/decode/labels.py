@@ -1,0 +1,141 @@
+"""Raw map keys and record fields → label values, through each label's decoder chain.
+
+The same keys come back every interval, and some decoders are costly (kallsyms lookups, cgroup
+walks), so decoded label sets are cached per raw key in a bounded LRU. Keys whose chain drops
+the series are cached too (as ``None``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from otelbpf import decoders
+from otelbpf.config.program import DecoderConfig, LabelConfig
+
+# Chains with decoders whose answer can change (interface names, cgroup paths, devices) have
+# their cached values dropped this often, so a renamed or newly created object shows up.
+DEFAULT_REFRESH_SECONDS = 60.0
+
+
+class LabelCache:
+    """A bounded LRU of raw bytes → decoded value; ``maxsize = 0`` disables caching.
+
+    With ``refresh_seconds``, the whole cache is dropped that often. Not thread-safe: each
+    reader owns its decoders.
+    """
+
+    def __init__(self, maxsize: int, refresh_seconds: float | None = None):
+        self.maxsize = maxsize
+        self.refresh_seconds = refresh_seconds
+        self.entries: OrderedDict[bytes, object] = OrderedDict()
+        self._cleared = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: bytes, default: object) -> object:
+        if self.refresh_seconds is not None:
+            self.expire()
+        value = self.entries.get(key, default)
+        if value is not default:
+            self.entries.move_to_end(key)
+        return value
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        if now - self._cleared >= self.refresh_seconds:  # type: ignore[operator]
+            self.entries.clear()
+            self._cleared = now
+
+    def put(self, key: bytes, value: object) -> None:
+        if self.maxsize <= 0:
+            return
+        self.entries[key] = value
+        if len(self.entries) > self.maxsize:
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+_MISSING = object()
+
+
+class KeyDecoder:
+    """Decodes map keys laid out as the config's labels: ``size`` bytes each, then ``padding``.
+
+    ``decode(key: bytes)`` returns one string per label, or None when a decoder dropped the
+    series or the key is shorter than ``key_size``. Only the first ``key_size`` bytes are read,
+    so a histogram's series labels can be decoded from a whole key
+    (``KeyDecoder(cfg.series_labels)``), though passing ``key[:key_size]`` keeps one cache entry
+    per series instead of one per bucket. ``offsets`` gives each label's byte offset in the key.
+    """
+
+    def __init__(self, labels: Sequence[LabelConfig], cache_size: int = 100_000,
+                 refresh_seconds: float = DEFAULT_REFRESH_SECONDS):
+        self.labels = tuple(labels)
+        self.names = tuple(label.name for label in self.labels)
+        offsets, slices, offset = [], [], 0
+        for label in self.labels:
+            offsets.append(offset)
+            slices.append(slice(offset, offset + label.size))
+            offset += label.size + label.padding
+        self.offsets = tuple(offsets)
+        self.key_size = offset
+        self._slices = tuple(slices)
+        self._chains = tuple(decoders.build_chain(label.decoders) for label in self.labels)
+        stable = all(chain.stable for chain in self._chains)
+        self.cache = LabelCache(cache_size, None if stable else refresh_seconds)
+
+    def decode(self, key: bytes) -> tuple[str, ...] | None:
+        cache = self.cache
+        if cache.refresh_seconds is not None:
+            cache.expire()
+        entries = cache.entries
+        values = entries.get(key, _MISSING)
+        if values is not _MISSING:
+            entries.move_to_end(key)
+            return values  # type: ignore[return-value]
+        values = self._decode_uncached(key)
+        cache.put(key, values)
+        return values
+
+    def decode_many(self, keys: Iterable[bytes]) -> list[tuple[str, ...] | None]:
+        """``decode`` for each key; accepts the rows of a uint8 numpy array too."""
+        decode = self.decode
+        return [decode(k if isinstance(k, bytes) else k.tobytes()) for k in keys]
+
+    def _decode_uncached(self, key: bytes) -> tuple[str, ...] | None:
+        if len(key) < self.key_size:
+            return None
+        values = []
+        for part, chain in zip(self._slices, self._chains):
+            value = chain(key[part])
+            if value is None:
+                return None
+            values.append(decoders.label_value(value))
+        return tuple(values)
+
+
+class FieldDecoder:
+    """One stream label: a record field's bytes → its label value (cached like ``KeyDecoder``).
+
+    Stream aggregation groups records by the unique raw values of each label field first, so
+    this runs once per distinct value, not once per event.
+    """
+
+    def __init__(self, decoder_configs: Sequence[DecoderConfig], cache_size: int = 100_000,
+                 refresh_seconds: float = DEFAULT_REFRESH_SECONDS):
+        self._chain = decoders.build_chain(decoder_configs)
+        self.cache = LabelCache(cache_size, None if self._chain.stable else refresh_seconds)
+
+    def decode(self, raw: bytes) -> str | None:
+        cached = self.cache.get(raw, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        value = self._chain(raw)
+        text = None if value is None else decoders.label_value(value)
+        self.cache.put(raw, text)
+        return text

@@ -1,0 +1,27 @@
+"""errno: an error number → its name, e.g. ``EINVAL``.
+
+Accepts positive numbers, negative ones (kernel return values, from ``int``) and their u32/u64
+two's complement (a negative return value read with ``uint``). Zero and numbers Python's errno
+module does not know stay decimal text.
+"""
+
+from __future__ import annotations
+
+import errno as errno_names
+
+from otelbpf.decoders.base import Decoder, as_int
+
+# The kernel never returns an error below -MAX_ERRNO (include/linux/err.h).
+_MAX_ERRNO = 4095
+
+
+class ErrnoDecoder(Decoder):
+    name = "errno"
+
+    def decode(self, raw: bytes) -> bytes:
+        number = as_int(raw)
+        for width in (32, 64):
+            if (1 << width) - _MAX_ERRNO <= number < 1 << width:
+                number -= 1 << width
+        number = abs(number)
+        return errno_names.errorcode.get(number, str(number)).encode()

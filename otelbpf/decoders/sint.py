@@ -1,0 +1,12 @@
+"""int: a little-endian two's complement signed integer of any width → its decimal text."""
+
+from __future__ import annotations
+
+from otelbpf.decoders.base import Decoder
+
+
+class IntDecoder(Decoder):
+    name = "int"
+
+    def decode(self, raw: bytes) -> bytes:
+        return str(int.from_bytes(raw, "little", signed=True)).encode()

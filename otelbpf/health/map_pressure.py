@@ -1,0 +1,228 @@
+"""MapPressure: fill level, memory and pressure of every BPF map on the host, whoever loaded it.
+
+Per collection: one run of the iter/bpf_map program (map_iter.py) lists every map with its
+kfunc element count; each map is then opened by id for the kernel's memory accounting and, where
+its type needs it, a ring buffer position read or a key walk (map_types.py decides). The fd is
+closed before the next map: holding another process's map would keep it alive after its owner
+frees it, and a freed map must vanish from the export.
+
+Without the iterator object, or on kernels where it cannot load (no iter/bpf_map, no BTF), the
+maps are enumerated with BPF_MAP_GET_NEXT_ID and hash maps are counted by key iteration.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from otelbpf.config.agent import MapPressureConfig
+from otelbpf.health._libbpf_names import map_type_name
+from otelbpf.health.fdinfo import map_memlock
+from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, MapIterator
+from otelbpf.health.map_types import CountMethod, count_method
+from otelbpf.health.name_filter import NameFilter
+from otelbpf.health.pressure import MapObservation, map_metrics, owners_by_map
+from otelbpf.health.ringbuf_fill import ringbuf_used
+from otelbpf.kernel import info
+from otelbpf.kernel.libbpf import LibbpfError
+from otelbpf.kernel.maps import BpfMap
+from otelbpf.metrics.model import Metric
+
+log = logging.getLogger("otelbpf.health.map_pressure")
+
+# <checkout>/bpf/build, next to the otelbpf package of a source checkout.
+DEFAULT_BUILD_DIR = Path(__file__).resolve().parents[2] / "bpf" / "build"
+
+
+@dataclass(frozen=True, slots=True)
+class MapRecord:
+    """What the enumeration step knows of one map before it is opened."""
+
+    id: int
+    name: str
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    elem_count: int | None  # kfunc count; None when the kfunc was not available
+
+
+class MapPressure:
+    """``MetricSource`` of ``bpf.map.*`` and ``bpf.ringbuf.*`` gauges for every map on the host."""
+
+    name = "map_pressure"
+
+    def __init__(self, config: MapPressureConfig, build_dir: Path | None = None) -> None:
+        self.config = config
+        self._accept = NameFilter(config.include, config.exclude)
+        self.object_path = (build_dir if build_dir is not None else DEFAULT_BUILD_DIR) / OBJECT_FILE
+        self._iterator: MapIterator | None = None
+        # Why the syscall fallback is in use (None: the iterator runs). Shown by the agent/check.
+        self.fallback_reason: str | None = None
+        try:
+            self._iterator = MapIterator(self.object_path)
+        except Exception as exc:  # any load/attach failure: degrade, never stop the agent
+            self.fallback_reason = (
+                f"iter/bpf_map program unavailable ({self.object_path}): {type(exc).__name__}: {exc}"
+            )
+            log.warning(
+                "map pressure: %s; enumerating maps by id and counting hash maps by key iteration",
+                self.fallback_reason,
+            )
+
+    @property
+    def method(self) -> str:
+        """How maps are enumerated: "iterator" or "syscalls" (the fallback)."""
+        return "iterator" if self._iterator is not None else "syscalls"
+
+    def collect(self, now_ns: int) -> list[Metric]:
+        owners = owners_by_map(_program_maps())
+        observations = []
+        for record in self._records():
+            if not self._accept(record.name):
+                continue
+            obs = observe(record, owners.get(record.id, ()))
+            if obs is not None:
+                observations.append(obs)
+        return map_metrics(observations, self.config.warning, self.config.critical, now_ns)
+
+    def close(self) -> None:
+        if self._iterator is not None:
+            self._iterator.close()
+            self._iterator = None
+
+    def _records(self) -> list[MapRecord]:
+        if self._iterator is None:
+            return _records_by_id()
+        recs = self._iterator.read()
+        has_count = (recs["flags"] & RECORD_HAS_COUNT).astype(bool).tolist()
+        counts = recs["elem_count"].tolist()
+        return [
+            MapRecord(
+                id=map_id,
+                name=name.decode("utf-8", "replace"),
+                type=map_type,
+                key_size=key_size,
+                value_size=value_size,
+                max_entries=max_entries,
+                flags=flags,
+                elem_count=count if has else None,
+            )
+            for map_id, name, map_type, key_size, value_size, max_entries, flags, count, has in zip(
+                recs["id"].tolist(),
+                recs["name"].tolist(),
+                recs["type"].tolist(),
+                recs["key_size"].tolist(),
+                recs["value_size"].tolist(),
+                recs["max_entries"].tolist(),
+                recs["map_flags"].tolist(),
+                counts,
+                has_count,
+            )
+        ]
+
+
+def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation | None:
+    """Open the map by id and measure it; None when the map was freed since it was listed."""
+    method = count_method(record.type, record.elem_count is not None)
+    entries: int | None = None
+    used: int | None = None
+    memory: int | None = None
+    if method is CountMethod.KFUNC:
+        entries = record.elem_count
+    elif method is CountMethod.MAX_ENTRIES:
+        entries = record.max_entries
+    try:
+        fd = info.map_fd_by_id(record.id)
+    except LibbpfError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
+        fd = -1
+    if fd >= 0:
+        try:
+            memory = map_memlock(fd)
+            if method is CountMethod.ITERATION:
+                entries = len(_wrap(fd, record).keys())
+            elif method is CountMethod.RINGBUF:
+                used = ringbuf_used(fd)
+        except OSError as exc:
+            log.debug("map %d (%s): %s", record.id, record.name, exc)
+        finally:
+            os.close(fd)
+    return MapObservation(
+        id=record.id,
+        name=record.name,
+        type=map_type_name(record.type),
+        max_entries=record.max_entries,
+        count_method=method,
+        entries=entries,
+        ringbuf_used=used,
+        memory=memory,
+        programs=tuple(programs),
+    )
+
+
+def _wrap(fd: int, record: MapRecord) -> BpfMap:
+    return BpfMap(
+        fd,
+        name=record.name,
+        type=record.type,
+        key_size=record.key_size,
+        value_size=record.value_size,
+        max_entries=record.max_entries,
+        flags=record.flags,
+        id=record.id,
+        owned=False,
+    )
+
+
+def _records_by_id() -> list[MapRecord]:
+    records = []
+    for map_id in info.map_ids():
+        try:
+            fd = info.map_fd_by_id(map_id)
+        except LibbpfError as exc:
+            if exc.errno != errno.ENOENT:
+                log.debug("map %d: cannot open by id: %s", map_id, exc)
+            continue
+        try:
+            mi = info.map_info(fd)
+        finally:
+            os.close(fd)
+        records.append(
+            MapRecord(
+                id=mi.id,
+                name=mi.name,
+                type=mi.type,
+                key_size=mi.key_size,
+                value_size=mi.value_size,
+                max_entries=mi.max_entries,
+                flags=mi.map_flags,
+                elem_count=None,
+            )
+        )
+    return records
+
+
+def _program_maps() -> list[tuple[str, tuple[int, ...]]]:
+    """(name, map_ids) of every program on the host, for the ``bpf.map.programs`` attribute."""
+    out = []
+    for prog_id in info.prog_ids():
+        try:
+            fd = info.prog_fd_by_id(prog_id)
+        except LibbpfError:
+            continue  # unloaded since listed
+        try:
+            pi = info.prog_info(fd)
+        except LibbpfError:
+            continue
+        finally:
+            os.close(fd)
+        out.append((pi.name, pi.map_ids))
+    return out

@@ -1,0 +1,136 @@
+"""StreamDrainer: one background thread that keeps every stream drained, apart from exporting.
+
+The thread sleeps in one epoll over the fds of all streams (ring buffer map fds, perf event fds)
+plus an eventfd used to stop it. On every wake-up it drains *every* stream until it is empty: the
+ring buffer wakes a reader only once it has caught up, so a partial read could sleep forever. A
+stream flooded faster than it is read yields after a bounded number of batches so the others get
+their turn, and the thread then goes round again without sleeping. A poll timeout bounds how long
+a perf buffer's tail below its wake-up watermark can wait.
+
+Export never blocks draining: the flush loop calls `StreamSource.collect`, which holds the
+aggregator's lock only to copy the state. A stream whose reader fails is logged once and dropped
+from the set; the others keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+
+log = logging.getLogger(__name__)
+
+# Ready but nothing to read means a reserved record is still being written (BUSY): don't spin.
+_BUSY_BACKOFF = 0.001
+
+
+class StreamDrainer:
+    """Drains the StreamSources it holds on one thread: `add`, `start`, ... `stop`.
+
+    `add`/`remove` may be called before or after `start`, from any thread.
+    """
+
+    def __init__(self, *, poll_timeout: float = 0.5, name: str = "otelbpf-streams"):
+        self.poll_timeout = poll_timeout
+        self._name = name
+        self._sources: dict[int, object] = {}  # id(source) → source
+        self._fd_owner: dict[int, int] = {}
+        self._lock = threading.Lock()
+        # Held while draining: a reader is used by one thread at a time, and `remove` waits for
+        # the drain in progress so that a removed source can be closed safely. Re-entrant because
+        # a failing source is removed from inside the drain.
+        self._drain_lock = threading.RLock()
+        self._epoll = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures: dict[str, str] = {}  # source name → error, for sources dropped after a failure
+        self.pending = False  # the last drain_once left records behind: drain again before sleeping
+
+    def add(self, source) -> None:
+        with self._lock:
+            self._sources[id(source)] = source
+            for fd in source.filenos():
+                self._epoll.register(fd, select.EPOLLIN)
+                self._fd_owner[fd] = id(source)
+        os.eventfd_write(self._wake, 1)  # drain what is already waiting
+
+    def remove(self, source) -> None:
+        with self._drain_lock, self._lock:
+            if self._sources.pop(id(source), None) is None:
+                return
+            for fd, owner in list(self._fd_owner.items()):
+                if owner == id(source):
+                    self._epoll.unregister(fd)
+                    del self._fd_owner[fd]
+
+    def drain_once(self) -> int:
+        """Drain every source on the calling thread; records read. A source flooded faster than
+        it is read gives up after a bounded number of batches (see `pending`)."""
+        with self._drain_lock:
+            with self._lock:
+                sources = list(self._sources.values())
+            total = 0
+            self.pending = False
+            for source in sources:
+                try:
+                    total += source.drain()
+                    self.pending |= not source.caught_up
+                except Exception as e:  # isolate: one broken stream must not stop the others
+                    log.exception("stream %s failed and is no longer read", source.name)
+                    self.failures[source.name] = str(e)
+                    self.remove(source)
+            return total
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            ready = self._epoll.poll(0 if self.pending else self.poll_timeout)
+            for fd, _ in ready:
+                if fd == self._wake:
+                    try:
+                        os.eventfd_read(self._wake)
+                    except BlockingIOError:
+                        pass
+            if self._stopping.is_set():
+                break
+            got = self.drain_once()
+            if ready and not got and all(fd != self._wake for fd, _ in ready):
+                self._stopping.wait(_BUSY_BACKOFF)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("StreamDrainer already started")
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (after its current drain), then drain once more on this thread."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        os.eventfd_write(self._wake, 1)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("stream drain thread did not stop within %.1fs", timeout)
+            return
+        self._thread = None
+        self.drain_once()
+
+    def close(self) -> None:
+        """Stop, then close every source (its reader) and the epoll set."""
+        self.stop()
+        with self._lock:
+            sources = list(self._sources.values())
+        for source in sources:
+            self.remove(source)
+            source.close()
+        self._epoll.close()
+        os.close(self._wake)
+
+    def __enter__(self) -> StreamDrainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

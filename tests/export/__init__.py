@@ -1,0 +1,1 @@
+"""Tests of the export stage (otelbpf.export): encoding, transports, retries, real backends."""

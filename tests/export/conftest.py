@@ -1,0 +1,62 @@
+"""Fixtures for the export tests: real backends from tests/backends.py and small model builders."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from structlog.testing import capture_logs
+from backends import (  # tests/ is on sys.path: pytest inserts the rootdir conftest's folder
+    BackendUnavailable,
+    GrpcMetricsReceiver,
+    ScriptedHttpServer,
+    TestCertificates,
+    VictoriaMetrics,
+)
+
+from otelbpf.metrics.model import Resource
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics():
+    """One VictoriaMetrics for the session; tests tell their data apart by service.name."""
+    try:
+        vm = VictoriaMetrics().start()
+    except BackendUnavailable as error:
+        pytest.skip(f"VictoriaMetrics unavailable: {error}")
+    yield vm
+    vm.close()
+
+
+@pytest.fixture
+def grpc_receiver():
+    with GrpcMetricsReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def http_server():
+    with ScriptedHttpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory) -> TestCertificates:
+    try:
+        return TestCertificates.create(tmp_path_factory.mktemp("certs"))
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def unique_resource(request) -> Resource:
+    """A resource with a service.name unique to the test: selects its series in a shared backend."""
+    name = f"t_{request.node.name}_{time.time_ns()}".replace("[", "_").replace("]", "_")
+    return Resource((("service.name", name), ("service.instance.id", "test-instance")))
+
+
+@pytest.fixture
+def captured_logs():
+    """Every structlog event as a dict."""
+    with capture_logs() as logs:
+        yield logs

@@ -1,0 +1,1 @@
+"""Tests of host-wide BPF health (otelbpf.health)."""

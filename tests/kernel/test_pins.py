@@ -1,0 +1,88 @@
+"""Pinned maps: counts survive close + reopen; an incompatible pin is replaced, never reused."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from otelbpf.kernel import BpfMap, BpfObject
+
+from kernel_triggers import getpgid_calls
+
+pytestmark = pytest.mark.kernel
+
+KEY = struct.pack("I", 5)
+
+
+def run_once(objects: Path, name: str, pin: Path, calls: int) -> tuple[BpfObject, dict[str, str]]:
+    obj = BpfObject.open(objects / name, parameters={"target_tgid": os.getpid()},
+                         pin_maps={"pinned_counts": pin})
+    obj.load()
+    obj.attach("count_getpgid")
+    getpgid_calls(5, calls)
+    return obj, dict(obj.pin_states)
+
+
+def count(obj: BpfObject, name: str) -> int:
+    raw = obj.maps[name].lookup(KEY)
+    return 0 if raw is None else struct.unpack_from("Q", raw)[0]
+
+
+def test_counts_survive_reopen(objects: Path, pin_dir: Path) -> None:
+    pin = pin_dir / "nested" / "pinned_counts"
+    obj, states = run_once(objects, "kernel_pins.bpf.o", pin, 3)
+    assert states == {"pinned_counts": "created"}
+    first_id = obj.maps["pinned_counts"].id
+    obj.close()
+    assert pin.exists()  # the pin keeps the map alive without us
+
+    obj, states = run_once(objects, "kernel_pins.bpf.o", pin, 2)
+    try:
+        assert states == {"pinned_counts": "reused"}
+        assert obj.maps["pinned_counts"].id == first_id
+        assert count(obj, "pinned_counts") == 5
+        assert count(obj, "fresh_counts") == 2  # not pinned: starts from zero
+    finally:
+        obj.close()
+    with BpfMap.from_pin(pin) as m:
+        assert m.id == first_id and struct.unpack("Q", m.lookup(KEY))[0] == 5
+
+
+def test_incompatible_pin_is_replaced(objects: Path, pin_dir: Path) -> None:
+    pin = pin_dir / "pinned_counts"
+    obj, _ = run_once(objects, "kernel_pins.bpf.o", pin, 4)
+    old_id = obj.maps["pinned_counts"].id
+    obj.close()
+
+    obj, states = run_once(objects, "kernel_pins_v2.bpf.o", pin, 1)
+    try:
+        assert states == {"pinned_counts": "replaced: value_size 8 -> 16"}
+        assert obj.maps["pinned_counts"].id != old_id and obj.maps["pinned_counts"].value_size == 16
+        assert count(obj, "pinned_counts") == 1  # a fresh map, not the old counts
+        new_id = obj.maps["pinned_counts"].id
+    finally:
+        obj.close()
+    with BpfMap.from_pin(pin) as m:
+        assert m.id == new_id
+
+    obj, states = run_once(objects, "kernel_pins.bpf.o", pin, 0)
+    obj.close()
+    assert states == {"pinned_counts": "replaced: value_size 16 -> 8"}
+
+
+def test_pin_that_is_not_a_map_is_replaced(objects: Path, pin_dir: Path) -> None:
+    pin = pin_dir / "pinned_counts"
+    with BpfObject.open(objects / "kernel_pins.bpf.o") as other:
+        other.load()
+        other.attach("count_getpgid").pin(pin)  # a link where the map pin should be
+    obj, states = run_once(objects, "kernel_pins.bpf.o", pin, 1)
+    obj.close()
+    assert states == {"pinned_counts": "replaced: the pinned object is not a map"}
+
+
+def test_unknown_pin_map_is_rejected(objects: Path, pin_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot pin unknown map\(s\) nope; maps: fresh_counts, pinned_counts"):
+        BpfObject.open(objects / "kernel_pins.bpf.o", pin_maps={"nope": pin_dir / "nope"})

@@ -1,0 +1,186 @@
+"""StreamAggregator on hand-made record batches: counts, sums, sampling, histograms, limits."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+
+from otelbpf.config.program import (DecoderConfig, StreamConfig, StreamCounterConfig, StreamFieldConfig,
+                                    StreamHistogramConfig, StreamLabelConfig)
+from otelbpf.metrics.model import MetricKind
+from otelbpf.streams.aggregate import StreamAggregator
+from otelbpf.streams.layout import layout_from_config
+from otelbpf.streams.records import RecordBatch
+
+FIELDS = (StreamFieldConfig("pid", "u32"), StreamFieldConfig("sig", "s32"), StreamFieldConfig("comm", "char[8]"),
+          StreamFieldConfig("bytes", "u64"), StreamFieldConfig("rate", "u16"))
+START = 1_000
+
+
+def batch_of(rows: list[dict]) -> RecordBatch:
+    """Records laid out as a ring buffer would hold them: an 8-byte header before each payload."""
+    dtype = layout_from_config(FIELDS).dtype
+    recs = np.zeros(len(rows), dtype=dtype)
+    for i, row in enumerate(rows):
+        for k, v in row.items():
+            recs[k][i] = v
+    stride = 8 + dtype.itemsize
+    data = np.zeros(len(rows) * stride, np.uint8)
+    for i in range(len(rows)):
+        data[i * stride + 8:(i + 1) * stride] = recs[i:i + 1].view(np.uint8)
+    offsets = 8 + np.arange(len(rows)) * stride
+    return RecordBatch(data, offsets, np.full(len(rows), dtype.itemsize), stride)
+
+
+def aggregator(counters=(), histograms=(), **kw) -> StreamAggregator:
+    cfg = StreamConfig(map="events", fields=FIELDS, counters=tuple(counters), histograms=tuple(histograms), **kw)
+    return StreamAggregator(cfg, program="prog", start_ns=START)
+
+
+def points(agg: StreamAggregator, name: str) -> dict:
+    metric = next(m for m in agg.collect(2_000) if m.name == name)
+    return {p.attributes: p for p in metric.points}
+
+
+def values(agg, name):
+    return {a: p.value for a, p in points(agg, name).items()}
+
+
+COMM_SIG = (StreamLabelConfig("comm", "comm"), StreamLabelConfig("sig", "signal"))
+
+
+def test_counts_per_label_set_accumulate_across_batches():
+    agg = aggregator([StreamCounterConfig("signals", "Signals", "{signal}", labels=COMM_SIG)])
+    agg.add(batch_of([{"comm": b"bash", "sig": 9}, {"comm": b"bash", "sig": 15}, {"comm": b"bash", "sig": 9}]))
+    agg.add(batch_of([{"comm": b"sleep", "sig": -1}, {"comm": b"bash", "sig": 9}]))
+    assert values(agg, "signals") == {
+        (("comm", "bash"), ("signal", "9")): 3,
+        (("comm", "bash"), ("signal", "15")): 1,
+        (("comm", "sleep"), ("signal", "-1")): 1,
+    }
+    metric = next(m for m in agg.collect(2_000) if m.name == "signals")
+    assert metric.kind is MetricKind.SUM and metric.monotonic
+    assert {(p.start_time_ns, p.time_ns) for p in metric.points} == {(START, 2_000)}
+
+
+def test_counter_value_field_sums_and_no_labels():
+    agg = aggregator([StreamCounterConfig("bytes", "Bytes", "By", value="bytes")])
+    agg.add(batch_of([{"bytes": 10}, {"bytes": 32}]))
+    agg.add(batch_of([{"bytes": 2**60}]))
+    assert values(agg, "bytes") == {(): 42 + 2**60}  # exact: no float rounding past 2^53
+
+
+def test_sample_rate_number_scales_counts_and_histogram_weights():
+    agg = aggregator([StreamCounterConfig("n", "", "1")],
+                     [StreamHistogramConfig("size", "", "By", value="bytes")], sample_rate=10)
+    agg.add(batch_of([{"bytes": 4}, {"bytes": 8}]))
+    assert values(agg, "n") == {(): 20}
+    hist = points(agg, "size")[()]
+    assert hist.count == 20 and hist.sum == 120
+    assert next(m for m in agg.collect(1) if m.name == "otelbpf.stream.events").points[0].value == 2
+
+
+def test_fractional_sample_rate_scales_counters_exactly_and_rounds_histogram_weights():
+    agg = aggregator([StreamCounterConfig("n", "", "1"), StreamCounterConfig("b", "", "By", value="bytes")],
+                     [StreamHistogramConfig("size", "", "By", value="bytes")], sample_rate=2.5)
+    agg.add(batch_of([{"bytes": 4}, {"bytes": 8}, {"bytes": 1}]))
+    assert values(agg, "n") == {(): 7.5}
+    assert values(agg, "b") == {(): 32.5}
+    assert points(agg, "size")[()].count == 6  # each record counts round(2.5) = 2 times
+
+
+def test_sample_rate_field_weights_each_record():
+    agg = aggregator([StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("comm", "comm"),))],
+                     sample_rate="rate")
+    agg.add(batch_of([{"comm": b"a", "rate": 100}, {"comm": b"a", "rate": 1}, {"comm": b"b", "rate": 0}]))
+    assert values(agg, "n") == {(("comm", "a"),): 101, (("comm", "b"),): 1}  # rate 0 counts as unsampled
+
+
+def test_decoders_run_once_per_new_key_and_can_drop_series():
+    chain = (DecoderConfig("uint"), DecoderConfig("static_map", {"static_map": {"9": "SIGKILL"}}))
+    agg = aggregator([StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("sig", "signal", chain),))])
+    agg.add(batch_of([{"sig": 9}, {"sig": 15}, {"sig": 9}]))
+    agg.add(batch_of([{"sig": 15}, {"sig": 9}]))
+    assert values(agg, "n") == {(("signal", "SIGKILL"),): 3}  # 15 is not in the table: dropped
+
+
+def test_cardinality_limit_folds_the_rest_into_overflow():
+    agg = aggregator([StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("pid", "pid"),))],
+                     cardinality_limit=3)
+    agg.add(batch_of([{"pid": p} for p in range(10)]))
+    got = values(agg, "n")
+    # limit 3 = two label sets of their own + the overflow series
+    assert got == {(("pid", "0"),): 1, (("pid", "1"),): 1, (("otel.metric.overflow", True),): 8}
+
+
+def trim(counts) -> list[int]:
+    counts = list(counts)
+    while counts and counts[-1] == 0:
+        counts.pop()
+    return counts
+
+
+def test_histogram_matches_the_otel_sdk():
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(1, 1 << 30, 3000)
+    comms = rng.choice([b"a", b"bb", b"ccc"], 3000)
+    agg = aggregator(histograms=[StreamHistogramConfig("size", "", "By", value="bytes", scale=20, max_size=160,
+                                                       labels=(StreamLabelConfig("comm", "comm"),))])
+    rows = [{"comm": c, "bytes": int(s)} for c, s in zip(comms, sizes)]
+    for i in range(0, 3000, 700):
+        agg.add(batch_of(rows[i:i + 700]))
+    ours = points(agg, "size")
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=[View(
+        instrument_name="size", aggregation=ExponentialBucketHistogramAggregation(max_size=160, max_scale=20))])
+    hist = provider.get_meter("t").create_histogram("size")
+    for row in rows:
+        hist.record(row["bytes"], {"comm": row["comm"].decode()})
+    sdk = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert len(sdk) == len(ours) == 3
+    for p in sdk:
+        mine = ours[(("comm", p.attributes["comm"]),)]
+        assert (mine.count, mine.sum, mine.scale, mine.zero_count) == (p.count, p.sum, p.scale, p.zero_count)
+        # the SDK may report trailing empty buckets; the buckets themselves must be identical
+        assert (mine.positive_offset, trim(mine.positive_counts)) == (p.positive.offset, trim(p.positive.bucket_counts))
+        assert (mine.min, mine.max) == (p.min, p.max)
+
+
+def test_short_records_are_skipped_counted_and_reported_once(caplog):
+    agg = aggregator([StreamCounterConfig("n", "", "1")])
+    short = RecordBatch(np.zeros(64, np.uint8), np.array([8, 40]), np.array([12, 12]))
+    with caplog.at_level(logging.ERROR):
+        agg.add(short)
+        agg.add(short)
+    assert [r.levelno for r in caplog.records] == [logging.ERROR]
+    assert "12 bytes" in caplog.records[0].getMessage()
+    assert values(agg, "otelbpf.stream.skipped") == {(("otelbpf.program", "prog"), ("otelbpf.stream", "events")): 4}
+    assert values(agg, "otelbpf.stream.events") == {(("otelbpf.program", "prog"), ("otelbpf.stream", "events")): 4}
+    assert values(agg, "n") == {}
+
+
+def test_self_metrics_count_events_and_losses():
+    agg = aggregator()
+    agg.add(batch_of([{}] * 5))
+    agg.add_lost(3)
+    metrics = {m.name: m for m in agg.collect(2_000, extra_lost=4)}
+    attrs = (("otelbpf.program", "prog"), ("otelbpf.stream", "events"))
+    assert metrics["otelbpf.stream.events"].points[0].attributes == attrs
+    assert metrics["otelbpf.stream.events"].points[0].value == 5
+    assert metrics["otelbpf.stream.lost"].points[0].value == 7
+
+
+@pytest.mark.parametrize("n", [1, 5000])
+def test_label_ids_survive_key_cache_resets(n):
+    cfg = StreamConfig(map="events", fields=FIELDS,
+                       counters=(StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("pid", "pid"),)),))
+    agg = StreamAggregator(cfg, program="prog", start_ns=START, max_label_keys=64)
+    for start in range(0, 200, 50):
+        agg.add(batch_of([{"pid": p % 100} for p in range(start, start + 50)] * n))
+    assert values(agg, "n") == {(("pid", str(p)),): 2 * n for p in range(100)}

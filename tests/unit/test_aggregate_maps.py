@@ -1,0 +1,188 @@
+"""Map snapshots → counter and histogram metrics, without a kernel."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from otelbpf.aggregate.buckets import BucketLayout
+from otelbpf.aggregate.maps import counter_metric, histogram_metric, sum_cpus
+from otelbpf.config.program import CounterConfig, DecoderConfig, HistogramConfig, LabelConfig
+from otelbpf.decode.labels import KeyDecoder
+from otelbpf.kernel.maps import MapSnapshot
+from otelbpf.metrics.model import ExponentialHistogramPoint, HistogramPoint, MetricKind, Temporality
+
+
+UINT = (DecoderConfig("uint"),)
+
+
+def snapshot(keys: list[bytes], values: list[list[int]]) -> MapSnapshot:
+    k = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1)
+    v = np.array(values, dtype=np.uint64).reshape(len(keys), len(values[0]), 1).view(np.uint8)
+    return MapSnapshot(keys=k, values=v.reshape(len(keys), len(values[0]), 8), method="batch")
+
+
+class DroppingDecoder:
+    """Decodes the first byte as a label; drops keys whose first byte is 0xff; 1 and 2 both mean "one"."""
+
+    names = ("kind",)
+
+    def __init__(self):
+        self.calls = 0
+
+    def decode(self, key: bytes):
+        self.calls += 1
+        if key[0] == 0xFF:
+            return None
+        return ("one",) if key[0] in (1, 2) else (str(key[0]),)
+
+
+COUNTER = CounterConfig(name="syscalls", help="Syscalls by id", unit="{call}", map="counts",
+                        labels=(LabelConfig("id", 4),))
+
+
+def test_counter_sums_cpus_and_keys_with_equal_labels():
+    keys = [struct.pack("<I", i) for i in (1, 2, 3, 255)]
+    snap = snapshot(keys, [[1, 2], [10, 20], [5, 0], [7, 7]])
+    metric = counter_metric(COUNTER, snap, DroppingDecoder(), 100, 200)
+    assert metric.kind is MetricKind.SUM and metric.monotonic and metric.temporality is Temporality.CUMULATIVE
+    assert [(p.attributes, p.value, p.start_time_ns, p.time_ns) for p in metric.points] == [
+        ((("kind", "3"),), 5, 100, 200),
+        ((("kind", "one"),), 33, 100, 200),
+    ]
+
+
+def test_counter_cpu_label():
+    keys = [struct.pack("<I", 3)]
+    snap = snapshot(keys, [[4, 6]])
+    metric = counter_metric(COUNTER, snap, DroppingDecoder(), 0, 1, cpu_label=True)
+    assert [(p.attributes, p.value) for p in metric.points] == [
+        ((("kind", "3"), ("cpu", "0")), 4), ((("kind", "3"), ("cpu", "1")), 6)]
+
+
+def test_counter_with_real_key_decoder():
+    decoder = KeyDecoder((LabelConfig("id", 4, decoders=UINT),), cache_size=16)
+    snap = snapshot([struct.pack("<I", 42), struct.pack("<I", 7)], [[1], [2]])
+    metric = counter_metric(COUNTER, snap, decoder, 0, 1)
+    assert [(p.attributes, p.value) for p in metric.points] == [((("id", "42"),), 1), ((("id", "7"),), 2)]
+
+
+def test_sum_cpus_never_wraps():
+    big = np.array([[2**63, 2**63, 5]], dtype=np.uint64)
+    assert sum_cpus(big).tolist() == [2**64 + 5]
+    assert sum_cpus(np.array([[1, 2]], dtype=np.uint64)).tolist() == [3]
+
+
+def hist_cfg(bucket_type="exp2", bucket_min=0, bucket_max=10, multiplier=1.0, keys=(), per_cpu="sum"):
+    labels = (LabelConfig("dev", 4, decoders=UINT), LabelConfig("op", 1, padding=3, decoders=UINT),
+              LabelConfig("bucket", 4))
+    return HistogramConfig(name="io_latency", help="IO latency", unit="us", map="lat", labels=labels,
+                           bucket_type=bucket_type, bucket_min=bucket_min, bucket_max=bucket_max,
+                           bucket_keys=keys, bucket_multiplier=multiplier, per_cpu=per_cpu)
+
+
+def hkey(dev: int, op: int, slot: int) -> bytes:
+    return struct.pack("<IB3xI", dev, op, slot)
+
+
+def test_histogram_exp2_groups_by_label_prefix():
+    cfg = hist_cfg()
+    layout = BucketLayout.from_config(cfg)
+    entries = {
+        hkey(8, 0, 0): 2, hkey(8, 0, 3): 5, hkey(8, 0, 11): 1234,   # slot 11 = sum
+        hkey(8, 1, 1): 1, hkey(8, 1, 11): 2,
+        hkey(9, 0, 10): 1, hkey(9, 0, 11): 1000,
+        hkey(8, 0, 40): 99,  # above the sum slot: ignored
+    }
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(entries))
+    keys = [list(entries)[i] for i in order]
+    snap = snapshot(keys, [[entries[k] // 2, entries[k] - entries[k] // 2] for k in keys])
+    decoder = KeyDecoder(cfg.series_labels, cache_size=64)
+    metric = histogram_metric(cfg, snap, decoder, layout, 10, 20)
+    assert metric.kind is MetricKind.EXPONENTIAL_HISTOGRAM
+    by_attrs = {p.attributes: p for p in metric.points}
+    assert list(by_attrs) == [(("dev", "8"), ("op", "0")), (("dev", "8"), ("op", "1")), (("dev", "9"), ("op", "0"))]
+    p = by_attrs[(("dev", "8"), ("op", "0"))]
+    assert isinstance(p, ExponentialHistogramPoint)
+    assert (p.count, p.sum, p.zero_count, p.zero_threshold, p.positive_offset, p.positive_counts) == (
+        7, 1234, 2, 1.0, 2, (5,))
+    assert by_attrs[(("dev", "9"), ("op", "0"))].positive_offset == 9
+
+
+def test_histogram_merges_equal_labels_and_drops_none():
+    cfg = hist_cfg(bucket_type="linear", bucket_max=3, multiplier=2.0)
+    layout = BucketLayout.from_config(cfg)
+
+    class Decoder:
+        names = ("dev", "op")
+
+        def __init__(self):
+            self.seen = []
+
+        def decode(self, prefix: bytes):
+            self.seen.append(prefix)
+            dev = struct.unpack_from("<I", prefix)[0]
+            return None if dev == 0 else ("disk", "rw")
+
+    keys = [hkey(1, 0, 1), hkey(2, 0, 1), hkey(2, 0, 3), hkey(1, 0, 4), hkey(2, 0, 4), hkey(0, 0, 1)]
+    snap = snapshot(keys, [[1], [2], [3], [10], [20], [50]])
+    decoder = Decoder()
+    metric = histogram_metric(cfg, snap, decoder, layout, 0, 1)
+    assert len(decoder.seen) == 3  # once per distinct label prefix
+    (point,) = metric.points
+    assert isinstance(point, HistogramPoint)
+    assert point.bounds == (0.0, 2.0, 4.0, 6.0)
+    assert point.bucket_counts == (0, 3, 0, 3, 0)
+    assert point.count == 6 and point.sum == 60
+
+
+def test_histogram_per_cpu_label_and_fixed():
+    cfg = hist_cfg(bucket_type="fixed", keys=(10, 100), per_cpu="label")
+    layout = BucketLayout.from_config(cfg)
+    snap = snapshot([hkey(1, 1, 0), hkey(1, 1, 1), hkey(1, 1, 2)], [[1, 0], [0, 2], [5, 150]])
+    metric = histogram_metric(cfg, snap, KeyDecoder(cfg.series_labels, 8), layout, 0, 1)
+    assert [(p.attributes[-1], p.bucket_counts, p.sum) for p in metric.points] == [
+        (("cpu", "0"), (1, 0, 0), 5), (("cpu", "1"), (0, 2, 0), 150)]
+
+
+def test_histogram_without_series_labels():
+    cfg = HistogramConfig(name="h", help="", unit="", map="m", labels=(LabelConfig("bucket", 2),),
+                          bucket_type="exp2", bucket_min=0, bucket_max=4)
+    layout = BucketLayout.from_config(cfg)
+    snap = snapshot([struct.pack("<H", 2), struct.pack("<H", 5)], [[3], [9]])
+    metric = histogram_metric(cfg, snap, KeyDecoder((), 8), layout, 0, 1)
+    (point,) = metric.points
+    assert point.attributes == () and point.count == 3 and point.sum == 9 and point.positive_offset == 1
+
+
+@pytest.mark.parametrize("n_series", [1, 500])
+def test_histogram_matches_per_key_reference(n_series):
+    cfg = hist_cfg(bucket_max=20)
+    layout = BucketLayout.from_config(cfg)
+    rng = np.random.default_rng(n_series)
+    keys, values, expect = [], [], {}
+    for s in range(n_series):
+        dev, op = int(rng.integers(0, 1000)), int(rng.integers(0, 3))
+        for slot in rng.choice(22, size=int(rng.integers(1, 8)), replace=False).tolist():
+            if hkey(dev, op, slot) in expect:
+                continue
+            count = int(rng.integers(1, 100))
+            keys.append(hkey(dev, op, slot))
+            values.append([count])
+            expect[hkey(dev, op, slot)] = count
+    snap = snapshot(keys, values)
+    metric = histogram_metric(cfg, snap, KeyDecoder(cfg.series_labels, 4096), layout, 0, 1)
+    reference: dict[tuple, dict[int, int]] = {}
+    for key, count in expect.items():
+        dev, op, slot = struct.unpack("<IB3xI", key)
+        reference.setdefault((("dev", str(dev)), ("op", str(op))), {})[slot] = count
+    got = {p.attributes: p for p in metric.points}
+    for attrs, slots in reference.items():
+        counts = {k: c for k, c in slots.items() if k <= 20}
+        if not counts and 21 not in slots:
+            continue
+        assert got[attrs] == layout.to_point(counts, slots.get(21, 0), attrs, 0, 1)
+    assert len(got) == sum(1 for s in reference.values() if any(k <= 21 for k in s))

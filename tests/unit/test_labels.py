@@ -1,0 +1,123 @@
+"""KeyDecoder / FieldDecoder: slicing keys by size + padding, chains, and the bounded cache."""
+
+from __future__ import annotations
+
+import struct
+from types import MappingProxyType
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otelbpf.config.program import DecoderConfig, LabelConfig
+from otelbpf.decode.labels import FieldDecoder, KeyDecoder, LabelCache
+
+
+def dec(name: str, **options) -> DecoderConfig:
+    return DecoderConfig(name, MappingProxyType(options))
+
+
+COMM_AND_SYSCALL = (
+    LabelConfig("comm", 16, 0, (dec("string"),)),
+    LabelConfig("syscall", 4, 4, (dec("uint"), dec("syscall", arch="x86_64"))),
+)
+
+
+def key(comm: bytes, nr: int) -> bytes:
+    return struct.pack("<16sIxxxx", comm, nr)
+
+
+def test_slices_by_size_and_padding():
+    decoder = KeyDecoder(COMM_AND_SYSCALL)
+    assert decoder.names == ("comm", "syscall")
+    assert decoder.key_size == 24
+    assert decoder.offsets == (0, 16)
+    assert decoder.decode(key(b"bash", 59)) == ("bash", "execve")
+
+
+def test_padding_bytes_are_ignored():
+    decoder = KeyDecoder(COMM_AND_SYSCALL)
+    assert decoder.decode(key(b"bash", 0)[:20] + b"\xff" * 4) == ("bash", "read")
+
+
+def test_dropped_series_and_short_keys_are_none():
+    labels = (LabelConfig("op", 1, 0, (dec("uint"), dec("static_map", static_map={"1": "read"}))),)
+    decoder = KeyDecoder(labels)
+    assert decoder.decode(b"\x01") == ("read",)
+    assert decoder.decode(b"\x02") is None
+    assert decoder.decode(b"") is None
+
+
+def test_invalid_utf8_is_replaced():
+    decoder = KeyDecoder((LabelConfig("comm", 4, 0, (dec("string"),)),))
+    assert decoder.decode(b"a\xffb\0") == ("a\ufffdb",)
+
+
+def test_cache_is_bounded_lru():
+    decoder = KeyDecoder(COMM_AND_SYSCALL, cache_size=2)
+    a, b, c = key(b"a", 0), key(b"b", 1), key(b"c", 2)
+    decoder.decode(a)
+    decoder.decode(b)
+    decoder.decode(a)  # a is now the most recent
+    decoder.decode(c)  # evicts b
+    assert list(decoder.cache.entries) == [a, c]
+    decoder.decode(a)
+    assert list(decoder.cache.entries) == [c, a]
+
+
+def test_cache_disabled():
+    decoder = KeyDecoder(COMM_AND_SYSCALL, cache_size=0)
+    assert decoder.decode(key(b"x", 1)) == ("x", "write")
+    assert len(decoder.cache) == 0
+
+
+def test_unstable_decoders_refresh(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("otelbpf.decode.labels.time.monotonic", lambda: clock[0])
+    decoder = KeyDecoder((LabelConfig("dev", 8, 0, (dec("ifname"),)),), refresh_seconds=60)
+    stable = KeyDecoder(COMM_AND_SYSCALL)
+    assert stable.cache.refresh_seconds is None
+    decoder.decode((1).to_bytes(8, "little"))
+    assert len(decoder.cache) == 1
+    clock[0] += 61
+    decoder.decode((2).to_bytes(8, "little"))
+    assert len(decoder.cache) == 1  # cleared, then the new key stored
+
+
+def test_no_labels_is_one_series():
+    assert KeyDecoder(()).decode(b"\0\0\0\0") == ()
+
+
+def test_histogram_series_labels_from_whole_key():
+    labels = (LabelConfig("cpu", 4, 0, (dec("uint"),)), LabelConfig("bucket", 4, 0, (dec("uint"),)))
+    decoder = KeyDecoder(labels[:-1])
+    assert decoder.decode(struct.pack("<II", 3, 17)) == ("3",)
+
+
+def test_field_decoder():
+    decoder = FieldDecoder((dec("string"),))
+    assert decoder.decode(b"sshd\0\0") == "sshd"
+    drop = FieldDecoder((dec("regexp", regexps=["^ssh"]),))
+    assert drop.decode(b"bash") is None
+    assert drop.decode(b"bash") is None  # cached drop
+
+
+def test_accepts_numpy_rows():
+    import numpy as np
+
+    rows = np.frombuffer(key(b"sh", 1) + key(b"vi", 0), dtype=np.uint8).reshape(2, 24)
+    assert KeyDecoder(COMM_AND_SYSCALL).decode_many(rows) == [("sh", "write"), ("vi", "read")]
+
+
+def test_label_cache_get_default():
+    cache = LabelCache(1)
+    sentinel = object()
+    assert cache.get(b"x", sentinel) is sentinel
+    cache.put(b"x", None)
+    assert cache.get(b"x", sentinel) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_key_decodes_or_drops(raw):
+    result = KeyDecoder(COMM_AND_SYSCALL).decode(raw)
+    assert result is None or (len(result) == 2 and all(isinstance(v, str) for v in result))
