@@ -30,6 +30,12 @@ def best_of(repeat: int, fn) -> float:
     return best
 
 
+def calibrate() -> float:
+    """ns per element of a plain numpy sum over 1M float64: how fast (or how shared) this machine is."""
+    data = np.random.default_rng(0).random(1_000_000)
+    return best_of(7, data.sum) / data.size * 1e9
+
+
 def bench_exponential(n: int, groups: int, repeat: int) -> dict[str, float]:
     rng = np.random.default_rng(7)
     g = rng.integers(0, groups, n)
@@ -98,7 +104,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=27, help="histogram slots per label set")
     parser.add_argument("--ncpu", type=int, default=2)
     args = parser.parse_args()
-    results: dict[str, float | int] = {"events": args.events, "groups": args.groups}
+    results: dict[str, float | int] = {"events": args.events, "groups": args.groups,
+                                       "calibration_numpy_sum_ns_per_element": calibrate()}
     results.update(bench_exponential(args.events, args.groups, args.repeat))
     results.update(bench_maps(args.series, args.slots, args.ncpu, args.repeat))
     for key, value in results.items():

@@ -69,7 +69,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         ok = False
         print(f"FAIL program {name}: {err}", file=out)
     # Never touch the running agent's pins: check loads into no pin directory at all.
-    state = AgentState(None, cfg.state.state_dir)
+    state = AgentState(None, None)
     for name, pcfg in configs.items():
         try:
             prog = LoadedProgram.load(pcfg, state=state, limits=cfg.limits)
@@ -125,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     json = None if args.log_format is None else args.log_format == "json"
-    log.configure(args.log_level, json=json)
+    level = args.log_level
+    if args.command == "check" and level == "info":
+        level = "warning"  # check prints its own status lines; keep stderr for problems
+    log.configure(level, json=json)
     try:
         return args.func(args)
     except OtelbpfError as exc:

@@ -146,6 +146,10 @@ class LoadedProgram:
                                       attached, now_ns))
         return points
 
+    def detach(self) -> None:
+        """Stop counting: after this the maps hold their final values for one last read."""
+        self.obj.detach()
+
     def close(self) -> None:
         for stream in self.streams:
             stream.close()

@@ -2,7 +2,7 @@
 
 One thread runs the flush loop; stream readers drain on their own thread so a slow collector never
 stalls the kernel side. Signals only set flags and wake the loop:
-SIGTERM/SIGINT → one last collection and export, detach, exit 0; SIGHUP → reload the config.
+SIGTERM/SIGINT → detach, one last collection and export, exit 0; SIGHUP → reload the config.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from otelbpf import __version__, log
@@ -25,7 +25,7 @@ from otelbpf.config.program import ProgramConfig, load_program_config
 from otelbpf.errors import ConfigError, OtelbpfError
 from otelbpf.export.exporter import build_exporter
 from otelbpf.export.resource import build_resource
-from otelbpf.metrics.model import MetricBatch, Temporality
+from otelbpf.metrics.model import MetricBatch
 
 _log = log.get("otelbpf.agent")
 
@@ -108,9 +108,9 @@ class Agent:
         self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
         self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
         self.exporter = build_exporter(cfg.export)
-        self.delta = (DeltaConverter()
-                      if cfg.export.temporality == "delta" and cfg.export.protocol != "console"
-                      else None)
+        # One converter per scope: two programs may both define a metric of the same name.
+        self.delta: dict[str, DeltaConverter] | None = (
+            {} if cfg.export.temporality == "delta" and cfg.export.protocol != "console" else None)
         self.watchdog = Watchdog()
 
     def _load_program(self, name: str, pcfg: ProgramConfig) -> None:
@@ -189,18 +189,29 @@ class Agent:
 
     def flush(self, *, final: bool = False) -> bool:
         batches = self.collect(force_builtins=final)
-        token = None
+        tokens = []
         if self.delta is not None:
-            batches, token = self.delta.convert(batches)
+            batches, tokens = self._to_delta(batches)
         # Retries must end before the next interval: the next collection carries fresh totals.
         outcome = self.exporter.export(self.resource, batches,
                                        deadline=time.monotonic() + self.config.interval)
         ok = outcome.success
-        if ok and token is not None:
-            self.delta.commit(token)
+        if ok:
+            for converter, token in tokens:
+                converter.commit(token)
         _log.debug("flushed", ok=ok, final=final,
                    points=sum(len(m.points) for b in batches for m in b.metrics))
         return ok
+
+    def _to_delta(self, batches: list[MetricBatch]):
+        """Deltas against the last exported baseline: failed intervals merge into the next one."""
+        out, tokens = [], []
+        for batch in batches:
+            converter = self.delta.setdefault(batch.scope, DeltaConverter())
+            metrics, token = converter.convert(batch.metrics)
+            out.append(replace(batch, metrics=tuple(metrics)))
+            tokens.append((converter, token))
+        return out, tokens
 
     # -- reload -------------------------------------------------------------------------------
 
@@ -228,6 +239,8 @@ class Agent:
             self.programs.pop(name).close()
             self.digests.pop(name, None)
             self.state.unpin_program(name)
+            if self.delta is not None:
+                self.delta.pop(f"{SCOPE}/{name}", None)
         self.failed = {}
         for name, pcfg in configs.items():
             digest = file_digest(pcfg.path, pcfg.object)
@@ -285,6 +298,9 @@ class Agent:
                     done += 1
                     if iterations is not None and done >= iterations:
                         break
+            # Detach first, so the final export holds exactly what the kernel counted.
+            for prog in self.programs.values():
+                prog.detach()
             self._safe_flush(final=True)
         finally:
             self.close()

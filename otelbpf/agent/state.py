@@ -31,9 +31,10 @@ class MapStart:
 
 
 class AgentState:
-    """Owns ``pin_dir`` (may be None: pinning disabled) and ``state_dir``."""
+    """Owns ``pin_dir`` (None: pinning disabled) and ``state_dir`` (None: nothing persisted,
+    as for ``otelbpf check``, which must never disturb a running agent's state)."""
 
-    def __init__(self, pin_dir: Path | None, state_dir: Path):
+    def __init__(self, pin_dir: Path | None, state_dir: Path | None):
         self.pin_dir = pin_dir
         self.state_dir = state_dir
         self._lock = threading.Lock()
@@ -97,6 +98,8 @@ class AgentState:
     # -- persistence --------------------------------------------------------------------------
 
     def _read(self) -> dict[str, dict]:
+        if self.state_dir is None:
+            return {}
         path = self.state_dir / START_TIMES_FILE
         try:
             data = json.loads(path.read_text())
@@ -109,6 +112,8 @@ class AgentState:
         return data if isinstance(data, dict) else {}
 
     def _write(self) -> None:
+        if self.state_dir is None:
+            return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             # Write-then-rename so a kill -9 mid-write never leaves a torn file.

@@ -82,10 +82,6 @@ def _subtract_buckets(cur_off: int, cur: np.ndarray, base_off: int, base: np.nda
     return lo + int(nz[0]), out[nz[0]:nz[-1] + 1]
 
 
-def _delta_sum(cur: int | float, base: int | float) -> int | float:
-    return cur - base
-
-
 def subtract_point(cur: Point, base: Point, monotonic: bool = True) -> Point | None:
     """The delta point cur - base starting at base's time, or None when cur is a reset of base."""
     if type(cur) is not type(base) or cur.start_time_ns != base.start_time_ns:
@@ -101,7 +97,7 @@ def subtract_point(cur: Point, base: Point, monotonic: bool = True) -> Point | N
         if (diff < 0).any():
             return None
         return HistogramPoint(cur.attributes, base.time_ns, cur.time_ns, cur.count - base.count,
-                              _delta_sum(cur.sum, base.sum), cur.bounds, tuple(diff.tolist()))
+                              cur.sum - base.sum, cur.bounds, tuple(diff.tolist()))
     if isinstance(cur, ExponentialHistogramPoint):
         if cur.zero_threshold != base.zero_threshold or cur.count < base.count or cur.zero_count < base.zero_count:
             return None
@@ -120,7 +116,7 @@ def subtract_point(cur: Point, base: Point, monotonic: bool = True) -> Point | N
         (pos_off, pos), (neg_off, neg) = sides
         return ExponentialHistogramPoint(
             attributes=cur.attributes, start_time_ns=base.time_ns, time_ns=cur.time_ns,
-            count=cur.count - base.count, sum=_delta_sum(cur.sum, base.sum), scale=scale,
+            count=cur.count - base.count, sum=cur.sum - base.sum, scale=scale,
             zero_count=cur.zero_count - base.zero_count, positive_offset=pos_off, positive_counts=pos,
             negative_offset=neg_off, negative_counts=neg, zero_threshold=cur.zero_threshold)
     raise TypeError(f"unsupported point type {type(cur).__name__}")

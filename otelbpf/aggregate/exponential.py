@@ -1,8 +1,11 @@
 """Vectorised exponential histograms for event streams, bucket-for-bucket identical to the OTel SDK.
 
 Many series live in one `ExponentialHistograms` (group ids 0..G-1); a batch of events is recorded
-with a handful of numpy passes (bit tricks for the exponent, one `log` where the scale is positive,
-`bincount`/`ufunc.at` per group) instead of ~20 µs per event in the SDK.
+with a handful of numpy passes (bit tricks for the exponent, a 64K-entry mantissa table for scales
+1..10, `log` only above that or next to a bucket boundary, `bincount`/`ufunc.at` per group), in
+cache-sized slices, instead of ~20 µs per event in the SDK. Bucket counts of all series live in
+two dense (series, max_size) int64 tables (positive, negative): 16 * max_size bytes per series,
+so keep the number of groups bounded (see `cardinality.py`).
 
 Bucket i at scale s covers (base^i, base^(i+1)], base = 2^(2^-s), upper bound inclusive. The index
 of a value is the SDK's, not merely a correct one:
@@ -20,7 +23,9 @@ mapping and exponent mapping can disagree by one bucket for values within an ulp
 of two, so whether such a value was recorded before or after its series' scale first dropped to 0
 matters; a group whose batch makes that crossing *and* holds such a value is replayed event by event.
 
-Differences from the SDK, on purpose: non-finite values are dropped (and counted in
+Differences from the SDK, on purpose: where the SDK's index span after a downscale is still one
+bucket too wide (the case above) it aliases two buckets in its ring buffer; we downscale once more.
+Non-finite values are dropped (and counted in
 `dropped_nonfinite`) instead of poisoning the series; `weights` count an event w times (the sum adds
 v*w); a series holding only zeros reports scale 0, as the SDK does.
 """
@@ -127,15 +132,12 @@ def _table_index(a: np.ndarray, scale: int) -> np.ndarray:
         slow |= a < 2.2250738585072014e-308
     slow = np.flatnonzero(slow)
     if slow.size:
-        index[slow] = _log_index(a[slow], None, None, scale)
+        index[slow] = _log_index(a[slow], scale)
     return index
 
 
-def _log_index(a: np.ndarray, exponent: np.ndarray | None, pow2: np.ndarray | None, scale) -> np.ndarray:
-    """SDK LogarithmMapping.map_to_index, scale >= 1 (scale: int or int array broadcast with a).
-
-    exponent/pow2 may be None (computed here only where needed).
-    """
+def _log_index(a: np.ndarray, scale) -> np.ndarray:
+    """SDK LogarithmMapping.map_to_index, scale >= 1 (scale: int or int array broadcast with a)."""
     uniform = np.ndim(scale) == 0
     y = np.log(a)
     y *= _INV_LN2
@@ -161,9 +163,7 @@ def _log_index(a: np.ndarray, exponent: np.ndarray | None, pow2: np.ndarray | No
         for i in suspect.tolist():
             index[i] = _scalar_log_index(float(a[i]), int(scales[i]))
     bits = a.view(np.int64)
-    if pow2 is None:
-        pow2 = (bits & _MANTISSA_MASK) == 0
-    exact = np.flatnonzero(pow2)
+    exact = np.flatnonzero((bits & _MANTISSA_MASK) == 0)
     if exact.size:
         e = (bits[exact] >> 52) - 1023
         s = scale if uniform else np.asarray(scale)[exact]
@@ -182,7 +182,7 @@ def _index_at_scale(a: np.ndarray, scale: int) -> np.ndarray:
         return _exponent_index(*_exponent_parts(a), scale)
     if scale <= _TABLE_MAX_SCALE:
         return _table_index(a, scale)
-    return _log_index(a, None, None, scale)
+    return _log_index(a, scale)
 
 
 def value_to_index(values, scale: int) -> np.ndarray:
@@ -417,11 +417,14 @@ class ExponentialHistograms:
             gc, vc = g[i:i + _CHUNK], v[i:i + _CHUNK]
             wc = None if w is None else w[i:i + _CHUNK]
             vf = vc.astype(np.float64, copy=False)
-            touched = self._record_stats(gc, vc, vf, wc)
-            self._record_buckets(gc, vf, wc, touched)
+            touched, vmin, vmax = self._record_stats(gc, vc, vf, wc)
+            self._record_buckets(gc, vf, wc, touched, vmin, vmax)
 
-    def _record_stats(self, g: np.ndarray, v: np.ndarray, vf: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-        """count, zero_count, sum, min, max (independent of scale and buckets); returns touched groups."""
+    def _record_stats(self, g: np.ndarray, v: np.ndarray, vf: np.ndarray, w: np.ndarray | None):
+        """count, zero_count, sum, min, max (independent of scale and buckets).
+
+        Returns the touched groups and the batch's per-group min and max values (all groups).
+        """
         cap = self._cap
         batch_count = np.bincount(g, minlength=cap) if w is None else np.bincount(g, weights=w, minlength=cap)
         batch_count = batch_count.astype(np.int64)
@@ -440,7 +443,6 @@ class ExponentialHistograms:
             hi = np.full(cap, info.min, dtype=v.dtype)
         np.minimum.at(lo, g, v)
         np.maximum.at(hi, g, v)
-        self._batch_min, self._batch_max = lo, hi  # reused for bucket ranges
         batch_sums = self._batch_sums(g, v, vf, w, touched)
         mins, maxs = lo[touched].tolist(), hi[touched].tolist()
         for k, grp in enumerate(touched.tolist()):
@@ -449,7 +451,7 @@ class ExponentialHistograms:
             old = self._max[grp]
             self._max[grp] = maxs[k] if old is None or maxs[k] > old else old
             self._sum[grp] = batch_sums[k]
-        return touched
+        return touched, lo, hi
 
     def _batch_sums(self, g, v, vf, w, touched) -> list[int | float]:
         """New running sums of the touched groups, added in event order like the SDK's `sum += v`.
@@ -484,7 +486,8 @@ class ExponentialHistograms:
             sums[grp] = sums[grp] + s
         return [sums[grp] for grp in groups]
 
-    def _record_buckets(self, g: np.ndarray, vf: np.ndarray, w: np.ndarray | None, touched: np.ndarray) -> None:
+    def _record_buckets(self, g: np.ndarray, vf: np.ndarray, w: np.ndarray | None, touched: np.ndarray,
+                        vmin: np.ndarray, vmax: np.ndarray) -> None:
         cap = self._cap
         if float(vf.min()) > 0:  # the common case: every value positive, no masking at all
             mixed = False
@@ -516,7 +519,7 @@ class ExponentialHistograms:
             np.maximum.at(hi, row, index)
             pos_lo, neg_lo, pos_hi, neg_hi = lo[:cap], lo[cap:2 * cap], hi[:cap], hi[cap:2 * cap]
         else:
-            pos_lo, pos_hi = self._positive_ranges(g, index, touched)
+            pos_lo, pos_hi = self._positive_ranges(g, index, touched, vmin, vmax)
             neg_lo, neg_hi = np.full(cap, big, dtype=np.int64), np.full(cap, -big, dtype=np.int64)
         change = np.maximum(self._side_change(self._pos, pos_lo, pos_hi), self._side_change(self._neg, neg_lo, neg_hi))
 
@@ -586,7 +589,7 @@ class ExponentialHistograms:
             out[sel] = _index_at_scale(a[sel], sc)
         return out
 
-    def _positive_ranges(self, g, index, touched):
+    def _positive_ranges(self, g, index, touched, batch_min, batch_max):
         """Per group min/max index of an all-positive batch, from each group's min/max value.
 
         The SDK's index is monotone in the value except next to powers of two at positive scales
@@ -596,8 +599,8 @@ class ExponentialHistograms:
         big = np.iinfo(np.int64).max
         lo = np.full(self._cap, big, dtype=np.int64)
         hi = np.full(self._cap, -big, dtype=np.int64)
-        vmin = self._batch_min[touched].astype(np.float64)
-        vmax = self._batch_max[touched].astype(np.float64)
+        vmin = batch_min[touched].astype(np.float64)
+        vmax = batch_max[touched].astype(np.float64)
         scales = self._scale[touched]
         both = np.concatenate([vmin, vmax])
         both_scales = np.concatenate([scales, scales])
@@ -634,14 +637,18 @@ class ExponentialHistograms:
             a = abs(x)
             scale = int(self._scale[grp])
             index = _scalar_index(a, scale)
-            if side.used[grp]:
+            # Normally one pass. Re-mapping at the new scale can land one bucket lower than the
+            # shifted index (the log/exponent disagreement), leaving the span one too wide: the SDK
+            # then wraps its ring buffer and aliases two buckets; we downscale once more instead.
+            while side.used[grp]:
                 low, high = min(int(side.start[grp]), index), max(int(side.end[grp]), index)
                 change = int(scale_change(low, high, self.max_size))
-                if change:
-                    for s in (self._pos, self._neg):
-                        s.rebin(rows, np.array([change]), s.start[rows] >> change)
-                    self._scale[grp] = scale = scale - change
-                    index = _scalar_index(a, scale)
+                if not change:
+                    break
+                for s in (self._pos, self._neg):
+                    s.rebin(rows, np.array([change]), s.start[rows] >> change)
+                self._scale[grp] = scale = scale - change
+                index = _scalar_index(a, scale)
             if not side.used[grp]:
                 side.used[grp] = True
                 side.start[grp] = side.end[grp] = index

@@ -72,6 +72,7 @@ def build_exporter(
             certificate=export_config.certificate,
             client_certificate=export_config.client_certificate,
             client_key=export_config.client_key,
+            exact_url=bool(getattr(export_config, "signal_endpoint", False) and export_config.endpoint),
         )
     elif protocol == "grpc":
         from otelbpf.export.grpc import OtlpGrpcExporter

@@ -80,12 +80,16 @@ class OtlpHttpExporter:
         certificate: Path | None = None,
         client_certificate: Path | None = None,
         client_key: Path | None = None,
+        *,
+        exact_url: bool = False,
     ):
+        """``exact_url``: post to ``endpoint_base`` as given (a signal-specific endpoint such as
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a full URL, per the OTLP exporter spec)."""
         if compression not in ("gzip", "none"):
             raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
         if client_key is not None and client_certificate is None:
             raise ValueError("client_key needs client_certificate")
-        self.url = metrics_url(endpoint_base)
+        self.url = endpoint_base if exact_url else metrics_url(endpoint_base)
         self.endpoint = safe_endpoint(self.url)
         self.compression = compression
         self.timeout = timeout

@@ -475,11 +475,15 @@ class BpfObject:
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Detach every link, close our map fds and free the libbpf object (unloads programs)."""
+    def detach(self) -> None:
+        """Detach every link but keep maps readable: the agent's last read then sees final values."""
         for link in self.links:
             link.close()
         self.links.clear()
+
+    def close(self) -> None:
+        """Detach every link, close our map fds and free the libbpf object (unloads programs)."""
+        self.detach()
         for bpf_map in self.maps.values():
             bpf_map.close()
         for prog in self.programs.values():

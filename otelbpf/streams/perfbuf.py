@@ -86,19 +86,19 @@ class _CpuRing:
         self.control = np.frombuffer(self.mm, dtype=_U64, count=2, offset=_DATA_HEAD)  # [head, tail]
         self.data = np.frombuffer(self.mm, dtype=np.uint8, count=self.size, offset=self.data_offset)
 
-    def copy_out(self) -> tuple[np.ndarray, int, int]:
-        """(linear copy of unread bytes, tail, head). The caller stores the new tail."""
+    def copy_out(self) -> tuple[np.ndarray, int]:
+        """(linear copy of the unread bytes, head); `release(head)` once they are parsed."""
         head = int(self.control[0])
         tail = int(self.control[1])
         if head == tail:
-            return _EMPTY, tail, head
+            return _EMPTY, head
         load_fence()  # data_head before the data (the kernel's smp_rmb() after reading data_head)
         n = head - tail
         start = tail % self.size
         if start + n <= self.size:
-            return self.data[start:start + n].copy(), tail, head
-        first = self.size - start
-        return np.concatenate((self.data[start:], self.data[:n - first])), tail, head
+            return self.data[start:start + n].copy(), head
+        first = self.size - start  # the ring is not mapped twice: join the wrapped piece
+        return np.concatenate((self.data[start:], self.data[:n - first])), head
 
     def release(self, tail: int) -> None:
         load_fence()  # finish reading before the kernel may overwrite (release store of data_tail)
@@ -166,7 +166,7 @@ class PerfBufferReader:
         """Every unread sample of every CPU as one batch; LOST records are added to `self.lost`."""
         batches = []
         for ring in self._rings:
-            buf, _tail, head = ring.copy_out()
+            buf, head = ring.copy_out()
             if len(buf) == 0:
                 continue
             batches.append(self._parse(buf))

@@ -30,7 +30,7 @@ _LEN_MASK = ~(BUSY_BIT | DISCARD_BIT) & 0xFFFFFFFF
 _HEADER = 8
 _U32 = np.dtype("<u4")
 _PAGE = mmap.PAGESIZE
-_DEFAULT_MAX_BATCH = 2 << 20  # measured: 1-4 MiB batches keep numpy passes in cache; 8 MiB is ~15% slower
+_DEFAULT_MAX_BATCH = 2 << 20  # measured best of 1-8 MiB (benchmarks/README.md): numpy temporaries stay in cache
 
 
 class RingBufferReader:

@@ -81,3 +81,13 @@ def test_a_new_reader_takes_over_after_close(perf_burst):
 def test_pages_per_cpu_must_be_a_power_of_two(perf_burst):
     with pytest.raises(ValueError, match="power of two"):
         PerfBufferReader(perf_burst.maps["test_perf"], 3)
+
+
+def test_watermark_wakes_only_past_the_threshold_but_read_sees_everything(perf_burst):
+    with PerfBufferReader(perf_burst.maps["test_perf"], 4, wakeup_bytes=4096) as reader:
+        burst(10)  # 320 bytes: below the watermark, no wake-up
+        assert reader.wait(0.1) is False
+        assert seqs(reader.read()) == list(range(10))
+        burst(200)  # 6400 bytes: past it
+        assert reader.wait(5.0) is True
+        assert len(reader.read()) == 200
