@@ -36,7 +36,9 @@ int execsnoop(struct trace_event_raw_sched_process_exec *ctx)
 	e->tgid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	BPF_CORE_READ_STR_INTO(&e->pcomm, task, real_parent, comm);
+	/* All 16 bytes, not a string copy: the kernel keeps comm NUL-padded, while a string copy
+	 * would leave stale ring bytes after the NUL and make equal names differ as label keys. */
+	BPF_CORE_READ_INTO(&e->pcomm, task, real_parent, comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

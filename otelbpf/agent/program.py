@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from otelbpf import log
 from otelbpf.aggregate.buckets import BucketLayout
+from otelbpf.aggregate.cardinality import CardinalityLimiter
 from otelbpf.aggregate.maps import counter_metric, histogram_metric
 from otelbpf.agent.state import AgentState
 from otelbpf.config.agent import LimitsConfig
@@ -24,6 +25,7 @@ from otelbpf.errors import AttachError, ConfigError, ConfigErrors, OtelbpfError
 from otelbpf.kernel import BpfObject
 from otelbpf.kernel.maps import BpfMap
 from otelbpf.metrics.model import Metric, MetricKind, NumberPoint
+from otelbpf.streams import StreamDrainer, StreamSource, open_stream
 
 _log = log.get("otelbpf.program")
 
@@ -48,16 +50,20 @@ class MapMetric:
     bpf_map: BpfMap
     decoder: KeyDecoder
     start_ns: int
+    limiter: CardinalityLimiter
     layout: BucketLayout | None = None
     failures: int = 0
 
     def collect(self, now_ns: int) -> Metric:
         snapshot = self.bpf_map.read_all()
+        cpu_label = self.config.per_cpu == "label"
         if self.layout is None:
-            return counter_metric(self.config, snapshot, self.decoder, self.start_ns, now_ns,
-                                  cpu_label=self.config.per_cpu == "label")
-        return histogram_metric(self.config, snapshot, self.decoder, self.layout,
-                                self.start_ns, now_ns)
+            metric = counter_metric(self.config, snapshot, self.decoder, self.start_ns, now_ns,
+                                    cpu_label=cpu_label)
+        else:
+            metric = histogram_metric(self.config, snapshot, self.decoder, self.layout,
+                                      self.start_ns, now_ns, cpu_label=cpu_label)
+        return self.limiter.apply(metric)
 
 
 @dataclass
@@ -67,10 +73,12 @@ class LoadedProgram:
     links: dict[str, object]
     problems: dict[str, OtelbpfError]
     map_metrics: list[MapMetric]
-    streams: list = field(default_factory=list)
+    streams: list[StreamSource] = field(default_factory=list)
+    drainer: StreamDrainer | None = None
 
     @classmethod
-    def load(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig) -> LoadedProgram:
+    def load(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig,
+             drainer: StreamDrainer | None = None) -> LoadedProgram:
         """Open, load, validate and attach. Raises OtelbpfError when nothing of it can run."""
         if not cfg.object.exists():
             raise ConfigError(cfg.path, None, "object", f"object file {cfg.object} does not exist",
@@ -87,6 +95,10 @@ class LoadedProgram:
             if errors:
                 raise ConfigErrors(errors)
             obj.load()
+            # Readers exist before anything is attached, so the first event already has a reader.
+            streams = [open_stream(sc, obj.maps, program=cfg.name,
+                                   default_cardinality_limit=limits.cardinality)
+                       for sc in cfg.streams]
             links: dict[str, object] = {}
             problems: dict[str, OtelbpfError] = dict(getattr(obj, "program_errors", {}))
             for name, result in obj.attach_all().items():
@@ -103,6 +115,7 @@ class LoadedProgram:
             now_ns = time.time_ns()
             pin_states = getattr(obj, "pin_states", {})
             map_metrics = []
+            limiter = CardinalityLimiter(limits.cardinality)
             for metric in (*cfg.counters, *cfg.histograms):
                 bpf_map = obj.maps[metric.map]
                 start = state.map_start(cfg.name, metric.map, pin_states.get(metric.map),
@@ -115,11 +128,16 @@ class LoadedProgram:
                     labels = metric.labels[:-1]  # the last label is the bucket slot
                     layout = BucketLayout.from_config(metric)
                 map_metrics.append(MapMetric(metric, bpf_map, KeyDecoder(labels, limits.label_cache),
-                                             start.start_ns, layout))
+                                             start.start_ns, limiter, layout))
         except BaseException:
+            for stream in locals().get("streams", []):
+                stream.close()
             obj.close()
             raise
-        return cls(cfg, obj, links, problems, map_metrics)
+        if drainer is not None:
+            for stream in streams:
+                drainer.add(stream)
+        return cls(cfg, obj, links, problems, map_metrics, streams, drainer)
 
     @property
     def name(self) -> str:
@@ -136,6 +154,12 @@ class LoadedProgram:
                 if mm.failures in (1, 10, 100) or mm.failures % 1000 == 0:
                     _log.error("cannot read metric", program=self.name, metric=mm.config.name,
                                map=mm.config.map, error=str(exc), failures=mm.failures)
+        for stream in self.streams:
+            try:
+                metrics.extend(stream.collect(now_ns))
+            except Exception as exc:
+                _log.error("cannot collect stream", program=self.name, stream=stream.name,
+                           error=str(exc))
         return metrics
 
     def attach_points(self, now_ns: int) -> list[NumberPoint]:
@@ -152,7 +176,10 @@ class LoadedProgram:
 
     def close(self) -> None:
         for stream in self.streams:
+            if self.drainer is not None:
+                self.drainer.remove(stream)  # waits for a drain in progress
             stream.close()
+        self.streams = []
         self.obj.close()
 
 

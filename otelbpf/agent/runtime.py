@@ -17,8 +17,9 @@ from pathlib import Path
 
 from otelbpf import __version__, log
 from otelbpf.agent.program import LoadedProgram, attach_metric
-from otelbpf.agent.state import AgentState
+from otelbpf.agent.state import AgentState, config_layout
 from otelbpf.agent.watchdog import Watchdog
+from otelbpf.aggregate.cardinality import CardinalityLimiter
 from otelbpf.aggregate.delta import DeltaConverter
 from otelbpf.config.agent import AgentConfig, load_agent_config
 from otelbpf.config.program import ProgramConfig, load_program_config
@@ -26,6 +27,7 @@ from otelbpf.errors import ConfigError, OtelbpfError
 from otelbpf.export.exporter import build_exporter
 from otelbpf.export.resource import build_resource
 from otelbpf.metrics.model import MetricBatch
+from otelbpf.streams import StreamDrainer
 
 _log = log.get("otelbpf.agent")
 
@@ -84,6 +86,11 @@ class Agent:
     digests: dict[str, str] = field(default_factory=dict)
     failed: dict[str, OtelbpfError] = field(default_factory=dict)
     builtins: list[Builtin] = field(default_factory=list)
+    drainer: StreamDrainer | None = None
+    # Per program: map metrics keep at most [limits] cardinality series each (streams apply
+    # their own limit while aggregating).
+    limiters: dict[str, CardinalityLimiter] = field(default_factory=dict)
+    _overflowing: set[tuple[str, str]] = field(default_factory=set)
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: bool = False
     _reload: bool = False
@@ -92,6 +99,8 @@ class Agent:
 
     def start(self) -> None:
         self.config = load_agent_config(self.config_path)
+        self.drainer = StreamDrainer()
+        self.drainer.start()
         self._configure(self.config)
         configs, errors = read_program_configs(self.config)
         self.failed = dict(errors)
@@ -109,14 +118,25 @@ class Agent:
         self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
         self.exporter = build_exporter(cfg.export)
         # One converter per scope: two programs may both define a metric of the same name.
+        # A reload that keeps delta temporality keeps the exported baselines: starting them over
+        # would send every series' whole cumulative value again as one delta (double counting).
+        wants_delta = cfg.export.temporality == "delta" and cfg.export.protocol != "console"
+        kept = getattr(self, "delta", None)
         self.delta: dict[str, DeltaConverter] | None = (
-            {} if cfg.export.temporality == "delta" and cfg.export.protocol != "console" else None)
-        self.watchdog = Watchdog()
+            (kept if kept is not None else {}) if wants_delta else None)
+        if not hasattr(self, "watchdog"):
+            self.watchdog = Watchdog()
 
     def _load_program(self, name: str, pcfg: ProgramConfig) -> None:
         assert self.config is not None
+        # Before the object opens: a map whose config reads its bytes differently gets a new pin.
+        self.state.expect_layouts(name, {m.map: config_layout(m)
+                                         for m in (*pcfg.counters, *pcfg.histograms)})
+        self.limiters[name] = CardinalityLimiter(self.config.limits.cardinality)
+        self._overflowing = {k for k in self._overflowing if k[0] != name}
         try:
-            prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits)
+            prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits,
+                                      drainer=self.drainer)
         except OtelbpfError as exc:
             self.failed[name] = exc
             _log.error("program not loaded", program=name, error=str(exc))
@@ -156,6 +176,8 @@ class Agent:
         for prog in self.programs.values():
             prog.close()
         self.programs.clear()
+        if self.drainer is not None:
+            self.drainer.close()
         for b in self.builtins:
             b.source.close()
         self.builtins = []
@@ -168,7 +190,7 @@ class Agent:
         now_ns = now_ns or time.time_ns()
         batches = []
         for name, prog in self.programs.items():
-            metrics = prog.collect(now_ns)
+            metrics = [self._limit(name, m) for m in prog.collect(now_ns)]
             for stream in prog.streams:
                 metrics.extend(stream.collect(now_ns))
             batches.append(MetricBatch(f"{SCOPE}/{name}", tuple(metrics), __version__))
@@ -186,6 +208,19 @@ class Agent:
         own += self.exporter.self_metrics(now_ns)
         batches.append(MetricBatch(SCOPE, tuple(own), __version__))
         return [b for b in batches if b.metrics]
+
+    def _limit(self, program: str, metric):
+        limiter = self.limiters.get(program)
+        if limiter is None:
+            return metric
+        limited = limiter.apply(metric)
+        if limited is not metric and (program, metric.name) not in self._overflowing:
+            self._overflowing.add((program, metric.name))
+            _log.warning("cardinality limit reached: further series are merged into the "
+                         "otel.metric.overflow=true series", program=program, metric=metric.name,
+                         limit=limiter.limit, folded=limiter.folded(metric.name),
+                         fix="raise [limits] cardinality or drop a high-cardinality label")
+        return limited
 
     def flush(self, *, final: bool = False) -> bool:
         batches = self.collect(force_builtins=final)
@@ -238,6 +273,7 @@ class Agent:
             _log.info("program removed", program=name)
             self.programs.pop(name).close()
             self.digests.pop(name, None)
+            self.limiters.pop(name, None)
             self.state.unpin_program(name)
             if self.delta is not None:
                 self.delta.pop(f"{SCOPE}/{name}", None)
@@ -301,6 +337,8 @@ class Agent:
             # Detach first, so the final export holds exactly what the kernel counted.
             for prog in self.programs.values():
                 prog.detach()
+            if self.drainer is not None:
+                self.drainer.stop()  # joins the thread, then drains what the kernel had written
             self._safe_flush(final=True)
         finally:
             self.close()

@@ -5,10 +5,19 @@ restart or an upgrade reuses them and the kernel's counts continue. A cumulative
 its start time for as long as its map lives, so the start time of every pinned map is persisted in
 ``state_dir/start_times.json`` next to a fingerprint of the map's layout. When the kernel layer
 reports that a pin was created or replaced (incompatible layout), the series starts anew.
+
+Two kinds of layout change make old counts meaningless, and both must give a fresh map:
+- the map itself changed (type, key/value size, max_entries): the kernel layer sees it on the
+  pin and replaces the pin (``pin_states`` "replaced: <why>");
+- the *config's* reading of the same bytes changed (label sizes/padding, bucket settings): the
+  kernel cannot see that, so before the object is opened the agent announces each map's
+  `config_layout` (`expect_layouts`), and `pin_paths` unlinks a pin whose saved config layout
+  differs, so that the kernel creates a new, empty map.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +31,15 @@ from otelbpf import log
 _log = log.get("otelbpf.state")
 
 START_TIMES_FILE = "start_times.json"
+
+
+def config_layout(metric) -> str:
+    """What in a counter/histogram config decides how a map's bytes are read (not names or help)."""
+    parts: list = [[(lbl.size, lbl.padding) for lbl in metric.labels]]
+    if hasattr(metric, "bucket_type"):
+        parts += [metric.bucket_type, metric.bucket_min, metric.bucket_max,
+                  list(metric.bucket_keys), metric.bucket_multiplier]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,15 @@ class AgentState:
         self.state_dir = state_dir
         self._lock = threading.Lock()
         self._starts: dict[str, dict] = self._read()
+        self._expected: dict[str, str] = {}  # "PROGRAM/MAP" -> config_layout of the config loading now
+        self._replaced: dict[str, str] = {}  # "PROGRAM/MAP" -> why pin_paths unlinked its pin
+
+    def expect_layouts(self, program: str, layouts: dict[str, str]) -> None:
+        """The config layout each aggregate map of ``program`` will be read with (see module doc)."""
+        with self._lock:
+            for key in [k for k in self._expected if k.startswith(program + "/")]:
+                del self._expected[key]
+            self._expected.update({f"{program}/{name}": layout for name, layout in layouts.items()})
 
     # -- pins -------------------------------------------------------------------------------
 
@@ -57,7 +84,27 @@ class AgentState:
                 fix="mount bpffs (mount -t bpf bpf /sys/fs/bpf) or set [state] pin_dir = \"\"",
             )
             return {}
-        return {name: base / name for name in sorted(map_names)}
+        paths = {name: base / name for name in sorted(map_names)}
+        for name, path in paths.items():
+            self._drop_if_read_differently(program, name, path)
+        return paths
+
+    def _drop_if_read_differently(self, program: str, map_name: str, path: Path) -> None:
+        key = f"{program}/{map_name}"
+        with self._lock:
+            saved = (self._starts.get(key) or {}).get("config_layout")
+            expected = self._expected.get(key)
+        if saved is None or expected is None or saved == expected or not path.exists():
+            return
+        # Same bytes, new meaning (e.g. a label split in two): the old counts would be decoded
+        # into wrong series. Unlinking our own pin makes the kernel layer create an empty map.
+        try:
+            path.unlink()
+        except OSError as exc:
+            _log.warning("cannot remove a pin whose config layout changed", path=str(path),
+                         error=str(exc))
+            return
+        self._replaced[key] = "replaced: metric layout changed (labels or buckets)"
 
     def unpin_program(self, program: str) -> None:
         """Remove a program's pins and start times: called when the program leaves the config."""
@@ -83,15 +130,24 @@ class AgentState:
         key = f"{program}/{map_name}"
         with self._lock:
             saved = self._starts.get(key)
+            replaced = self._replaced.pop(key, None)
+            entry = {"start_ns": now_ns, "fingerprint": fingerprint}
+            if key in self._expected:
+                entry["config_layout"] = self._expected[key]
             if pin_state == "reused" and saved and saved.get("fingerprint") == fingerprint:
+                if "config_layout" in entry and saved.get("config_layout") != entry["config_layout"]:
+                    self._starts[key] = {**saved, "config_layout": entry["config_layout"]}
+                    self._write()
                 return MapStart(int(saved["start_ns"]), "reused")
             if pin_state == "reused" and saved:
                 reason = "replaced: metric layout changed"
             elif pin_state == "reused":
                 reason = "reused pin without a saved start time"
+            elif pin_state == "created" and replaced:
+                reason = replaced
             else:
                 reason = pin_state or "unpinned"
-            self._starts[key] = {"start_ns": now_ns, "fingerprint": fingerprint}
+            self._starts[key] = entry
             self._write()
         return MapStart(now_ns, reason)
 

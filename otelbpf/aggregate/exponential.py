@@ -23,11 +23,15 @@ mapping and exponent mapping can disagree by one bucket for values within an ulp
 of two, so whether such a value was recorded before or after its series' scale first dropped to 0
 matters; a group whose batch makes that crossing *and* holds such a value is replayed event by event.
 
+The SDK's sum is `sum += v` in event order: float sums here are accumulated the same way
+(`np.add.at`, sequential), integer sums stay exact Python ints, min/max keep the input's type.
+
 Differences from the SDK, on purpose: where the SDK's index span after a downscale is still one
 bucket too wide (the case above) it aliases two buckets in its ring buffer; we downscale once more.
-Non-finite values are dropped (and counted in
-`dropped_nonfinite`) instead of poisoning the series; `weights` count an event w times (the sum adds
-v*w); a series holding only zeros reports scale 0, as the SDK does.
+Non-finite values are dropped (counted in `dropped_nonfinite`) instead of poisoning the series.
+`weights` count an event w times (the sum adds v*w). The state is cumulative: we do not emulate
+the SDK's per-collection delta merging (which, e.g., forces scale 0 after an all-zero interval).
+A series holding only zeros reports scale 0, as the SDK does.
 """
 
 from __future__ import annotations
@@ -505,9 +509,17 @@ class ExponentialHistograms:
             row = negative * cap
             row += zero * (2 * cap)
             row += g
-        scales = self._scale[touched]
+        # Indices are computed at scale_at = scale - pre: `pre` skips, for fresh series still at a
+        # high scale, the part of this batch's downscale already implied by its min and max values,
+        # so most values take the table path instead of a log. Shifting a logarithm-mapping index
+        # right is exactly the index at the lower scale, so nothing changes but the cost.
+        pre = np.zeros(cap, dtype=np.int64)
+        if not mixed and int(self._scale[touched].max()) > _TABLE_MAX_SCALE:
+            pre = self._implied_change(touched, vmin, vmax)
+        scale_at = self._scale - pre
+        scales = scale_at[touched]
         uniform = int(scales[0]) if scales.min() == scales.max() else None
-        index = self._index_at(a, g, uniform)
+        index = self._index_at(a, g, uniform, scale_at)
         if mixed and any_zero:
             index[zero] = 0
 
@@ -519,17 +531,19 @@ class ExponentialHistograms:
             np.maximum.at(hi, row, index)
             pos_lo, neg_lo, pos_hi, neg_hi = lo[:cap], lo[cap:2 * cap], hi[:cap], hi[cap:2 * cap]
         else:
-            pos_lo, pos_hi = self._positive_ranges(g, index, touched, vmin, vmax)
+            pos_lo, pos_hi = self._positive_ranges(g, index, touched, vmin, vmax, scale_at)
             neg_lo, neg_hi = np.full(cap, big, dtype=np.int64), np.full(cap, -big, dtype=np.int64)
-        change = np.maximum(self._side_change(self._pos, pos_lo, pos_hi), self._side_change(self._neg, neg_lo, neg_hi))
+        change = np.maximum(self._side_change(self._pos, pos_lo, pos_hi, pre),
+                            self._side_change(self._neg, neg_lo, neg_hi, pre))  # from scale_at
+        total = pre + change  # from the series' scale
 
-        crossing = (self._scale > 0) & (self._scale - change <= 0)
+        crossing = (self._scale > 0) & (self._scale - total <= 0)
         if crossing.any():
             # The SDK's log and exponent mappings disagree for some values next to powers of two;
             # for those, when the scale crossed 0 during the batch decides the bucket: replay.
             sel = np.flatnonzero(crossing[g] & (vf != 0))
             exponent, pow2 = _exponent_parts(a[sel])
-            disputed = np.unique(g[sel[(index[sel] >> self._scale[g[sel]]) != (exponent - pow2)]])
+            disputed = np.unique(g[sel[(index[sel] >> scale_at[g[sel]]) != (exponent - pow2)]])
             if disputed.size:
                 for grp in disputed.tolist():
                     mine = np.flatnonzero((g == grp) & (vf != 0))
@@ -537,23 +551,24 @@ class ExponentialHistograms:
                 keep = ~np.isin(g, disputed)
                 g, row, index = g[keep], row[keep], index[keep]
                 w = None if w is None else w[keep]
-                change[disputed] = 0
+                change[disputed] = total[disputed] = 0
                 pos_lo[disputed] = neg_lo[disputed] = big
                 pos_hi[disputed] = neg_hi[disputed] = -big
                 if g.size == 0:
                     return
 
-        changed = np.flatnonzero(change)
+        changed = np.flatnonzero(total)
         if changed.size:
-            self._scale[changed] -= change[changed]
-            index >>= change[g]
+            self._scale[changed] -= total[changed]
+            if change.any():
+                index >>= change[g]
         bases = []
         for k, (side, lo, hi) in enumerate(((self._pos, pos_lo, pos_hi), (self._neg, neg_lo, neg_hi))):
             has = lo <= hi  # groups with values of this sign in the batch
             lo_s, hi_s = lo >> change, hi >> change
-            new_start = np.where(side.used, np.minimum(side.start >> change, lo_s), lo_s)
-            moved = np.flatnonzero(side.used & ((change > 0) | (new_start != side.start)))
-            side.rebin(moved, change[moved], new_start[moved])
+            new_start = np.where(side.used, np.minimum(side.start >> total, lo_s), lo_s)
+            moved = np.flatnonzero(side.used & ((total > 0) | (new_start != side.start)))
+            side.rebin(moved, total[moved], new_start[moved])
             side.end = np.where(has, np.where(side.used, np.maximum(side.end, hi_s), hi_s), side.end)
             side.start = np.where(has, new_start, side.start)
             side.used |= has
@@ -572,11 +587,12 @@ class ExponentialHistograms:
         if mixed:
             self._neg.counts += counts[1]
 
-    def _index_at(self, a: np.ndarray, g: np.ndarray, uniform: int | None) -> np.ndarray:
-        """SDK index of each value at its own series' scale (`uniform` when all share one)."""
+    @staticmethod
+    def _index_at(a: np.ndarray, g: np.ndarray, uniform: int | None, group_scales: np.ndarray) -> np.ndarray:
+        """SDK index of each value at its group's scale (`uniform` when all share one)."""
         if uniform is not None:
             return _index_at_scale(a, uniform)
-        scales = self._scale[g]
+        scales = group_scales[g]
         lo, hi = int(scales.min()), int(scales.max())
         if 0 < lo and hi <= _TABLE_MAX_SCALE:
             # within the logarithm mapping, index at scale s == index at scale S >> (S - s)
@@ -589,7 +605,24 @@ class ExponentialHistograms:
             out[sel] = _index_at_scale(a[sel], sc)
         return out
 
-    def _positive_ranges(self, g, index, touched, batch_min, batch_max):
+    def _implied_change(self, touched, batch_min, batch_max) -> np.ndarray:
+        """Per group, the downscale that the batch's extreme values alone already force (stopping
+        at scale 1), for groups above the table's scales; 0 elsewhere. Never more than the real
+        change: the true index range contains the extremes' indices."""
+        pre = np.zeros(self._cap, dtype=np.int64)
+        high = touched[self._scale[touched] > _TABLE_MAX_SCALE]
+        side = self._pos
+        for sc in np.unique(self._scale[high]).tolist():
+            groups = high[self._scale[high] == sc]
+            lo = _index_at_scale(batch_min[groups].astype(np.float64), sc)
+            hi = _index_at_scale(batch_max[groups].astype(np.float64), sc)
+            used = side.used[groups]
+            lo = np.where(used, np.minimum(side.start[groups], lo), lo)
+            hi = np.where(used, np.maximum(side.end[groups], hi), hi)
+            pre[groups] = np.minimum(scale_change(lo, hi, self.max_size), sc - 1)
+        return pre
+
+    def _positive_ranges(self, g, index, touched, batch_min, batch_max, group_scales):
         """Per group min/max index of an all-positive batch, from each group's min/max value.
 
         The SDK's index is monotone in the value except next to powers of two at positive scales
@@ -601,7 +634,7 @@ class ExponentialHistograms:
         hi = np.full(self._cap, -big, dtype=np.int64)
         vmin = batch_min[touched].astype(np.float64)
         vmax = batch_max[touched].astype(np.float64)
-        scales = self._scale[touched]
+        scales = group_scales[touched]
         both = np.concatenate([vmin, vmax])
         both_scales = np.concatenate([scales, scales])
         index_of_extremes = np.empty(both.size, dtype=np.int64)
@@ -621,10 +654,11 @@ class ExponentialHistograms:
             np.maximum.at(hi, g[mask], index[mask])
         return lo, hi
 
-    def _side_change(self, side: _Side, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    def _side_change(self, side: _Side, lo: np.ndarray, hi: np.ndarray, pre: np.ndarray) -> np.ndarray:
+        """Downscale needed so the side's state (shifted by `pre`) and the batch range [lo, hi] fit."""
         has = lo <= hi
-        low = np.where(side.used, np.minimum(side.start, lo), lo)
-        high = np.where(side.used, np.maximum(side.end, hi), hi)
+        low = np.where(side.used, np.minimum(side.start >> pre, lo), lo)
+        high = np.where(side.used, np.maximum(side.end >> pre, hi), hi)
         low = np.where(has, low, 0)
         high = np.where(has, high, 0)
         return scale_change(low, high, self.max_size)

@@ -176,8 +176,9 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     if kept.size == len(target) and kept.size == n_rows:
         merged = table
     else:
-        merged = np.zeros((len(target), width), dtype=table.dtype)
-        np.add.at(merged, row_of[kept], table[kept])
+        overflow = table.dtype != object and table.size and int(table.max()) * kept.size > _U64_MAX
+        merged = np.zeros((len(target), width), dtype=object if overflow else table.dtype)
+        np.add.at(merged, row_of[kept], table[kept].astype(merged.dtype))
     idents = list(target)
     order = sorted(range(len(idents)), key=lambda i: _order((idents[i], None)))
     merged = merged[order]

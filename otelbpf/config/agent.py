@@ -35,7 +35,6 @@ class ExportConfig:
     client_certificate: Path | None
     client_key: Path | None
     max_backoff: float  # seconds
-    delta_buffer: int
     # True when ``endpoint`` came from OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: already the full
     # metrics URL, used as is. Otherwise ``endpoint`` is a base URL.
     signal_endpoint: bool = False
@@ -244,7 +243,6 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         client_certificate=path_setting("client_certificate"),
         client_key=path_setting("client_key"),
         max_backoff=t.duration("max_backoff", 60.0),
-        delta_buffer=t.integer("delta_buffer", 64, min=1),
         signal_endpoint=signal_endpoint,
     )
     t.finish()

@@ -53,7 +53,7 @@ def build_exporter(
 ) -> Exporter:
     """The exporter ``export_config`` (an ``otelbpf.config.agent.ExportConfig``) asks for.
 
-    ``temporality`` and ``delta_buffer`` are not used here: the aggregate stage applies them.
+    ``temporality`` is not used here: the agent converts to delta before exporting.
     An endpoint of None means the OTLP default for the protocol (localhost:4318 / :4317).
     Raises ValueError for an unusable endpoint, bad header values or unreadable TLS files.
     """

@@ -206,7 +206,6 @@ class StreamAggregator:
             )
 
     def _aggregate(self, records: np.ndarray) -> None:
-        n = len(records)
         weights = self._weights(records)
         key_ids: dict[tuple[str, ...], np.ndarray] = {}
         for fields, index in self._indexes.items():

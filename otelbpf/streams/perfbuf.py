@@ -100,9 +100,9 @@ class _CpuRing:
         first = self.size - start  # the ring is not mapped twice: join the wrapped piece
         return np.concatenate((self.data[start:], self.data[:n - first])), head
 
-    def release(self, tail: int) -> None:
+    def release(self, new_tail: int) -> None:
         load_fence()  # finish reading before the kernel may overwrite (release store of data_tail)
-        self.control[1] = tail
+        self.control[1] = new_tail
 
     def close(self) -> None:
         del self.control, self.data

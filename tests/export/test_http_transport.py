@@ -161,7 +161,7 @@ def test_header_values_never_logged(http_server, captured_logs, capsys):
         headers={"Authorization": TOKEN, "api-key": "k-9876543210"},
         compression="gzip", timeout=2.0,
         insecure=False, certificate=None, client_certificate=None, client_key=None,
-        max_backoff=0.02, delta_buffer=1,
+        max_backoff=0.02,
     ))()
     exporter = build_exporter(config, max_elapsed=0.5)
     http_server.respond(403, f"token {TOKEN} revoked".encode())

@@ -204,7 +204,6 @@ class Config:
         self.client_certificate = None
         self.client_key = None
         self.max_backoff = 30.0
-        self.delta_buffer = 10
         self.__dict__.update(overrides)
 
 
@@ -226,7 +225,7 @@ def test_build_exporter_accepts_the_real_export_config():
     config = agent.ExportConfig(
         protocol="http/protobuf", endpoint="http://127.0.0.1:9", temporality="cumulative",
         headers={}, compression="gzip", timeout=1.0, insecure=False, certificate=None,
-        client_certificate=None, client_key=None, max_backoff=5.0, delta_buffer=1,
+        client_certificate=None, client_key=None, max_backoff=5.0,
     )
     exporter = build_exporter(config)
     assert exporter.timeout == 1.0 and exporter.max_backoff == 5.0

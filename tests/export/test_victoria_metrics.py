@@ -33,7 +33,6 @@ class Config:
         self.client_certificate = None
         self.client_key = None
         self.max_backoff = 1.0
-        self.delta_buffer = 1
 
 
 def batches(now: int) -> list[MetricBatch]:

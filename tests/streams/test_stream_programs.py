@@ -93,6 +93,12 @@ def test_signals_counts_every_signal_by_number_and_target(bpf_build, tmp_path):
     shutil.copy("/bin/sleep", exe)
     child = subprocess.Popen([exe, "60"])
     try:
+        # Popen returns once exec closed its close-on-exec pipe, which happens before the kernel
+        # renames the task (setup_new_exec): wait for the new comm, or signals count as "python3".
+        comm = Path(f"/proc/{child.pid}/comm")
+        deadline = time.monotonic() + 10
+        while comm.read_text().strip() != name and time.monotonic() < deadline:
+            time.sleep(0.001)
         for _ in range(40):
             os.kill(child.pid, signal.SIGWINCH)  # ignored by default: the target keeps sleeping
         for _ in range(3):

@@ -27,7 +27,6 @@ timeout = "5s"
 insecure = true
 certificate = "ca.pem"
 max_backoff = "2m"
-delta_buffer = 8
 [resource]
 "deployment.environment.name" = "dev"
 [state]
@@ -71,7 +70,6 @@ def test_defaults(tmp_path):
     assert cfg.export.temporality == "cumulative"
     assert cfg.export.compression == "gzip"
     assert cfg.export.timeout == 10.0 and cfg.export.max_backoff == 60.0
-    assert cfg.export.delta_buffer == 64
     assert cfg.state.pin_dir == Path("/sys/fs/bpf/otelbpf")
     assert cfg.state.state_dir == Path("/var/lib/otelbpf")
     assert (cfg.limits.cardinality, cfg.limits.label_cache) == (2000, 100_000)
@@ -93,7 +91,7 @@ def test_every_key(tmp_path):
     assert (e.protocol, e.endpoint, e.temporality, e.compression) == (
         "grpc", "collector:4317", "delta", "none")
     assert dict(e.headers) == {"x-scope": "team"}
-    assert (e.timeout, e.insecure, e.max_backoff, e.delta_buffer) == (5.0, True, 120.0, 8)
+    assert (e.timeout, e.insecure, e.max_backoff) == (5.0, True, 120.0)
     assert e.certificate == tmp_path / "ca.pem" and e.client_key is None
     assert dict(cfg.resource) == {"deployment.environment.name": "dev"}
     assert cfg.state.pin_dir is None and cfg.state.state_dir == tmp_path / "state"

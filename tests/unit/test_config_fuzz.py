@@ -34,7 +34,7 @@ PROGRAM_KEYS = [
 AGENT_KEYS = [
     "agent", "interval", "programs_dir", "objects_dir", "programs", "export", "protocol",
     "endpoint", "temporality", "headers", "compression", "timeout", "insecure", "certificate",
-    "client_certificate", "client_key", "max_backoff", "delta_buffer", "resource", "state",
+    "client_certificate", "client_key", "max_backoff", "resource", "state",
     "pin_dir", "state_dir", "limits", "cardinality", "label_cache", "builtin", "map_pressure",
     "program_stats", "enabled", "warning", "critical", "include", "exclude",
 ]
