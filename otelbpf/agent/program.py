@@ -191,7 +191,7 @@ def attach_metric(programs: Sequence[LoadedProgram], failed: dict[str, OtelbpfEr
     loaded += [NumberPoint((("otelbpf.program", name),), 0, now_ns) for name in sorted(failed)]
     return [
         Metric("otelbpf.program.attached", "1 when the BPF program is attached, 0 when it failed",
-               "1", MetricKind.GAUGE, tuple(attached)),
+               "{program}", MetricKind.GAUGE, tuple(attached)),
         Metric("otelbpf.program.loaded", "1 when the program config loaded, 0 when it failed",
-               "1", MetricKind.GAUGE, tuple(loaded)),
+               "{program}", MetricKind.GAUGE, tuple(loaded)),
     ]
