@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf.config.agent import MapPressureConfig
-from otelbpf.health._libbpf_names import map_type_name
+from otelbpf.kernel.names import map_type_name
 from otelbpf.health.fdinfo import map_memlock
 from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, MapIterator
 from otelbpf.health.map_types import CountMethod, count_method

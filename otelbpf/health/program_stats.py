@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from otelbpf.config.agent import ProgramStatsConfig
-from otelbpf.health._libbpf_names import prog_type_name
+from otelbpf.kernel.names import prog_type_name
 from otelbpf.health.name_filter import NameFilter
 from otelbpf.health.run_stats import RunTimeStats
 from otelbpf.kernel import info

@@ -49,8 +49,11 @@ class KernelFeatures:
 
 def tracefs_root() -> Path | None:
     for root in TRACEFS_ROOTS:
-        if (root / "events").is_dir():
-            return root
+        try:
+            if (root / "events").is_dir():
+                return root
+        except PermissionError:  # tracefs is 0700: an unprivileged service user can't look
+            continue
     return None
 
 
@@ -62,6 +65,8 @@ def probe_kprobe() -> tuple[bool, str]:
     root = tracefs_root()
     if root is not None and (root / "kprobe_events").exists():
         return True, ""
+    if root is None and not os.access("/sys/kernel", os.R_OK):
+        return False, "unknown: tracefs is not readable by this user"
     return False, "kprobes are not supported by this kernel (no kprobe PMU / CONFIG_KPROBE_EVENTS)"
 
 

@@ -50,9 +50,18 @@ class LibbpfError(OSError):
         self.messages = messages or []
 
 
+# libbpf's own error codes (enum libbpf_errno, 4000-4099), e.g. 4001 "Invalid ELF format": only
+# libbpf_strerror knows their text; os.strerror would say "Unknown error 4001".
+LIBBPF_ERRNO_START, LIBBPF_ERRNO_END = 4000, 4100
+
+
 def errno_name(err: int) -> str:
     if err == ENOTSUPP:
         return "operation not supported by this map/program type (ENOTSUPP)"
+    if LIBBPF_ERRNO_START <= err < LIBBPF_ERRNO_END:
+        buf = ctypes.create_string_buffer(128)
+        if libbpf_strerror(err, buf, len(buf)) == 0:
+            return f"{buf.value.decode(errors='replace')} (libbpf error {err})"
     return f"{os.strerror(err)} ({_errno.errorcode.get(err, err)})"
 
 
@@ -81,6 +90,9 @@ def _proto(name: str, restype, *argtypes, library=lib):
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
+
+
+libbpf_strerror = _proto("libbpf_strerror", c_int, c_int, c_char_p, c_size_t)
 
 
 # --- option structs (layouts from /usr/include/bpf/bpf.h and libbpf.h, libbpf 1.1) ---------------
@@ -244,6 +256,9 @@ libbpf_probe_bpf_prog_type = _proto("libbpf_probe_bpf_prog_type", c_int, c_int, 
 libbpf_probe_bpf_map_type = _proto("libbpf_probe_bpf_map_type", c_int, c_int, c_void_p)
 libbpf_probe_bpf_helper = _proto("libbpf_probe_bpf_helper", c_int, c_int, c_int, c_void_p)
 libbpf_num_possible_cpus = _proto("libbpf_num_possible_cpus", c_int)
+# Type names as libbpf and bpftool spell them ("lru_hash", "tracepoint"); NULL for unknown types.
+libbpf_bpf_map_type_str = _proto("libbpf_bpf_map_type_str", c_char_p, c_int)
+libbpf_bpf_prog_type_str = _proto("libbpf_bpf_prog_type_str", c_char_p, c_int)
 
 # --- ring / perf buffers (C-side consumers; streams/ may use them) ---------------------------------
 

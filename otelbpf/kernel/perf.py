@@ -65,23 +65,29 @@ def online_cpus() -> list[int]:
     return cpus
 
 
-def open_event(type: int, config: int, cpu: int, *, sample_period: int = 0, sample_freq: int = 0) -> int:
-    """perf_event_open for all processes on ``cpu``; returns the fd (OSError on failure)."""
+def open_attr(attr: PerfEventAttr, cpu: int, what: str = "perf_event_open") -> int:
+    """perf_event_open(attr) for all processes on ``cpu``; returns the fd (OSError on failure)."""
     nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
     if nr is None:
         raise OSError(0, f"perf_event_open: unknown syscall number on {platform.machine()}")
-    attr = PerfEventAttr(type=type, size=ctypes.sizeof(PerfEventAttr), config=config)
+    attr.size = ctypes.sizeof(PerfEventAttr)
+    fd = _perf_event_open_syscall(nr, ctypes.addressof(attr), -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what} on cpu {cpu}: {os.strerror(err)}")
+    return fd
+
+
+def open_event(type: int, config: int, cpu: int, *, sample_period: int = 0, sample_freq: int = 0) -> int:
+    """A counting/sampling event of ``type``/``config`` on ``cpu`` (for SEC("perf_event") programs)."""
+    attr = PerfEventAttr(type=type, config=config)
     if sample_freq:
         attr.sample_period_or_freq = sample_freq
         attr.flags = _ATTR_FREQ
     else:
         attr.sample_period_or_freq = sample_period
-    fd = _perf_event_open_syscall(nr, ctypes.addressof(attr), -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"perf_event_open(type={type}, config={config}, cpu={cpu}): {os.strerror(err)}")
-    return fd
+    return open_attr(attr, cpu, f"perf_event_open(type={type}, config={config})")
 
 
-__all__ = ["PerfEventAttr", "open_event", "online_cpus", "PERF_TYPE_SOFTWARE", "PERF_TYPE_HARDWARE",
+__all__ = ["PerfEventAttr", "open_attr", "open_event", "online_cpus", "PERF_TYPE_SOFTWARE", "PERF_TYPE_HARDWARE",
            "PERF_COUNT_SW_CPU_CLOCK", "PERF_COUNT_SW_TASK_CLOCK"]

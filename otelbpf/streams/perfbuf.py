@@ -17,18 +17,15 @@ the readable region is copied out in (at most) two pieces before walking it.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import mmap
 import os
-import platform
 import select
 import struct
 
 import numpy as np
 
-from otelbpf.kernel.perf import (_NR_PERF_EVENT_OPEN, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_SOFTWARE, PerfEventAttr,
-                                 online_cpus)
+from otelbpf.kernel.perf import PERF_TYPE_SOFTWARE, PerfEventAttr, online_cpus, open_attr
 from otelbpf.streams.barrier import load_fence
 from otelbpf.streams.records import RecordBatch, uniform_run
 
@@ -46,28 +43,18 @@ _PAGE = mmap.PAGESIZE
 _U64 = np.dtype("<u8")
 _SAMPLE_HEADER = 12  # perf_event_header + u32 raw_size
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 
 def open_bpf_output(cpu: int, *, wakeup_events: int, wakeup_bytes: int | None) -> int:
     """perf_event_open a PERF_COUNT_SW_BPF_OUTPUT event on `cpu` that samples raw BPF output."""
-    attr = PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(PerfEventAttr),
+    attr = PerfEventAttr(type=PERF_TYPE_SOFTWARE,
                          config=PERF_COUNT_SW_BPF_OUTPUT, sample_period_or_freq=1, sample_type=PERF_SAMPLE_RAW)
     if wakeup_bytes:
         attr.flags = _ATTR_FLAG_WATERMARK
         attr.wakeup_events = int(wakeup_bytes)  # the union's wakeup_watermark
     else:
         attr.wakeup_events = max(1, int(wakeup_events))
-    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
-    if nr is None:
-        raise OSError(0, f"perf_event_open: unknown syscall number on {platform.machine()}")
-    fd = _libc.syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(cpu),
-                       ctypes.c_int(-1), ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"perf_event_open(BPF output, cpu {cpu}): {os.strerror(err)}")
-    return fd
+    return open_attr(attr, cpu, "perf_event_open(BPF output)")
 
 
 class _CpuRing:

@@ -1,24 +1,16 @@
-"""Kernel map and program type names as libbpf (and bpftool) spell them: "lru_hash", "tracepoint".
-
-Private: otelbpf/kernel/libbpf.py does not declare these two libbpf >= 1.0 functions yet; they
-belong there.
-"""
+"""Kernel map and program type names as libbpf (and bpftool) spell them: "lru_hash", "tracepoint"."""
 
 from __future__ import annotations
 
-import ctypes
 import functools
 
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.maps import MapType
 
-_map_type_str = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_int)(("libbpf_bpf_map_type_str", lb.lib))
-_prog_type_str = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_int)(("libbpf_bpf_prog_type_str", lb.lib))
-
 
 @functools.cache
 def map_type_name(map_type: int) -> str:
-    name = _map_type_str(map_type)
+    name = lb.libbpf_bpf_map_type_str(map_type)
     if name:
         return name.decode()
     # Types newer than the system libbpf (arena is unknown to libbpf 1.1).
@@ -28,5 +20,5 @@ def map_type_name(map_type: int) -> str:
 
 @functools.cache
 def prog_type_name(prog_type: int) -> str:
-    name = _prog_type_str(prog_type)
+    name = lb.libbpf_bpf_prog_type_str(prog_type)
     return name.decode() if name else f"unknown_{prog_type}"
