@@ -139,11 +139,12 @@ class Agent:
                                       drainer=self.drainer)
         except OtelbpfError as exc:
             self.failed[name] = exc
-            _log.error("program not loaded", program=name, error=str(exc))
+            _log.error("program not loaded", program=name, config=str(pcfg.path), error=str(exc))
             return
         except OSError as exc:
             self.failed[name] = ConfigError(pcfg.path, None, "object", str(exc))
-            _log.error("program not loaded", program=name, error=str(exc))
+            _log.error("program not loaded", program=name, config=str(pcfg.path),
+                       error=str(self.failed[name]))
             return
         self.programs[name] = prog
         self.digests[name] = file_digest(pcfg.path, pcfg.object)

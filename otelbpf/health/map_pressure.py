@@ -212,17 +212,4 @@ def _records_by_id() -> list[MapRecord]:
 
 def _program_maps() -> list[tuple[str, tuple[int, ...]]]:
     """(name, map_ids) of every program on the host, for the ``bpf.map.programs`` attribute."""
-    out = []
-    for prog_id in info.prog_ids():
-        try:
-            fd = info.prog_fd_by_id(prog_id)
-        except LibbpfError:
-            continue  # unloaded since listed
-        try:
-            pi = info.prog_info(fd)
-        except LibbpfError:
-            continue
-        finally:
-            os.close(fd)
-        out.append((pi.name, pi.map_ids))
-    return out
+    return [(pi.name, pi.map_ids) for pi in info.prog_infos()]

@@ -9,7 +9,6 @@ difference to the previous collection, as bpftop does.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from otelbpf.health.name_filter import NameFilter
 from otelbpf.health.run_stats import RunTimeStats
 from otelbpf.kernel import info
 from otelbpf.kernel.info import ProgInfo
-from otelbpf.kernel.libbpf import LibbpfError
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint
 
 log = logging.getLogger("otelbpf.health.program_stats")
@@ -113,18 +111,7 @@ class ProgramStats:
 
     def _programs(self):
         """(ProgInfo, CLOCK_MONOTONIC ns right after reading it) of every accepted program."""
-        for prog_id in info.prog_ids():
-            try:
-                fd = info.prog_fd_by_id(prog_id)
-            except LibbpfError:
-                continue  # unloaded since listed
-            try:
-                pi = info.prog_info(fd)
-            except LibbpfError as exc:
-                log.debug("program %d: %s", prog_id, exc)
-                continue
-            finally:
-                os.close(fd)
+        for pi in info.prog_infos():
             mono = time.monotonic_ns()
             if self._accept(pi.name):
                 yield pi, mono

@@ -287,3 +287,19 @@ __all__ = [
     "iter_create",
     "iter_read",
 ]
+
+
+def prog_infos() -> Iterator[ProgInfo]:
+    """ProgInfo of every program on the host; programs unloaded while we walk are skipped."""
+    for prog_id in prog_ids():
+        try:
+            fd = prog_fd_by_id(prog_id)
+        except lb.LibbpfError:
+            continue  # unloaded since listed
+        try:
+            pi = prog_info(fd)
+        except lb.LibbpfError:
+            continue
+        finally:
+            os.close(fd)
+        yield pi
