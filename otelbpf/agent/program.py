@@ -100,7 +100,7 @@ class LoadedProgram:
                                    default_cardinality_limit=limits.cardinality)
                        for sc in cfg.streams]
             links: dict[str, object] = {}
-            problems: dict[str, OtelbpfError] = dict(getattr(obj, "program_errors", {}))
+            problems: dict[str, OtelbpfError] = dict(obj.program_errors)
             for name, result in obj.attach_all().items():
                 if isinstance(result, AttachError):
                     problems[name] = result
@@ -113,7 +113,7 @@ class LoadedProgram:
                     _log.error("program not loaded", program=cfg.name, bpf_program=name,
                                reason=str(err))
             now_ns = time.time_ns()
-            pin_states = getattr(obj, "pin_states", {})
+            pin_states = obj.pin_states
             map_metrics = []
             limiter = CardinalityLimiter(limits.cardinality)
             for metric in (*cfg.counters, *cfg.histograms):

@@ -22,6 +22,7 @@ from otelbpf.decoders.kstack import KstackDecoder
 from otelbpf.decoders.ksym import KsymDecoder
 from otelbpf.decoders.majorminor import MajorMinorDecoder
 from otelbpf.decoders.regexp import RegexpDecoder
+from otelbpf.decoders.signal import SignalDecoder
 from otelbpf.decoders.sint import IntDecoder
 from otelbpf.decoders.static_map import StaticMapDecoder
 from otelbpf.decoders.string import StringDecoder
@@ -43,6 +44,7 @@ _BUILTIN: tuple[type[Decoder], ...] = (
     KsymDecoder,
     MajorMinorDecoder,
     RegexpDecoder,
+    SignalDecoder,
     StaticMapDecoder,
     StringDecoder,
     SyscallDecoder,

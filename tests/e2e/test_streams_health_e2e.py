@@ -62,11 +62,11 @@ def test_streams_and_health_reach_victoria_metrics(tmp_path, bpf_build, victoria
     with open("/proc/self/comm") as f:
         assert execs[0].labels["parent_command"] == f.read().strip()  # this test process ran them
     sigs = victoria_metrics.query(
-        f'signals_generated_total{{command="{sig_name}",signal="{int(signal.SIGWINCH)}",{sel}}}')
+        f'signals_generated_total{{command="{sig_name}",signal="SIGWINCH",{sel}}}')
     assert [s.value for s in sigs] == [SIGNALS]
     # SIGKILL from the cleanup is one more signal to the same process, under its own label.
     assert victoria_metrics.query(
-        f'signals_generated_total{{command="{sig_name}",signal="{int(signal.SIGKILL)}",{sel}}}')[0].value == 1
+        f'signals_generated_total{{command="{sig_name}",signal="SIGKILL",{sel}}}')[0].value == 1
 
     lost = victoria_metrics.query(f"otelbpf_stream_lost_total{{{sel}}}")
     assert lost and all(s.value == 0 for s in lost)
