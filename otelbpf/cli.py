@@ -98,7 +98,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                     ok = False
                     print(f"FAIL metric {mm.config.name}: {exc}", file=out)
             for stream in prog.streams:
-                print(f"ok   stream {name}/{stream.name}", file=out)
+                print(f"ok   stream {stream.name}", file=out)
         finally:
             prog.close()
     return EXIT_OK if ok else EXIT_FAILED
