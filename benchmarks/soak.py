@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from agentproc import AgentProcess, write_agent_config  # noqa: E402
-from backends import VictoriaMetrics  # noqa: E402
-from workloads import SYS_GETPID, block_device_dir  # noqa: E402
+from agentproc import AgentProcess, write_agent_config
+from backends import VictoriaMetrics
+from workloads import SYS_GETPID, block_device_dir
 
 RSS_GROWTH_BAR = 5 * 1024 * 1024
 CPU_BAR = 0.01

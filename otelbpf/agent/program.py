@@ -83,10 +83,8 @@ class LoadedProgram:
         if not cfg.object.exists():
             raise ConfigError(cfg.path, None, "object", f"object file {cfg.object} does not exist",
                               "build it with `make -C bpf` or set `object = \"…\"` in this file")
-        aggregate_maps = {m.map for m in (*cfg.counters, *cfg.histograms)}
-        pins = state.pin_paths(cfg.name, aggregate_maps)
         try:
-            obj = BpfObject.open(cfg.object, parameters=cfg.parameters, pin_maps=pins)
+            obj = BpfObject.open(cfg.object, parameters=cfg.parameters)
         except ValueError as exc:  # parameters that don't match the object's .rodata
             raise ConfigError(cfg.path, "parameters", None, str(exc),
                               "use the names and types of the program's const volatile globals") from None
@@ -94,6 +92,8 @@ class LoadedProgram:
             errors = validate_against_object(cfg, obj.maps)
             if errors:
                 raise ConfigErrors(errors)
+            # Pin only once the config is known to fit the object: a typo must not leave pins.
+            obj.set_pin_paths(state.pin_paths(cfg.name, {m.map for m in (*cfg.counters, *cfg.histograms)}))
             obj.load()
             # Readers exist before anything is attached, so the first event already has a reader.
             streams = [open_stream(sc, obj.maps, program=cfg.name,

@@ -19,7 +19,7 @@ from otelbpf import __version__, log
 from otelbpf.agent.program import LoadedProgram, attach_metric
 from otelbpf.agent.state import AgentState, config_layout
 from otelbpf.agent.watchdog import Watchdog
-from otelbpf.aggregate.cardinality import CardinalityLimiter
+from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES
 from otelbpf.aggregate.delta import DeltaConverter
 from otelbpf.config.agent import AgentConfig, load_agent_config
 from otelbpf.config.program import ProgramConfig, load_program_config
@@ -87,10 +87,7 @@ class Agent:
     failed: dict[str, OtelbpfError] = field(default_factory=dict)
     builtins: list[Builtin] = field(default_factory=list)
     drainer: StreamDrainer | None = None
-    # Per program: map metrics keep at most [limits] cardinality series each (streams apply
-    # their own limit while aggregating).
-    limiters: dict[str, CardinalityLimiter] = field(default_factory=dict)
-    _overflowing: set[tuple[str, str]] = field(default_factory=set)
+    _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: bool = False
     _reload: bool = False
@@ -132,7 +129,6 @@ class Agent:
         # Before the object opens: a map whose config reads its bytes differently gets a new pin.
         self.state.expect_layouts(name, {m.map: config_layout(m)
                                          for m in (*pcfg.counters, *pcfg.histograms)})
-        self.limiters[name] = CardinalityLimiter(self.config.limits.cardinality)
         self._overflowing = {k for k in self._overflowing if k[0] != name}
         try:
             prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits,
@@ -191,9 +187,10 @@ class Agent:
         now_ns = now_ns or time.time_ns()
         batches = []
         for name, prog in self.programs.items():
-            metrics = [self._limit(name, m) for m in prog.collect(now_ns)]
-            for stream in prog.streams:
-                metrics.extend(stream.collect(now_ns))
+            # Map metrics (already cardinality-limited) and stream metrics: each exactly once, as
+            # a series sent twice in one request would count twice once converted to delta.
+            metrics = prog.collect(now_ns)
+            self._note_overflow(name, metrics)
             batches.append(MetricBatch(f"{SCOPE}/{name}", tuple(metrics), __version__))
         mono = time.monotonic()
         for b in self.builtins:
@@ -210,18 +207,18 @@ class Agent:
         batches.append(MetricBatch(SCOPE, tuple(own), __version__))
         return [b for b in batches if b.metrics]
 
-    def _limit(self, program: str, metric):
-        limiter = self.limiters.get(program)
-        if limiter is None:
-            return metric
-        limited = limiter.apply(metric)
-        if limited is not metric and (program, metric.name) not in self._overflowing:
-            self._overflowing.add((program, metric.name))
-            _log.warning("cardinality limit reached: further series are merged into the "
-                         "otel.metric.overflow=true series", program=program, metric=metric.name,
-                         limit=limiter.limit, folded=limiter.folded(metric.name),
-                         fix="raise [limits] cardinality or drop a high-cardinality label")
-        return limited
+    def _note_overflow(self, program: str, metrics) -> None:
+        """Say once per metric when its cardinality limit starts folding series into overflow."""
+        for metric in metrics:
+            if (program, metric.name) in self._overflowing:
+                continue
+            if any(p.attributes == OVERFLOW_ATTRIBUTES for p in metric.points):
+                self._overflowing.add((program, metric.name))
+                _log.warning("cardinality limit reached: further series are merged into the "
+                             "otel.metric.overflow=true series", program=program,
+                             metric=metric.name, limit=self.config.limits.cardinality,
+                             fix="raise [limits] cardinality (streams: cardinality_limit) or "
+                                 "drop a high-cardinality label")
 
     def flush(self, *, final: bool = False) -> bool:
         batches = self.collect(force_builtins=final)
@@ -274,7 +271,6 @@ class Agent:
             _log.info("program removed", program=name)
             self.programs.pop(name).close()
             self.digests.pop(name, None)
-            self.limiters.pop(name, None)
             self.state.unpin_program(name)
             if self.delta is not None:
                 self.delta.pop(f"{SCOPE}/{name}", None)

@@ -62,5 +62,17 @@ def as_int(raw: bytes) -> int:
     return int.from_bytes(raw, "little")
 
 
+# Python refuses int -> decimal str beyond 4300 digits (sys.get_int_max_str_digits) with a
+# ValueError; a wide key (or a chain feeding decimal text back into a numeric decoder) gets there.
+_MAX_DECIMAL_BITS = 14_000  # about 4200 decimal digits
+
+
+def decimal(number: int) -> bytes:
+    """``number`` as decimal text, or as 0x-hex when it is too long for a decimal string."""
+    if number.bit_length() > _MAX_DECIMAL_BITS:
+        return hex(number).encode()
+    return str(number).encode()
+
+
 def as_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")

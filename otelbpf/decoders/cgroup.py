@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int
+from otelbpf.decoders.base import Decoder, as_int, decimal
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 _RESCAN_SECONDS = 5.0
@@ -81,4 +81,4 @@ class CgroupDecoder(Decoder):
             if now - self._scanned >= _RESCAN_SECONDS:
                 self._scanned = now
                 self._rescan()
-        return self._paths.get(cgroup_id, str(cgroup_id).encode())
+        return self._paths.get(cgroup_id) or decimal(cgroup_id)

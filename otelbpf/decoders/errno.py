@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno as errno_names
 
-from otelbpf.decoders.base import Decoder, as_int
+from otelbpf.decoders.base import Decoder, as_int, decimal
 
 # The kernel never returns an error below -MAX_ERRNO (include/linux/err.h).
 _MAX_ERRNO = 4095
@@ -24,4 +24,5 @@ class ErrnoDecoder(Decoder):
             if (1 << width) - _MAX_ERRNO <= number < 1 << width:
                 number -= 1 << width
         number = abs(number)
-        return errno_names.errorcode.get(number, str(number)).encode()
+        name = errno_names.errorcode.get(number)
+        return name.encode() if name is not None else decimal(number)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int
+from otelbpf.decoders.base import Decoder, as_int, decimal
 
 _TTL_SECONDS = 10.0
 
@@ -29,7 +29,7 @@ class IfnameDecoder(Decoder):
         hit = self._cache.get(index)
         if hit is not None and now - hit[0] < _TTL_SECONDS:
             return hit[1]
-        name = str(index).encode()
+        name = decimal(index)
         if 0 < index < 1 << 32:
             try:
                 name = socket.if_indextoname(index).encode()

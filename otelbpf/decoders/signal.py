@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal as signals
 
-from otelbpf.decoders.base import Decoder, as_int
+from otelbpf.decoders.base import Decoder, as_int, decimal
 
 
 class SignalDecoder(Decoder):
@@ -22,4 +22,4 @@ class SignalDecoder(Decoder):
             pass
         if signals.SIGRTMIN < number <= signals.SIGRTMAX:
             return f"SIGRTMIN+{number - signals.SIGRTMIN}".encode()
-        return str(number).encode()
+        return decimal(number)

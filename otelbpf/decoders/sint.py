@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from otelbpf.decoders.base import Decoder
+from otelbpf.decoders.base import Decoder, decimal
 
 
 class IntDecoder(Decoder):
     name = "int"
 
     def decode(self, raw: bytes) -> bytes:
-        return str(int.from_bytes(raw, "little", signed=True)).encode()
+        return decimal(int.from_bytes(raw, "little", signed=True))

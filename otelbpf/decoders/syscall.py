@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int
+from otelbpf.decoders.base import Decoder, as_int, decimal
 
 _ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 ARCHITECTURES = ("x86_64", "arm64")
@@ -45,4 +45,4 @@ class SyscallDecoder(Decoder):
     def decode(self, raw: bytes) -> bytes:
         number = as_int(raw)
         name = self.table.get(number)
-        return name if name is not None else f"unknown:{number}".encode()
+        return name if name is not None else b"unknown:" + decimal(number)

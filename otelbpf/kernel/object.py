@@ -152,16 +152,24 @@ class BpfObject:
         try:
             obj._open_elf()
             obj._describe()
-            unknown = sorted(set(obj.pin_maps) - set(obj.maps))
-            if unknown:
-                raise ValueError(
-                    f"{obj.path}: cannot pin unknown map(s) {', '.join(unknown)}; maps: {', '.join(sorted(obj.maps)) or 'none'}"
-                )
+            obj.set_pin_paths(obj.pin_maps)
             obj._apply_parameters()
         except BaseException:
             obj.close()
             raise
         return obj
+
+    def set_pin_paths(self, pin_maps: Mapping[str, os.PathLike | str]) -> None:
+        """Pin these maps at load (reusing compatible pins). Callable between open and load, so a
+        config can be validated against the object's maps before anything is pinned."""
+        if self.loaded:
+            raise RuntimeError(f"{self.path}: pin paths must be set before load()")
+        unknown = sorted(set(pin_maps) - set(self.maps))
+        if unknown:
+            raise ValueError(
+                f"{self.path}: cannot pin unknown map(s) {', '.join(unknown)}; maps: {', '.join(sorted(self.maps)) or 'none'}"
+            )
+        self.pin_maps = {name: Path(p) for name, p in pin_maps.items()}
 
     def _open_elf(self) -> None:
         if not self.path.is_file():

@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 from agentproc import REPO, AgentProcess, write_agent_config
-from conftest import CONF_D, grpc_points, no_traceback, programs_dir, wait_flushes
+from reliability_harness import (
+    CONF_D,
+    grpc_points,
+    no_traceback,
+    programs_dir,
+    wait_flushes,
+)
 from workloads import GetpidChild
+
+from otelbpf.kernel.features import probe
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend]
 
@@ -41,7 +49,7 @@ CASES = {
         "program not loaded",
         ["not-elf.bpf.o", "BPF object format invalid", "is not a proper ELF object"]),
     "verifier_rejects": (
-        f'object = "tests/kernel_bad_only.bpf.o"\n[[counters]]\nname = "bad.count"\nmap = "values"\n'
+        'object = "tests/kernel_bad_only.bpf.o"\n[[counters]]\nname = "bad.count"\nmap = "values"\n'
         'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n',
         "program not loaded",
         ["kernel_bad_only.bpf.o", "program broken", "the verifier rejected the program",
@@ -54,7 +62,7 @@ CASES = {
          'did you mean "syscall_counts"?']),
     "label_sizes": (
         'object = "syscalls.bpf.o"\n[[counters]]\nname = "bad.count"\nmap = "syscall_counts"\n'
-        'labels = [{ name = "syscall", size = 2 }]\n',
+        'labels = [{ name = "syscall", size = 2, decoders = [{ name = "uint" }] }]\n',
         "program not loaded",
         ["bad.toml", 'counters[0] "bad.count"', "labels: labels cover 2 bytes (syscall 2)",
          '"syscall_counts" has 4-byte keys', "fix: add 2 bytes"]),
@@ -74,19 +82,8 @@ CASES = {
 }
 
 
-# With pinning on (the agent's default), program.py hands BpfObject.open() pin paths for every
-# configured map before validating the config against the object, and open() refuses a pin for a
-# map the object lacks: the user gets "parameters: cannot pin unknown map(s)" instead of the
-# validator's "has no map ... did you mean" / "labels cover N bytes" message. The fix belongs in
-# otelbpf/agent/program.py (validate first, set obj.pin_maps after validation); see
-# docs/reliability.md "Known gaps".
-PIN_BEFORE_VALIDATE = pytest.mark.xfail(
-    strict=True, reason="program.py pins maps before validating the config against the object")
-PARAMS = [pytest.param(c, marks=PIN_BEFORE_VALIDATE) if c in ("map_missing", "label_sizes") else c
-          for c in sorted(CASES)]
 
-
-@pytest.mark.parametrize("case", PARAMS)
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_program_is_reported_and_the_good_one_keeps_exact_counts(
         case, tmp_path, bpf_build, grpc_receiver, pin_dir):
     text, event, expected = CASES[case]
@@ -143,11 +140,14 @@ def test_kprobe_and_fentry_on_a_kernel_without_them(tmp_path, bpf_build, grpc_re
     reasons = {e["bpf_program"]: e["reason"] for e in agent.logs
                if e.get("event") in ("program not attached", "program not loaded")
                and e.get("program") == "attach"}
-    kprobes = probe_kprobes()
-    if not kprobes:
-        assert "kprobes are not supported by this kernel" in reasons["on_kprobe"], reasons
-    if "on_fentry" in reasons:
-        assert "fentry/fexit are not supported by this kernel" in reasons["on_fentry"], reasons
+    features = probe().as_dict()
+    # Where the kernel has them they must attach; where not, the reason must say so.
+    for prog, feature, reason in (("on_kprobe", "kprobe", "kprobes are not supported by this kernel"),
+                                  ("on_fentry", "fentry", "fentry/fexit are not supported by this kernel")):
+        if features[feature][0]:
+            assert prog in loaded["attached"], (prog, reasons)
+        else:
+            assert reason in reasons[prog], reasons
     assert "sys_enter_otelbpf_missing" in reasons["on_missing"], reasons
     assert {"on_tracepoint", "on_raw_tp", "on_tp_btf"} <= set(loaded["attached"])
     attached = {dp.attributes[1].value.string_value: dp.as_int
@@ -158,12 +158,6 @@ def test_kprobe_and_fentry_on_a_kernel_without_them(tmp_path, bpf_build, grpc_re
     # The good program beside it is untouched: raw_tp/tp_btf on sys_enter also saw our getpids.
     assert [p.as_int for p in grpc_points(grpc_receiver.received, "syscalls.count",
                                           syscall="getpid")][-1] == 99
-
-
-def probe_kprobes() -> bool:
-    from otelbpf.kernel.features import probe
-
-    return bool(probe().as_dict()["kprobe"][0])
 
 
 def run_agent_cli(config: Path) -> subprocess.CompletedProcess:

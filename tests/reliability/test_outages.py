@@ -7,11 +7,15 @@ the sum of every delta received equals the work done, with start/end times that 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from agentproc import AgentProcess, write_agent_config
-from conftest import flushes, grpc_points, no_traceback, programs_dir, wait_flushes
+from reliability_harness import (
+    flushes,
+    grpc_points,
+    no_traceback,
+    programs_dir,
+    wait_flushes,
+)
 from workloads import GetpidChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]

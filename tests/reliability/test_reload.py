@@ -8,7 +8,7 @@ import signal
 
 import pytest
 from agentproc import AgentProcess, write_agent_config
-from conftest import CONF_D, no_traceback, programs_dir, wait_flushes
+from reliability_harness import CONF_D, no_traceback, programs_dir, wait_flushes
 from workloads import GetpidChild, fsync_writes
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
@@ -26,7 +26,7 @@ def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metri
     getpid = f'syscalls_count_total{{syscall="getpid",{sel}}}'
     with GetpidChild() as child:
         programs = programs_dir(tmp_path, child.pid)
-        write = lambda names: write_agent_config(  # noqa: E731
+        write = lambda names: write_agent_config(
             tmp_path, endpoint=vm.otlp_http_endpoint, programs=names, programs_dir=programs,
             pin_dir=pin_dir)
         config = write(["syscalls"])

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from agentproc import AgentProcess, write_agent_config
-from conftest import grpc_points, no_traceback, programs_dir, wait_flushes
+from reliability_harness import grpc_points, no_traceback, programs_dir, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
 from otelbpf.kernel import libbpf as lb
@@ -77,7 +77,7 @@ def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_rec
 
 def split_label_config(target_tgid: int) -> str:
     """syscalls.toml with its 4-byte key read as two 2-byte labels: same map, new meaning."""
-    from conftest import syscalls_toml
+    from reliability_harness import syscalls_toml
 
     text = syscalls_toml(target_tgid)
     new, n = re.subn(
