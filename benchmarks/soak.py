@@ -189,7 +189,8 @@ def main() -> int:
             "cpu_share_incl_warmup": round((last[2] - samples[0][2]) / (last[0] - samples[0][0]), 5),
             "stream_events": stream_events,
             "stream_lost": lost,
-            "exported_syscalls_getpid": vm_value(
+            # syscalls counts every process here (target_tgid = 0): a liveness figure, not exact.
+            "exported_getpid_all_processes": vm_value(
                 vm, f'syscalls_count_total{{syscall="getpid",{sel}}}'),
             # The agent's own otelbpf.agent.* metrics, as the backend stored them.
             "exported_agent_metrics": {

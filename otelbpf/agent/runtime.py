@@ -98,7 +98,7 @@ class Agent:
         self.config = load_agent_config(self.config_path)
         self.drainer = StreamDrainer()
         self.drainer.start()
-        self._configure(self.config)
+        self._configure(self.config, at_start=True)
         configs, errors = read_program_configs(self.config)
         self.failed = dict(errors)
         for name, err in errors.items():
@@ -110,15 +110,24 @@ class Agent:
                   failed=sorted(self.failed), interval=self.config.interval,
                   exporter=self.exporter.describe() if hasattr(self.exporter, "describe") else None)
 
-    def _configure(self, cfg: AgentConfig) -> None:
+    def _configure(self, cfg: AgentConfig, *, at_start: bool = False) -> None:
         self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
         self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
         self.exporter = build_exporter(cfg.export)
         # One converter per scope: two programs may both define a metric of the same name.
         # A reload that keeps delta temporality keeps the exported baselines: starting them over
         # would send every series' whole cumulative value again as one delta (double counting).
+        # At start, the baselines saved by the previous process: its pinned maps kept counting.
+        # (Not on a reload that switches to delta: a file from an older delta run is stale.)
         wants_delta = cfg.export.temporality == "delta" and cfg.export.protocol != "console"
         kept = getattr(self, "delta", None)
+        if wants_delta and kept is None and at_start:
+            kept = {}
+            for scope, baseline in self.state.load_delta_baselines().items():
+                kept[scope] = DeltaConverter()
+                kept[scope].restore(baseline)
+        if at_start and not wants_delta:
+            self.state.drop_delta_baselines()  # would be stale by the next delta run
         self.delta: dict[str, DeltaConverter] | None = (
             (kept if kept is not None else {}) if wants_delta else None)
         if not hasattr(self, "watchdog"):
@@ -229,9 +238,11 @@ class Agent:
         outcome = self.exporter.export(self.resource, batches,
                                        deadline=time.monotonic() + self.config.interval)
         ok = outcome.success
-        if ok:
+        if ok and tokens:
             for converter, token in tokens:
                 converter.commit(token)
+            self.state.save_delta_baselines(
+                {scope: c.baseline() for scope, c in self.delta.items()})
         _log.debug("flushed", ok=ok, final=final,
                    points=sum(len(m.points) for b in batches for m in b.metrics))
         return ok

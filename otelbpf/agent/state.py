@@ -1,4 +1,5 @@
-"""State that outlives the agent process: pinned aggregate maps and their series start times.
+"""State that outlives the agent process: pinned aggregate maps, their series start times and,
+with delta temporality, the last exported cumulative values.
 
 Kernel maps that hold counters and histograms are pinned under ``pin_dir/PROGRAM/MAP`` so a
 restart or an upgrade reuses them and the kernel's counts continue. A cumulative series must keep
@@ -13,12 +14,19 @@ Two kinds of layout change make old counts meaningless, and both must give a fre
   kernel cannot see that, so before the object is opened the agent announces each map's
   `config_layout` (`expect_layouts`), and `pin_paths` unlinks a pin whose saved config layout
   differs, so that the kernel creates a new, empty map.
+
+With delta temporality the agent exports differences against the last *exported* cumulative
+values. Pinned maps keep counting across a restart, so that baseline must survive it too, or the
+first delta after a restart would send everything since the series start again:
+``state_dir/delta_baseline.json`` holds it, rewritten after each successful export.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -27,10 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf import log
+from otelbpf.metrics.model import (
+    ExponentialHistogramPoint,
+    HistogramPoint,
+    MetricKind,
+    NumberPoint,
+)
 
 _log = log.get("otelbpf.state")
 
 START_TIMES_FILE = "start_times.json"
+DELTA_BASELINE_FILE = "delta_baseline.json"
+_POINT_TYPES = {cls.__name__: cls for cls in (NumberPoint, HistogramPoint, ExponentialHistogramPoint)}
 
 
 def config_layout(metric) -> str:
@@ -151,6 +167,45 @@ class AgentState:
             self._write()
         return MapStart(now_ns, reason)
 
+    # -- delta baselines ----------------------------------------------------------------------
+
+    def save_delta_baselines(self, baselines: dict[str, dict]) -> None:
+        """Per scope, DeltaConverter.baseline(): what the backend has received so far."""
+        if self.state_dir is None:
+            return
+        doc = {scope: [[name, kind.value, _plain(point.attributes), type(point).__name__,
+                        _plain(_point_fields(point))]
+                       for (name, kind, _attrs), point in baseline.items()]
+               for scope, baseline in baselines.items()}
+        self._write_json(DELTA_BASELINE_FILE, doc, "cannot persist the delta baseline; a restart "
+                         "will send counts since each series' start again")
+
+    def drop_delta_baselines(self) -> None:
+        if self.state_dir is None:
+            return
+        try:
+            (self.state_dir / DELTA_BASELINE_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            _log.warning("cannot remove the delta baseline", path=str(self.state_dir),
+                         error=str(exc))
+
+    def load_delta_baselines(self) -> dict[str, dict]:
+        if self.state_dir is None:
+            return {}
+        path = self.state_dir / DELTA_BASELINE_FILE
+        try:
+            doc = json.loads(path.read_text())
+            return {scope: {(name, MetricKind(kind), _frozen(attrs)):
+                            _POINT_TYPES[ptype](**{k: _frozen(v) for k, v in fields.items()})
+                            for name, kind, attrs, ptype, fields in series}
+                    for scope, series in doc.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            _log.warning("ignoring unreadable delta baseline; the first export after this restart "
+                         "carries each series from its start", path=str(path), error=str(exc))
+            return {}
+
     # -- persistence --------------------------------------------------------------------------
 
     def _read(self) -> dict[str, dict]:
@@ -168,15 +223,46 @@ class AgentState:
         return data if isinstance(data, dict) else {}
 
     def _write(self) -> None:
+        self._write_json(START_TIMES_FILE, self._starts,
+                         "cannot persist start times; a restart will start new series", indent=1)
+
+    def _write_json(self, name: str, doc, failure: str, indent: int | None = None) -> None:
         if self.state_dir is None:
             return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             # Write-then-rename so a kill -9 mid-write never leaves a torn file.
-            fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".start_times.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._starts, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.state_dir / START_TIMES_FILE)
-        except OSError as exc:
-            _log.warning("cannot persist start times; a restart will start new series",
-                         path=str(self.state_dir), error=str(exc))
+            fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f".{name}.")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(doc, f, indent=indent, sort_keys=True)
+                os.replace(tmp, self.state_dir / name)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except (OSError, ValueError) as exc:
+            _log.warning(failure, path=str(self.state_dir), error=str(exc))
+
+
+def _point_fields(point) -> dict:
+    return {f.name: getattr(point, f.name) for f in dataclasses.fields(point)}
+
+
+def _plain(value):
+    """Tuples → lists, non-finite floats → {"float": "inf"}: strict JSON, any reader takes it."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _frozen(value):
+    """The inverse of `_plain`: lists → tuples (attributes, bounds, bucket counts)."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict) and set(value) == {"float"}:
+        return float(value["float"])
+    return value

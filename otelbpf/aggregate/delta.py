@@ -23,6 +23,7 @@ Per series (metric name, kind and attributes):
 - series absent from a committed collection lose their baseline (a later reappearance is new);
   only metrics passed to that `convert` are touched, so one converter may serve several sources
   converted separately. `forget(name)` drops a metric that will not come back (program unloaded).
+- `baseline()` / `restore()` let the agent keep the baseline across its own restarts.
 Gauges and metrics that are already DELTA pass through unchanged.
 """
 
@@ -169,6 +170,15 @@ class DeltaConverter:
         baseline = {k: p for k, p in self._baseline.items() if k[0] not in token.metric_names}
         baseline.update(token.points)
         self._baseline = baseline
+
+    def baseline(self) -> dict[SeriesKey, Point]:
+        """The committed baseline (a copy), for persisting it across a restart of the process."""
+        return dict(self._baseline)
+
+    def restore(self, baseline: dict[SeriesKey, Point]) -> None:
+        """Start from a baseline saved by `baseline()`: with pinned, still-counting kernel maps,
+        the first delta after a restart then covers only what was not exported before it."""
+        self._baseline = dict(baseline)
 
     def forget(self, metric_name: str) -> None:
         """Drop the baseline of every series of one metric."""

@@ -163,7 +163,7 @@ def test_kprobe_and_fentry_on_a_kernel_without_them(tmp_path, bpf_build, grpc_re
 def run_agent_cli(config: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "otelbpf", "--log-format", "json", "run",
                            "--config", str(config)], capture_output=True, text=True, cwd=REPO,
-                          timeout=60)
+                          timeout=60, check=False)
 
 
 @pytest.mark.parametrize("endpoint,problem", [

@@ -7,6 +7,8 @@ the sum of every delta received equals the work done, with start/end times that 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from agentproc import AgentProcess, write_agent_config
 from reliability_harness import (
@@ -86,7 +88,7 @@ def test_delta_intervals_merge_across_grpc_outage(tmp_path, bpf_build, grpc_rece
     assert sum(p.as_int for p in points) == 579
     # One chain of intervals: each delta starts where the previously *exported* one ended, so
     # nothing is counted twice and no interval is missing.
-    for prev, cur in zip(points, points[1:]):
+    for prev, cur in itertools.pairwise(points):
         assert cur.start_time_unix_nano == prev.time_unix_nano, (prev, cur)
         assert cur.time_unix_nano > cur.start_time_unix_nano
     # The failed intervals were merged into one point that spans them all and carries their counts.

@@ -6,6 +6,7 @@ not inherit old counts: it gets a fresh map, a new start time and a log line tha
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -135,3 +136,22 @@ def test_pinned_map_with_another_layout_is_replaced(tmp_path, bpf_build, grpc_re
     assert line["reason"] == "replaced: type HASH -> PERCPU_HASH", line
     points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
     assert points[-1].as_int == 5
+
+
+def test_kill_9_restart_with_delta_sends_each_count_once(tmp_path, bpf_build, grpc_receiver, pin_dir):
+    with GetpidChild() as child:
+        config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    temporality="delta", programs=["syscalls"],
+                                    programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
+        run_then_kill(config, child, 300)
+        with AgentProcess(config) as agent:
+            wait_flushes(agent, ok=True)
+            child.getpid(12)
+            assert agent.stop() == 0
+        no_traceback(agent)
+    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    # The baseline persisted in state_dir: the restarted agent continues the chain of intervals
+    # where the killed one left it, instead of re-sending everything since the series start.
+    assert sum(p.as_int for p in points) == 312
+    for prev, cur in itertools.pairwise(points):
+        assert cur.start_time_unix_nano == prev.time_unix_nano, (prev, cur)

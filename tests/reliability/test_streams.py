@@ -10,7 +10,13 @@ import uuid
 
 import pytest
 from agentproc import AgentProcess, write_agent_config
-from reliability_harness import CONF_D, grpc_points, no_traceback, programs_dir, wait_flushes
+from reliability_harness import (
+    CONF_D,
+    grpc_points,
+    no_traceback,
+    programs_dir,
+    wait_flushes,
+)
 from workloads import GetpidChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
@@ -70,7 +76,7 @@ def test_exec_counts_exact_with_delta_across_an_outage(tmp_path, bpf_build, grpc
 
 
 def test_stream_layout_larger_than_the_records(tmp_path, bpf_build, grpc_receiver, pin_dir):
-    name, path = unique_command(tmp_path)
+    _name, path = unique_command(tmp_path)
     with GetpidChild() as child:
         programs = programs_dir(tmp_path, child.pid)
         text = (CONF_D / "execsnoop.toml").read_text()
