@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +159,23 @@ class AgentProcess:
     def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:
             self.kill()
+
+
+CONF_D = REPO / "conf" / "conf.d"
+
+
+def syscalls_toml(target_tgid: int) -> str:
+    """The shipped syscalls config, counting one process only."""
+    text, n = re.subn(r"(?m)^target_tgid = 0$", f"target_tgid = {target_tgid}",
+                      (CONF_D / "syscalls.toml").read_text())
+    assert n == 1, "conf/conf.d/syscalls.toml must set target_tgid = 0 by default"
+    return text
+
+
+def programs_dir(tmp_path: Path, target_tgid: int, *, biolatency: bool = False) -> Path:
+    programs = tmp_path / "conf.d"
+    programs.mkdir(exist_ok=True)
+    (programs / "syscalls.toml").write_text(syscalls_toml(target_tgid))
+    if biolatency:
+        shutil.copy(CONF_D / "biolatency.toml", programs / "biolatency.toml")
+    return programs

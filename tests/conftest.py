@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,54 @@ def bpffs() -> Path:
     if not os.path.ismount(path):
         pytest.skip("bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
     return path
+
+
+# -- backends and per-test agent settings, shared by export, e2e and reliability tests ----------
+
+def _start_victoria_metrics():
+    from backends import BackendUnavailable, VictoriaMetrics
+
+    try:
+        return VictoriaMetrics().start()
+    except BackendUnavailable as error:
+        if os.environ.get("CI"):
+            raise  # CI installs the backend: its absence there is a failure, not a skip
+        pytest.skip(f"VictoriaMetrics unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics():
+    """One VictoriaMetrics for the session; tests tell their series apart by a run_id label."""
+    vm = _start_victoria_metrics()
+    yield vm
+    vm.close()
+
+
+@pytest.fixture
+def own_victoria_metrics():
+    """A VictoriaMetrics this test alone uses, so it may stop and restart it."""
+    vm = _start_victoria_metrics()
+    yield vm
+    vm.close()
+
+
+@pytest.fixture
+def grpc_receiver():
+    from backends import GrpcMetricsReceiver
+
+    with GrpcMetricsReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A resource attribute value that tells this test's series apart in a shared backend."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def pin_dir(bpffs: Path):
+    """A pin directory of this test's own under bpffs (the agent creates it), removed afterwards."""
+    path = bpffs / f"otelbpf-test-{uuid.uuid4().hex[:8]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # only our own directory, never other pins

@@ -10,44 +10,45 @@ import tempfile
 from pathlib import Path
 
 SYS_GETPID = {"x86_64": 39, "aarch64": 172}[platform.machine()]
+SYS_GETPGID = {"x86_64": 121, "aarch64": 155}[platform.machine()]
 
-_CHILD = r"""
+_SYSCALL_CHILD = r"""
 import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)
-nr, n = int(sys.argv[1]), int(sys.argv[2])
 print("ready", flush=True)
-while True:
-    line = sys.stdin.readline()
-    if not line or line.strip() == "exit":
+for line in sys.stdin:
+    if line.strip() == "exit":
         break
-    count = int(line)
+    nr, arg, count = (int(x) for x in line.split())
     for _ in range(count):
-        libc.syscall(nr)   # raw syscall: no libc pid caching can hide a call
+        libc.syscall(nr, arg)   # raw syscall: no libc caching can hide a call
     print("done", flush=True)
 """
 
 
-class GetpidChild:
-    """A child process that makes exactly N getpid syscalls each time it is asked.
+class SyscallChild:
+    """A child process that makes exactly ``count`` raw syscalls ``nr(arg)`` each time it is asked.
 
-    Its tgid is known before it does anything, so the agent can be started with
-    ``target_tgid`` set to it and every counted getpid is one of ours.
+    Its tgid is known before it does anything, so the agent can be started with ``target_tgid``
+    set to it and every counted call is one of ours.
     """
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(SYS_GETPID), "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", _SYSCALL_CHILD], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def getpid(self, n: int) -> None:
-        self.proc.stdin.write(f"{n}\n")
+    def call(self, nr: int, arg: int, count: int = 1) -> None:
+        self.proc.stdin.write(f"{nr} {arg} {count}\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "done"
+
+    def getpid(self, n: int) -> None:
+        self.call(SYS_GETPID, 0, n)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -55,11 +56,14 @@ class GetpidChild:
             self.proc.stdin.flush()
             self.proc.wait(10)
 
-    def __enter__(self) -> GetpidChild:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+GetpidChild = SyscallChild  # the name the getpid-counting tests read best with
 
 
 def block_device_dir() -> Path:

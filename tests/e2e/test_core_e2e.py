@@ -4,32 +4,18 @@ VictoriaMetrics over OTLP/HTTP and a receiver over OTLP/gRPC, and workloads with
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from agentproc import REPO, AgentProcess, write_agent_config
+from agentproc import AgentProcess, programs_dir, write_agent_config
 from workloads import GetpidChild, fsync_writes
 
 from otelbpf.kernel.maps import BpfMap
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend]
 
-CONF_D = REPO / "conf" / "conf.d"
 GETPIDS = 2500
 BIO_MAX_SLOT = 64  # conf/conf.d/biolatency.toml bucket_max: the sum lives at key 65
-
-
-def program_dir(tmp_path: Path, target_tgid: int) -> Path:
-    """The shipped syscalls and biolatency configs, with syscalls filtered to one process."""
-    programs = tmp_path / "conf.d"
-    programs.mkdir()
-    text = (CONF_D / "syscalls.toml").read_text()
-    text, n = re.subn(r"(?m)^target_tgid = 0$", f"target_tgid = {target_tgid}", text)
-    assert n == 1, "conf/conf.d/syscalls.toml must set target_tgid = 0 by default"
-    (programs / "syscalls.toml").write_text(text)
-    shutil.copy(CONF_D / "biolatency.toml", programs / "biolatency.toml")
-    return programs
 
 
 def kernel_histogram_total(pin_dir: Path) -> int:
@@ -45,7 +31,7 @@ def test_http_exact_counts_in_victoria_metrics(tmp_path, bpf_build, victoria_met
     with GetpidChild() as child:
         config = write_agent_config(
             tmp_path, endpoint=victoria_metrics.otlp_http_endpoint, programs=["syscalls", "biolatency"],
-            programs_dir=program_dir(tmp_path, child.pid), pin_dir=pin_dir)
+            programs_dir=programs_dir(tmp_path, child.pid, biolatency=True), pin_dir=pin_dir)
         with AgentProcess(config, env={"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}) as agent:
             agent.wait_event("agent started")
             agent.wait_log(lambda e: e.get("event") == "flushed" and e.get("ok"))
@@ -78,7 +64,7 @@ def test_grpc_exact_counts(tmp_path, bpf_build, grpc_receiver, pin_dir):
     with GetpidChild() as child:
         config = write_agent_config(
             tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc", programs=["syscalls"],
-            programs_dir=program_dir(tmp_path, child.pid), pin_dir=pin_dir)
+            programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
         with AgentProcess(config) as agent:
             agent.wait_log(lambda e: e.get("event") == "flushed" and e.get("ok"))
             child.getpid(777)
@@ -98,7 +84,7 @@ def test_grpc_exact_counts(tmp_path, bpf_build, grpc_receiver, pin_dir):
 def test_console_without_endpoint_shows_metrics(tmp_path, bpf_build, pin_dir):
     with GetpidChild() as child:
         config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
-                                    programs_dir=program_dir(tmp_path, child.pid), pin_dir=pin_dir)
+                                    programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
         with AgentProcess(config) as agent:
             agent.wait_log(lambda e: e.get("event") == "flushed" and e.get("ok"))
             child.getpid(42)

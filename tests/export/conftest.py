@@ -5,33 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from structlog.testing import capture_logs
 from backends import (  # tests/ is on sys.path: pytest inserts the rootdir conftest's folder
     BackendUnavailable,
-    GrpcMetricsReceiver,
     ScriptedHttpServer,
     TestCertificates,
-    VictoriaMetrics,
 )
+from structlog.testing import capture_logs
 
 from otelbpf.metrics.model import Resource
-
-
-@pytest.fixture(scope="session")
-def victoria_metrics():
-    """One VictoriaMetrics for the session; tests tell their data apart by service.name."""
-    try:
-        vm = VictoriaMetrics().start()
-    except BackendUnavailable as error:
-        pytest.skip(f"VictoriaMetrics unavailable: {error}")
-    yield vm
-    vm.close()
-
-
-@pytest.fixture
-def grpc_receiver():
-    with GrpcMetricsReceiver() as receiver:
-        yield receiver
 
 
 @pytest.fixture

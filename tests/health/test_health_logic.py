@@ -8,7 +8,12 @@ import pytest
 from otelbpf.health.map_iter import MAP_RECORD, parse_records
 from otelbpf.health.map_types import CountMethod, count_method
 from otelbpf.health.name_filter import NameFilter
-from otelbpf.health.pressure import MapObservation, map_metrics, owners_by_map, pressure_level
+from otelbpf.health.pressure import (
+    MapObservation,
+    map_metrics,
+    owners_by_map,
+    pressure_level,
+)
 from otelbpf.kernel.maps import MapType
 from otelbpf.metrics.model import MetricKind
 

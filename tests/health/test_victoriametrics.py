@@ -8,7 +8,6 @@ import time
 import urllib.request
 
 import pytest
-from backends import BackendUnavailable, VictoriaMetrics  # tests/ is on sys.path (rootdir conftest)
 
 from otelbpf.export.encode import encode
 from otelbpf.health.map_pressure import MapPressure
@@ -20,17 +19,6 @@ from .conftest import map_pressure_config, program_stats_config
 from .test_packaging import EXPORTED
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
-
-
-@pytest.fixture
-def victoria_metrics(tmp_path):
-    vm = VictoriaMetrics(tmp_path)
-    try:
-        vm.start()
-    except BackendUnavailable as exc:
-        pytest.skip(f"VictoriaMetrics unavailable: {exc}")
-    yield vm
-    vm.stop()
 
 
 def push(vm, metrics) -> None:
@@ -55,7 +43,7 @@ def wait_for_series(vm, promql: str, timeout: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-def test_health_metrics_reach_victoriametrics(bpf_build, map_owner, victoria_metrics):
+def test_health_metrics_reach_victoriametrics(bpf_build, map_owner, own_victoria_metrics):
     maps = MapPressure(map_pressure_config(include=("hq_*", "health_rb")), bpf_build)
     programs = ProgramStats(program_stats_config(include=("health_tp",)))
     tracepoint = BpfObject.open(bpf_build / "tests" / "health_tracepoint.bpf.o")
@@ -65,25 +53,25 @@ def test_health_metrics_reach_victoriametrics(bpf_build, map_owner, victoria_met
         programs.collect(time.time_ns())
         for _ in range(10):
             os.sched_get_priority_max(os.SCHED_OTHER)
-        push(victoria_metrics, maps.collect(time.time_ns()) + programs.collect(time.time_ns()))
+        push(own_victoria_metrics, maps.collect(time.time_ns()) + programs.collect(time.time_ns()))
     finally:
         maps.close()
         programs.close()
         tracepoint.close()
 
-    wait_for_series(victoria_metrics, "bpf_map_max_entries")
-    names = set(victoria_metrics.metric_names())
+    wait_for_series(own_victoria_metrics, "bpf_map_max_entries")
+    names = set(own_victoria_metrics.metric_names())
     missing = set(EXPORTED) - names
     assert not missing, f"expected names not stored; VictoriaMetrics has {sorted(names)}"
     hash_id = map_owner.ids["hash"]
-    assert victoria_metrics.value(f'bpf_map_entries{{bpf_map_id="{hash_id}"}}') == 900
-    assert victoria_metrics.value(f'bpf_map_utilization_ratio{{bpf_map_id="{hash_id}"}}') == 0.9
+    assert own_victoria_metrics.value(f'bpf_map_entries{{bpf_map_id="{hash_id}"}}') == 900
+    assert own_victoria_metrics.value(f'bpf_map_utilization_ratio{{bpf_map_id="{hash_id}"}}') == 0.9
     # The alert rule expressions select exactly the maps at that level.
-    critical = victoria_metrics.query("bpf_map_utilization_ratio and bpf_map_pressure_level == 2")
+    critical = own_victoria_metrics.query("bpf_map_utilization_ratio and bpf_map_pressure_level == 2")
     assert str(hash_id) in {s.labels["bpf_map_id"] for s in critical}
     assert all(s.labels["bpf_map_prealloc_full"] == "false" for s in critical)
     rb = map_owner.ids["ringbuf"]
-    assert victoria_metrics.value(f'bpf_ringbuf_used_bytes{{bpf_map_id="{rb}"}}') == 12 * 1024
+    assert own_victoria_metrics.value(f'bpf_ringbuf_used_bytes{{bpf_map_id="{rb}"}}') == 12 * 1024
     tp = 'bpf_program_name="health_tp"'
-    assert victoria_metrics.value(f"bpf_program_run_count_total{{{tp}}}") >= 10
-    assert victoria_metrics.value(f"bpf_program_run_average_time_nanoseconds{{{tp}}}") > 0
+    assert own_victoria_metrics.value(f"bpf_program_run_count_total{{{tp}}}") >= 10
+    assert own_victoria_metrics.value(f"bpf_program_run_average_time_nanoseconds{{{tp}}}") > 0

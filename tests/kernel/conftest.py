@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+
 @pytest.fixture(autouse=True)
 def _needs_root() -> None:
     """Every test here makes bpf(2) calls that need CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN."""

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kernel_triggers import getpgid_calls
 
 from otelbpf.errors import AttachError, LoadError
-from otelbpf.kernel import BpfLink, BpfObject
-from otelbpf.kernel import features, info, perf
-
-from kernel_triggers import getpgid_calls
+from otelbpf.kernel import BpfLink, BpfObject, features, info, perf
 
 pytestmark = pytest.mark.kernel
 

@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from kernel_triggers import getpgid_calls
 
 from otelbpf.kernel import BpfMap, BpfObject, MapType, info
 from otelbpf.kernel import libbpf as lb
-
-from kernel_triggers import getpgid_calls
 
 pytestmark = pytest.mark.kernel
 

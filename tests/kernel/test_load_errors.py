@@ -6,11 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
+from kernel_triggers import getpgid_calls
 
 from otelbpf.errors import LoadError
 from otelbpf.kernel import BpfObject
-
-from kernel_triggers import getpgid_calls
 
 pytestmark = pytest.mark.kernel
 

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from otelbpf.kernel import libbpf as lb
-from otelbpf.kernel.maps import BPF_F_NO_PREALLOC, BPF_NOEXIST, BpfMap, MapSnapshot, MapType
+from otelbpf.kernel.maps import (
+    BPF_F_NO_PREALLOC,
+    BPF_NOEXIST,
+    BpfMap,
+    MapSnapshot,
+    MapType,
+)
 
 pytestmark = pytest.mark.kernel
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kernel_triggers import getpgid_calls, on_cpu
 
 from otelbpf.kernel import BpfObject, MapType
 from otelbpf.kernel import libbpf as lb
-
-from kernel_triggers import getpgid_calls, on_cpu
 
 pytestmark = pytest.mark.kernel
 

@@ -7,10 +7,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from kernel_triggers import getpgid_calls
 
 from otelbpf.kernel import BpfMap, BpfObject
-
-from kernel_triggers import getpgid_calls
 
 pytestmark = pytest.mark.kernel
 

@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from kernel_triggers import getpgid_calls
 
 from otelbpf.errors import AttachError
 from otelbpf.kernel import BpfLink, BpfObject
-
-from kernel_triggers import getpgid_calls
 
 pytestmark = pytest.mark.kernel
 

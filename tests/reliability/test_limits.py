@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from agentproc import AgentProcess, write_agent_config
-from reliability_harness import SYS_GETPGID, SyscallChild, no_traceback, wait_flushes
+from reliability_harness import no_traceback, wait_flushes
+from workloads import SYS_GETPGID, SyscallChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend]
 

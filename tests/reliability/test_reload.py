@@ -7,8 +7,8 @@ import shutil
 import signal
 
 import pytest
-from agentproc import AgentProcess, write_agent_config
-from reliability_harness import CONF_D, no_traceback, programs_dir, wait_flushes
+from agentproc import CONF_D, AgentProcess, programs_dir, write_agent_config
+from reliability_harness import no_traceback, wait_flushes
 from workloads import GetpidChild, fsync_writes
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]

@@ -12,8 +12,8 @@ import os
 import re
 
 import pytest
-from agentproc import AgentProcess, write_agent_config
-from reliability_harness import grpc_points, no_traceback, programs_dir, wait_flushes
+from agentproc import AgentProcess, programs_dir, syscalls_toml, write_agent_config
+from reliability_harness import grpc_points, no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
 from otelbpf.kernel import libbpf as lb
@@ -78,7 +78,6 @@ def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_rec
 
 def split_label_config(target_tgid: int) -> str:
     """syscalls.toml with its 4-byte key read as two 2-byte labels: same map, new meaning."""
-    from reliability_harness import syscalls_toml
 
     text = syscalls_toml(target_tgid)
     new, n = re.subn(

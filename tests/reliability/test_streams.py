@@ -9,14 +9,8 @@ import subprocess
 import uuid
 
 import pytest
-from agentproc import AgentProcess, write_agent_config
-from reliability_harness import (
-    CONF_D,
-    grpc_points,
-    no_traceback,
-    programs_dir,
-    wait_flushes,
-)
+from agentproc import CONF_D, AgentProcess, programs_dir, write_agent_config
+from reliability_harness import grpc_points, no_traceback, wait_flushes
 from workloads import GetpidChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]

@@ -10,8 +10,14 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
-from otelbpf.config.program import (DecoderConfig, StreamConfig, StreamCounterConfig, StreamFieldConfig,
-                                    StreamHistogramConfig, StreamLabelConfig)
+from otelbpf.config.program import (
+    DecoderConfig,
+    StreamConfig,
+    StreamCounterConfig,
+    StreamFieldConfig,
+    StreamHistogramConfig,
+    StreamLabelConfig,
+)
 from otelbpf.metrics.model import MetricKind
 from otelbpf.streams.aggregate import StreamAggregator
 from otelbpf.streams.layout import layout_from_config

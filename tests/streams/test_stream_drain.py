@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from otelbpf.config.program import StreamConfig, StreamCounterConfig, StreamFieldConfig, StreamLabelConfig
+from otelbpf.config.program import (
+    StreamConfig,
+    StreamCounterConfig,
+    StreamFieldConfig,
+    StreamLabelConfig,
+)
 from otelbpf.streams.aggregate import StreamAggregator
 from otelbpf.streams.drain import StreamDrainer
 from otelbpf.streams.ringbuf import RingBufferReader

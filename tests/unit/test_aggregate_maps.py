@@ -9,11 +9,20 @@ import pytest
 
 from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.aggregate.maps import counter_metric, histogram_metric, sum_cpus
-from otelbpf.config.program import CounterConfig, DecoderConfig, HistogramConfig, LabelConfig
+from otelbpf.config.program import (
+    CounterConfig,
+    DecoderConfig,
+    HistogramConfig,
+    LabelConfig,
+)
 from otelbpf.decode.labels import KeyDecoder
 from otelbpf.kernel.maps import MapSnapshot
-from otelbpf.metrics.model import ExponentialHistogramPoint, HistogramPoint, MetricKind, Temporality
-
+from otelbpf.metrics.model import (
+    ExponentialHistogramPoint,
+    HistogramPoint,
+    MetricKind,
+    Temporality,
+)
 
 UINT = (DecoderConfig("uint"),)
 

@@ -9,10 +9,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from otelbpf.aggregate.buckets import BucketLayout, exp2_to_exponential, power_of_two_exponent
+from otelbpf.aggregate.buckets import (
+    BucketLayout,
+    exp2_to_exponential,
+    power_of_two_exponent,
+)
 from otelbpf.config.program import HistogramConfig, LabelConfig
 from otelbpf.metrics.model import ExponentialHistogramPoint, HistogramPoint
-
 
 # --- the BPF side, ported: how a program computes the slot of an observation v (in units) ------------
 

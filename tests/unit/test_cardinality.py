@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from otelbpf.aggregate.buckets import BucketLayout
-from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES, CardinalityLimiter, merge_points
+from otelbpf.aggregate.cardinality import (
+    OVERFLOW_ATTRIBUTES,
+    CardinalityLimiter,
+    merge_points,
+)
 from otelbpf.aggregate.exponential import ExponentialHistograms
 from otelbpf.metrics.model import HistogramPoint, Metric, MetricKind, NumberPoint
 

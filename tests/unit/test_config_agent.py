@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from otelbpf.config.agent import (AgentConfig, default_config_path, endpoint_problem,
-                                  load_agent_config, parse_agent_config)
+from otelbpf.config.agent import (
+    AgentConfig,
+    default_config_path,
+    endpoint_problem,
+    load_agent_config,
+    parse_agent_config,
+)
 from otelbpf.config.environment import parse_key_values, read_environment
 from otelbpf.errors import ConfigErrors
 

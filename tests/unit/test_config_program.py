@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from otelbpf.config.program import (ProgramConfig, StreamConfig, StreamFieldConfig,
-                                    load_program_config, parse_field_type,
-                                    parse_program_config)
+from otelbpf.config.program import (
+    ProgramConfig,
+    StreamConfig,
+    StreamFieldConfig,
+    load_program_config,
+    parse_field_type,
+    parse_program_config,
+)
 from otelbpf.errors import ConfigErrors
 
 OBJECTS = Path("/objects")

@@ -238,8 +238,9 @@ def test_syscall_table_matches_tracefs():
     events = Path("/sys/kernel/tracing/events/syscalls")
     if not events.is_dir():
         pytest.skip("tracefs is not mounted at /sys/kernel/tracing")
-    from otelbpf.decoders.syscall import syscall_table
     import platform
+
+    from otelbpf.decoders.syscall import syscall_table
 
     arch = {"x86_64": "x86_64", "aarch64": "arm64"}.get(platform.machine())
     if arch is None:

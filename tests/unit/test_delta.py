@@ -6,8 +6,14 @@ import numpy as np
 
 from otelbpf.aggregate.delta import DeltaConverter, downscale_buckets, subtract_point
 from otelbpf.aggregate.exponential import ExponentialHistograms
-from otelbpf.metrics.model import (ExponentialHistogramPoint, HistogramPoint, Metric, MetricKind, NumberPoint,
-                                   Temporality)
+from otelbpf.metrics.model import (
+    ExponentialHistogramPoint,
+    HistogramPoint,
+    Metric,
+    MetricKind,
+    NumberPoint,
+    Temporality,
+)
 
 A = (("host", "a"),)
 B = (("host", "b"),)

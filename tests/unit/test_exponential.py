@@ -9,15 +9,26 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics._internal.aggregation import (AggregationTemporality,
-                                                             _ExponentialBucketHistogramAggregation)
-from opentelemetry.sdk.metrics._internal.exemplar import SimpleFixedSizeExemplarReservoir
-from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.exponent_mapping import ExponentMapping
-from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.logarithm_mapping import LogarithmMapping
+from opentelemetry.sdk.metrics._internal.aggregation import (
+    AggregationTemporality,
+    _ExponentialBucketHistogramAggregation,
+)
+from opentelemetry.sdk.metrics._internal.exemplar import (
+    SimpleFixedSizeExemplarReservoir,
+)
+from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.exponent_mapping import (
+    ExponentMapping,
+)
+from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.logarithm_mapping import (
+    LogarithmMapping,
+)
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 
-from otelbpf.aggregate.exponential import ExponentialHistograms, scale_change, value_to_index
-
+from otelbpf.aggregate.exponential import (
+    ExponentialHistograms,
+    scale_change,
+    value_to_index,
+)
 
 # --- the reference: the SDK's aggregation fed one value at a time ---------------------------------------
 
