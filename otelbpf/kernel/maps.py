@@ -174,16 +174,15 @@ class BpfMap:
 
     @classmethod
     def from_id(cls, map_id: int) -> BpfMap:
-        fd = lb.check(lb.bpf_map_get_fd_by_id(map_id), f"bpf_map_get_fd_by_id({map_id})")
-        try:
-            return cls.from_fd(fd, owned=True)
-        except BaseException:
-            os.close(fd)
-            raise
+        return cls._adopt(lb.check(lb.bpf_map_get_fd_by_id(map_id), f"bpf_map_get_fd_by_id({map_id})"))
 
     @classmethod
     def from_pin(cls, path: os.PathLike | str) -> BpfMap:
-        fd = lb.check(lb.bpf_obj_get(os.fsencode(path)), f"bpf_obj_get({os.fspath(path)})")
+        return cls._adopt(lb.check(lb.bpf_obj_get(os.fsencode(path)), f"bpf_obj_get({os.fspath(path)})"))
+
+    @classmethod
+    def _adopt(cls, fd: int) -> BpfMap:
+        """A map around a freshly opened fd we own; the fd is closed if it isn't a usable map."""
         try:
             return cls.from_fd(fd, owned=True)
         except BaseException:
