@@ -168,14 +168,14 @@ class Agent:
 
                 self.builtins.append(Builtin(MapPressure(mp, cfg.objects_dir),
                                              mp.interval or cfg.interval))
-            except OtelbpfError as exc:
+            except (OtelbpfError, OSError) as exc:  # e.g. no CAP_SYS_ADMIN: the agent runs on
                 _log.error("map pressure disabled", error=str(exc))
         if ps.enabled:
             try:
                 from otelbpf.health.program_stats import ProgramStats
 
                 self.builtins.append(Builtin(ProgramStats(ps), ps.interval or cfg.interval))
-            except OtelbpfError as exc:
+            except (OtelbpfError, OSError) as exc:
                 _log.error("program stats disabled", error=str(exc))
 
     def close(self) -> None:
