@@ -30,12 +30,14 @@ from otelbpf.streams import StreamDrainer, StreamSource, open_stream
 _log = log.get("otelbpf.program")
 
 
-def layout_fingerprint(metric: CounterConfig | HistogramConfig, bpf_map: BpfMap) -> str:
-    """What must stay the same for a pinned map's old counts to mean the same thing."""
-    parts = [
-        int(bpf_map.type), bpf_map.key_size, bpf_map.value_size, bpf_map.max_entries,
-        [(lbl.name, lbl.size, lbl.padding) for lbl in metric.labels],
-    ]
+def config_layout(metric: CounterConfig | HistogramConfig) -> str:
+    """How the config reads a map's bytes (label sizes and padding, bucket settings).
+
+    The map definition itself is guarded by the kernel layer (an incompatible pin is replaced);
+    this guards what it can't see: the same bytes read with a new meaning. Names and help are
+    left out, so renaming a label keeps the counts and their start time.
+    """
+    parts: list = [[(lbl.size, lbl.padding) for lbl in metric.labels]]
     if isinstance(metric, HistogramConfig):
         parts += [metric.bucket_type, metric.bucket_min, metric.bucket_max,
                   list(metric.bucket_keys), metric.bucket_multiplier]
@@ -93,7 +95,8 @@ class LoadedProgram:
             if errors:
                 raise ConfigErrors(errors)
             # Pin only once the config is known to fit the object: a typo must not leave pins.
-            obj.set_pin_paths(state.pin_paths(cfg.name, {m.map for m in (*cfg.counters, *cfg.histograms)}))
+            layouts = {m.map: config_layout(m) for m in (*cfg.counters, *cfg.histograms)}
+            obj.set_pin_paths(state.pin_paths(cfg.name, layouts))
             obj.load()
             # Readers exist before anything is attached, so the first event already has a reader.
             streams = [open_stream(sc, obj.maps, program=cfg.name,
@@ -119,7 +122,7 @@ class LoadedProgram:
             for metric in (*cfg.counters, *cfg.histograms):
                 bpf_map = obj.maps[metric.map]
                 start = state.map_start(cfg.name, metric.map, pin_states.get(metric.map),
-                                        layout_fingerprint(metric, bpf_map), now_ns)
+                                        layouts[metric.map], now_ns)
                 if start.reason != "reused":
                     _log.info("series start", program=cfg.name, map=metric.map, reason=start.reason)
                 labels = metric.labels

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from otelbpf import __version__, log
 from otelbpf.agent.program import LoadedProgram, attach_metric
-from otelbpf.agent.state import AgentState, config_layout
+from otelbpf.agent.state import AgentState
 from otelbpf.agent.watchdog import Watchdog
 from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES
 from otelbpf.aggregate.delta import DeltaConverter
@@ -135,9 +135,6 @@ class Agent:
 
     def _load_program(self, name: str, pcfg: ProgramConfig) -> None:
         assert self.config is not None
-        # Before the object opens: a map whose config reads its bytes differently gets a new pin.
-        self.state.expect_layouts(name, {m.map: config_layout(m)
-                                         for m in (*pcfg.counters, *pcfg.histograms)})
         self._overflowing = {k for k in self._overflowing if k[0] != name}
         try:
             prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits,

@@ -11,9 +11,9 @@ Two kinds of layout change make old counts meaningless, and both must give a fre
 - the map itself changed (type, key/value size, max_entries): the kernel layer sees it on the
   pin and replaces the pin (``pin_states`` "replaced: <why>");
 - the *config's* reading of the same bytes changed (label sizes/padding, bucket settings): the
-  kernel cannot see that, so before the object is opened the agent announces each map's
-  `config_layout` (`expect_layouts`), and `pin_paths` unlinks a pin whose saved config layout
-  differs, so that the kernel creates a new, empty map.
+  kernel cannot see that, so ``pin_paths`` gets each map's config layout (``config_layout`` in
+  agent/program.py) and unlinks a pin whose saved layout differs, so that the kernel creates a
+  new, empty map.
 
 With delta temporality the agent exports differences against the last *exported* cumulative
 values. Pinned maps keep counting across a restart, so that baseline must survive it too, or the
@@ -24,13 +24,13 @@ first delta after a restart would send everything since the series start again:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +49,6 @@ DELTA_BASELINE_FILE = "delta_baseline.json"
 _POINT_TYPES = {cls.__name__: cls for cls in (NumberPoint, HistogramPoint, ExponentialHistogramPoint)}
 
 
-def config_layout(metric) -> str:
-    """What in a counter/histogram config decides how a map's bytes are read (not names or help)."""
-    parts: list = [[(lbl.size, lbl.padding) for lbl in metric.labels]]
-    if hasattr(metric, "bucket_type"):
-        parts += [metric.bucket_type, metric.bucket_min, metric.bucket_max,
-                  list(metric.bucket_keys), metric.bucket_multiplier]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class MapStart:
     start_ns: int
@@ -73,19 +64,12 @@ class AgentState:
         self.state_dir = state_dir
         self._lock = threading.Lock()
         self._starts: dict[str, dict] = self._read()
-        self._expected: dict[str, str] = {}  # "PROGRAM/MAP" -> config_layout of the config loading now
         self._replaced: dict[str, str] = {}  # "PROGRAM/MAP" -> why pin_paths unlinked its pin
-
-    def expect_layouts(self, program: str, layouts: dict[str, str]) -> None:
-        """The config layout each aggregate map of ``program`` will be read with (see module doc)."""
-        with self._lock:
-            for key in [k for k in self._expected if k.startswith(program + "/")]:
-                del self._expected[key]
-            self._expected.update({f"{program}/{name}": layout for name, layout in layouts.items()})
 
     # -- pins -------------------------------------------------------------------------------
 
-    def pin_paths(self, program: str, map_names: set[str] | list[str]) -> dict[str, Path]:
+    def pin_paths(self, program: str, layouts: Mapping[str, str]) -> dict[str, Path]:
+        """Pin paths for ``program``'s aggregate maps, given as {map name: config layout}."""
         if self.pin_dir is None:
             return {}
         base = self.pin_dir / program
@@ -100,17 +84,16 @@ class AgentState:
                 fix="mount bpffs (mount -t bpf bpf /sys/fs/bpf) or set [state] pin_dir = \"\"",
             )
             return {}
-        paths = {name: base / name for name in sorted(map_names)}
+        paths = {name: base / name for name in sorted(layouts)}
         for name, path in paths.items():
-            self._drop_if_read_differently(program, name, path)
+            self._drop_if_read_differently(program, name, path, layouts[name])
         return paths
 
-    def _drop_if_read_differently(self, program: str, map_name: str, path: Path) -> None:
+    def _drop_if_read_differently(self, program: str, map_name: str, path: Path, layout: str) -> None:
         key = f"{program}/{map_name}"
         with self._lock:
             saved = (self._starts.get(key) or {}).get("config_layout")
-            expected = self._expected.get(key)
-        if saved is None or expected is None or saved == expected or not path.exists():
+        if saved is None or saved == layout or not path.exists():
             return
         # Same bytes, new meaning (e.g. a label split in two): the old counts would be decoded
         # into wrong series. Unlinking our own pin makes the kernel layer create an empty map.
@@ -136,24 +119,18 @@ class AgentState:
 
     # -- start times --------------------------------------------------------------------------
 
-    def map_start(self, program: str, map_name: str, pin_state: str | None, fingerprint: str,
+    def map_start(self, program: str, map_name: str, pin_state: str | None, layout: str,
                   now_ns: int) -> MapStart:
         """Start time for the series of one map.
 
         ``pin_state`` is what the kernel layer did with the pin: "reused" keeps the persisted
-        start time (when the layout fingerprint matches); anything else starts the series now.
+        start time (when the config layout matches); anything else starts the series now.
         """
         key = f"{program}/{map_name}"
         with self._lock:
             saved = self._starts.get(key)
             replaced = self._replaced.pop(key, None)
-            entry = {"start_ns": now_ns, "fingerprint": fingerprint}
-            if key in self._expected:
-                entry["config_layout"] = self._expected[key]
-            if pin_state == "reused" and saved and saved.get("fingerprint") == fingerprint:
-                if "config_layout" in entry and saved.get("config_layout") != entry["config_layout"]:
-                    self._starts[key] = {**saved, "config_layout": entry["config_layout"]}
-                    self._write()
+            if pin_state == "reused" and saved and saved.get("config_layout") == layout:
                 return MapStart(int(saved["start_ns"]), "reused")
             if pin_state == "reused" and saved:
                 reason = "replaced: metric layout changed"
@@ -163,7 +140,7 @@ class AgentState:
                 reason = replaced
             else:
                 reason = pin_state or "unpinned"
-            self._starts[key] = entry
+            self._starts[key] = {"start_ns": now_ns, "config_layout": layout}
             self._write()
         return MapStart(now_ns, reason)
 
