@@ -25,6 +25,7 @@ from otelbpf.config.agent import AgentConfig, load_agent_config
 from otelbpf.config.program import ProgramConfig, load_program_config
 from otelbpf.errors import ConfigError, OtelbpfError
 from otelbpf.export.exporter import build_exporter
+from otelbpf.export.outcome import Exporter
 from otelbpf.export.resource import build_resource
 from otelbpf.metrics.model import MetricBatch
 from otelbpf.streams import StreamDrainer
@@ -87,6 +88,11 @@ class Agent:
     failed: dict[str, OtelbpfError] = field(default_factory=dict)
     builtins: list[Builtin] = field(default_factory=list)
     drainer: StreamDrainer | None = None
+    exporter: Exporter | None = None
+    # One converter per scope (two programs may both define a metric of the same name); None
+    # unless exporting with delta temporality.
+    delta: dict[str, DeltaConverter] | None = None
+    watchdog: Watchdog = field(default_factory=Watchdog)
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: bool = False
@@ -108,19 +114,18 @@ class Agent:
         self._start_builtins(self.config)
         _log.info("agent started", version=__version__, programs=sorted(self.programs),
                   failed=sorted(self.failed), interval=self.config.interval,
-                  exporter=self.exporter.describe() if hasattr(self.exporter, "describe") else None)
+                  exporter=self.exporter.describe())
 
     def _configure(self, cfg: AgentConfig, *, at_start: bool = False) -> None:
         self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
         self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
         self.exporter = build_exporter(cfg.export)
-        # One converter per scope: two programs may both define a metric of the same name.
         # A reload that keeps delta temporality keeps the exported baselines: starting them over
         # would send every series' whole cumulative value again as one delta (double counting).
         # At start, the baselines saved by the previous process: its pinned maps kept counting.
         # (Not on a reload that switches to delta: a file from an older delta run is stale.)
         wants_delta = cfg.export.temporality == "delta" and cfg.export.protocol != "console"
-        kept = getattr(self, "delta", None)
+        kept = self.delta
         if wants_delta and kept is None and at_start:
             kept = {}
             for scope, baseline in self.state.load_delta_baselines().items():
@@ -128,10 +133,7 @@ class Agent:
                 kept[scope].restore(baseline)
         if at_start and not wants_delta:
             self.state.drop_delta_baselines()  # would be stale by the next delta run
-        self.delta: dict[str, DeltaConverter] | None = (
-            (kept if kept is not None else {}) if wants_delta else None)
-        if not hasattr(self, "watchdog"):
-            self.watchdog = Watchdog()
+        self.delta = (kept if kept is not None else {}) if wants_delta else None
 
     def _load_program(self, name: str, pcfg: ProgramConfig) -> None:
         assert self.config is not None
@@ -184,7 +186,7 @@ class Agent:
         for b in self.builtins:
             b.source.close()
         self.builtins = []
-        if hasattr(self, "exporter"):
+        if self.exporter is not None:
             self.exporter.shutdown()
 
     # -- collection and export ------------------------------------------------------------------
