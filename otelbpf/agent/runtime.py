@@ -35,19 +35,10 @@ _log = log.get("otelbpf.agent")
 SCOPE = "otelbpf"
 
 
-def discover_programs(cfg: AgentConfig) -> list[Path]:
-    """The program config files the agent config enables, in a stable order."""
-    if cfg.programs is not None:
-        return [cfg.programs_dir / f"{name}.toml" for name in cfg.programs]
-    if not cfg.programs_dir.is_dir():
-        return []
-    return sorted(cfg.programs_dir.glob("*.toml"))
-
-
 def read_program_configs(cfg: AgentConfig) -> tuple[dict[str, ProgramConfig], dict[str, OtelbpfError]]:
     configs: dict[str, ProgramConfig] = {}
     errors: dict[str, OtelbpfError] = {}
-    for path in discover_programs(cfg):
+    for path in cfg.program_config_paths():
         if not path.exists():
             errors[path.stem] = ConfigError(
                 cfg.path, "agent", "programs", f"program {path.stem!r}: {path} does not exist",

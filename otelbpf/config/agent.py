@@ -39,13 +39,6 @@ class ExportConfig:
     # metrics URL, used as is. Otherwise ``endpoint`` is a base URL.
     signal_endpoint: bool = False
 
-    @property
-    def http_url(self) -> str | None:
-        """Where OTLP/HTTP posts metrics: the base endpoint plus ``/v1/metrics``."""
-        if self.endpoint is None or self.signal_endpoint:
-            return self.endpoint
-        return self.endpoint.rstrip("/") + "/v1/metrics"
-
 
 @dataclass(frozen=True)
 class StateConfig:

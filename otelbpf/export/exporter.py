@@ -22,6 +22,7 @@ from typing import TextIO
 
 import structlog
 
+from otelbpf.config.agent import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT
 from otelbpf.export.console import ConsoleExporter
 from otelbpf.export.encode import count_data_points, encode
 from otelbpf.export.outcome import Exporter, ExportOutcome
@@ -37,8 +38,6 @@ from otelbpf.metrics.model import (
 
 log = structlog.get_logger("otelbpf.export")
 
-DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
-DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_MAX_ELAPSED = 60.0  # seconds, when the caller gives no deadline
 INITIAL_BACKOFF = 1.0  # seconds; doubles per retry up to max_backoff
 MIN_ATTEMPT_TIME = 0.05  # no retry is started with less time than this left
@@ -72,7 +71,7 @@ def build_exporter(
             certificate=export_config.certificate,
             client_certificate=export_config.client_certificate,
             client_key=export_config.client_key,
-            exact_url=bool(getattr(export_config, "signal_endpoint", False) and export_config.endpoint),
+            exact_url=bool(export_config.signal_endpoint and export_config.endpoint),
         )
     elif protocol == "grpc":
         from otelbpf.export.grpc import OtlpGrpcExporter

@@ -12,6 +12,7 @@ from backends import (  # tests/ is on sys.path: pytest inserts the rootdir conf
 )
 from structlog.testing import capture_logs
 
+from otelbpf.config.agent import ExportConfig
 from otelbpf.metrics.model import Resource
 
 
@@ -41,3 +42,11 @@ def captured_logs():
     """Every structlog event as a dict."""
     with capture_logs() as logs:
         yield logs
+
+
+def export_config(**overrides) -> ExportConfig:
+    """A real ExportConfig, with quiet test defaults for every field not given."""
+    defaults = dict(protocol="http/protobuf", endpoint=None, temporality="cumulative", headers={},
+                    compression="none", timeout=10.0, insecure=False, certificate=None,
+                    client_certificate=None, client_key=None, max_backoff=30.0)
+    return ExportConfig(**{**defaults, **overrides})

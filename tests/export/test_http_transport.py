@@ -17,6 +17,8 @@ from otelbpf.export.http import OtlpHttpExporter, metrics_url, parse_retry_after
 from otelbpf.export.transport import SendStatus
 from otelbpf.metrics.model import Metric, MetricBatch, MetricKind, NumberPoint, Resource
 
+from .conftest import export_config
+
 TOKEN = "Bearer sk-live-0123456789abcdef"
 RESOURCE = Resource((("service.name", "t"),))
 BATCHES = [MetricBatch("s", (Metric("c", "", "", MetricKind.SUM, (NumberPoint((), 5, 2, 1),)),))]
@@ -156,13 +158,9 @@ def test_503_then_200_through_the_reliable_exporter(http_server, captured_logs):
 
 def test_header_values_never_logged(http_server, captured_logs, capsys):
     """Configure, fail permanently, retry and drop: no log line may carry the token."""
-    config = type("Config", (), dict(
-        protocol="http/protobuf", endpoint=http_server.url, temporality="cumulative",
-        headers={"Authorization": TOKEN, "api-key": "k-9876543210"},
-        compression="gzip", timeout=2.0,
-        insecure=False, certificate=None, client_certificate=None, client_key=None,
-        max_backoff=0.02,
-    ))()
+    config = export_config(endpoint=http_server.url,
+                           headers={"Authorization": TOKEN, "api-key": "k-9876543210"},
+                           compression="gzip", timeout=2.0, max_backoff=0.02)
     exporter = build_exporter(config, max_elapsed=0.5)
     http_server.respond(403, f"token {TOKEN} revoked".encode())
     assert not exporter.export(RESOURCE, BATCHES).success

@@ -8,6 +8,8 @@ from otelbpf.export.exporter import ReliableExporter, build_exporter
 from otelbpf.export.transport import SendResult, SendStatus, redact, safe_endpoint
 from otelbpf.metrics.model import Metric, MetricBatch, MetricKind, NumberPoint, Resource
 
+from .conftest import export_config
+
 RESOURCE = Resource((("service.name", "t"),))
 BATCHES = [
     MetricBatch(
@@ -189,44 +191,22 @@ def test_redaction_helpers():
     assert safe_endpoint("http://host:4318") == "http://host:4318"
 
 
-class Config:
-    """The fields of otelbpf.config.agent.ExportConfig, by duck typing."""
-
-    def __init__(self, **overrides):
-        self.protocol = "http/protobuf"
-        self.endpoint = None
-        self.temporality = "cumulative"
-        self.headers = {}
-        self.compression = "none"
-        self.timeout = 10.0
-        self.insecure = False
-        self.certificate = None
-        self.client_certificate = None
-        self.client_key = None
-        self.max_backoff = 30.0
-        self.__dict__.update(overrides)
-
-
 def test_build_exporter_picks_the_protocol():
     from otelbpf.export.console import ConsoleExporter
 
-    assert isinstance(build_exporter(Config(protocol="console")), ConsoleExporter)
-    http = build_exporter(Config(endpoint="http://127.0.0.1:9/otlp"))
+    assert isinstance(build_exporter(export_config(protocol="console")), ConsoleExporter)
+    http = build_exporter(export_config(endpoint="http://127.0.0.1:9/otlp"))
     assert http.transport.url == "http://127.0.0.1:9/otlp/v1/metrics"
-    grpc = build_exporter(Config(protocol="grpc", endpoint="127.0.0.1:9", insecure=True))
+    grpc = build_exporter(export_config(protocol="grpc", endpoint="127.0.0.1:9", insecure=True))
     assert (grpc.transport.target, grpc.transport.tls) == ("127.0.0.1:9", False)
     grpc.shutdown()
     with pytest.raises(ValueError, match="protocol"):
-        build_exporter(Config(protocol="zipkin"))
+        build_exporter(export_config(protocol="zipkin"))
 
 
 def test_build_exporter_accepts_the_real_export_config():
-    agent = pytest.importorskip("otelbpf.config.agent")
-    config = agent.ExportConfig(
-        protocol="http/protobuf", endpoint="http://127.0.0.1:9", temporality="cumulative",
-        headers={}, compression="gzip", timeout=1.0, insecure=False, certificate=None,
-        client_certificate=None, client_key=None, max_backoff=5.0,
-    )
+    config = export_config(endpoint="http://127.0.0.1:9", compression="gzip", timeout=1.0,
+                           max_backoff=5.0)
     exporter = build_exporter(config)
     assert exporter.timeout == 1.0 and exporter.max_backoff == 5.0
 

@@ -17,22 +17,14 @@ from otelbpf.metrics.model import (
     Resource,
 )
 
+from .conftest import export_config
+
 pytestmark = pytest.mark.backend
 
 
-class Config:
-    def __init__(self, endpoint, compression="gzip"):
-        self.protocol = "http/protobuf"
-        self.endpoint = endpoint
-        self.temporality = "cumulative"
-        self.headers = {"Authorization": "Bearer vm-test-token-123"}
-        self.compression = compression
-        self.timeout = 5.0
-        self.insecure = False
-        self.certificate = None
-        self.client_certificate = None
-        self.client_key = None
-        self.max_backoff = 1.0
+def vm_config(endpoint, compression="gzip"):
+    return export_config(endpoint=endpoint, headers={"Authorization": "Bearer vm-test-token-123"},
+                         compression=compression, timeout=5.0, max_backoff=1.0)
 
 
 def batches(now: int) -> list[MetricBatch]:
@@ -74,7 +66,7 @@ def batches(now: int) -> list[MetricBatch]:
 
 
 def test_push_and_query_back(victoria_metrics, unique_resource: Resource):
-    exporter = build_exporter(Config(victoria_metrics.otlp_http_endpoint))
+    exporter = build_exporter(vm_config(victoria_metrics.otlp_http_endpoint))
     outcome = exporter.export(unique_resource, batches(time.time_ns()))
     assert outcome.success and outcome.complete and outcome.data_points == 5, outcome
 
@@ -105,7 +97,7 @@ def test_push_and_query_back(victoria_metrics, unique_resource: Resource):
 
 
 def test_uncompressed_and_self_metrics(victoria_metrics, unique_resource: Resource):
-    exporter = build_exporter(Config(victoria_metrics.otlp_http_endpoint, compression="none"))
+    exporter = build_exporter(vm_config(victoria_metrics.otlp_http_endpoint, compression="none"))
     now = time.time_ns()
     assert exporter.export(unique_resource, batches(now)).success
     self_batch = MetricBatch("otelbpf.export", tuple(exporter.self_metrics(time.time_ns())))
@@ -121,7 +113,7 @@ def test_uncompressed_and_self_metrics(victoria_metrics, unique_resource: Resour
 
 
 def test_data_survives_a_restart(victoria_metrics, unique_resource: Resource):
-    exporter = build_exporter(Config(victoria_metrics.otlp_http_endpoint))
+    exporter = build_exporter(vm_config(victoria_metrics.otlp_http_endpoint))
     assert exporter.export(unique_resource, batches(time.time_ns())).success
     sel = f'service_name="{unique_resource.as_dict()["service.name"]}"'
     victoria_metrics.force_flush()
@@ -153,7 +145,7 @@ def test_victoria_metrics_drops_delta_silently(victoria_metrics, unique_resource
     point = NumberPoint((), 3, now, now - 10**9)
     delta = Metric("delta.count", "", "{x}", MetricKind.SUM, (point,), Temporality.DELTA)
     cumulative = Metric("cumulative.count", "", "{x}", MetricKind.SUM, (point,))
-    exporter = build_exporter(Config(victoria_metrics.otlp_http_endpoint))
+    exporter = build_exporter(vm_config(victoria_metrics.otlp_http_endpoint))
     outcome = exporter.export(unique_resource, [MetricBatch("s", (delta, cumulative))])
     assert outcome.complete  # 200 without partial_success
     sel = f'service_name="{unique_resource.as_dict()["service.name"]}"'

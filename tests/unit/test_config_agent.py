@@ -15,6 +15,7 @@ from otelbpf.config.agent import (
 )
 from otelbpf.config.environment import parse_key_values, read_environment
 from otelbpf.errors import ConfigErrors
+from otelbpf.export.exporter import build_exporter
 
 FULL = """
 [agent]
@@ -134,7 +135,7 @@ def test_environment_defaults(tmp_path):
     e = cfg.export
     assert e.protocol == "http/protobuf"  # the METRICS_ variable wins
     assert e.endpoint == "http://general:4318" and not e.signal_endpoint
-    assert e.http_url == "http://general:4318/v1/metrics"
+    assert build_exporter(e).transport.url == "http://general:4318/v1/metrics"
     assert e.temporality == "delta" and e.compression == "none"
     assert e.timeout == 2.5 and e.insecure is True
     assert dict(e.headers) == {"api-key": "s=cret", "x-team": "a"}
@@ -163,7 +164,10 @@ def test_signal_endpoint_is_used_as_is(tmp_path):
     cfg = load("", tmp_path, {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://vm:8428/opentelemetry/v1/metrics",
                               "OTEL_EXPORTER_OTLP_ENDPOINT": "http://ignored:4318"})
     assert cfg.export.protocol == "http/protobuf"
-    assert cfg.export.http_url == "http://vm:8428/opentelemetry/v1/metrics"
+    assert build_exporter(cfg.export).transport.url == "http://vm:8428/opentelemetry/v1/metrics"
+    # A signal endpoint is the whole URL: nothing is appended, whatever its path.
+    cfg = load("", tmp_path, {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://vm:8428/custom"})
+    assert build_exporter(cfg.export).transport.url == "http://vm:8428/custom"
 
 
 @pytest.mark.parametrize("text,protocol,endpoint", [
