@@ -183,31 +183,12 @@ def _wrap(fd: int, record: MapRecord) -> BpfMap:
 
 
 def _records_by_id() -> list[MapRecord]:
-    records = []
-    for map_id in info.map_ids():
-        try:
-            fd = info.map_fd_by_id(map_id)
-        except LibbpfError as exc:
-            if exc.errno != errno.ENOENT:
-                log.debug("map %d: cannot open by id: %s", map_id, exc)
-            continue
-        try:
-            mi = info.map_info(fd)
-        finally:
-            os.close(fd)
-        records.append(
-            MapRecord(
-                id=mi.id,
-                name=mi.name,
-                type=mi.type,
-                key_size=mi.key_size,
-                value_size=mi.value_size,
-                max_entries=mi.max_entries,
-                flags=mi.map_flags,
-                elem_count=None,
-            )
-        )
-    return records
+    return [
+        MapRecord(id=mi.id, name=mi.name, type=mi.type, key_size=mi.key_size,
+                  value_size=mi.value_size, max_entries=mi.max_entries, flags=mi.map_flags,
+                  elem_count=None)
+        for mi in info.map_infos()
+    ]
 
 
 def _program_maps() -> list[tuple[str, tuple[int, ...]]]:

@@ -303,3 +303,19 @@ def prog_infos() -> Iterator[ProgInfo]:
         finally:
             os.close(fd)
         yield pi
+
+
+def map_infos() -> Iterator[MapInfo]:
+    """MapInfo of every map on the host; maps freed while we walk are skipped."""
+    for map_id in map_ids():
+        try:
+            fd = map_fd_by_id(map_id)
+        except lb.LibbpfError:
+            continue  # freed since listed
+        try:
+            mi = map_info(fd)
+        except lb.LibbpfError:
+            continue
+        finally:
+            os.close(fd)
+        yield mi
