@@ -179,3 +179,19 @@ def programs_dir(tmp_path: Path, target_tgid: int, *, biolatency: bool = False) 
     if biolatency:
         shutil.copy(CONF_D / "biolatency.toml", programs / "biolatency.toml")
     return programs
+
+
+def grpc_points(received, metric: str, **attrs) -> list:
+    """Every data point of ``metric`` (sums only) whose attributes include ``attrs``, in order."""
+    out = []
+    for export in received:
+        for rm in export.request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name != metric:
+                        continue
+                    for dp in m.sum.data_points:
+                        have = {a.key: a.value.string_value for a in dp.attributes}
+                        if all(have.get(k) == v for k, v in attrs.items()):
+                            out.append(dp)
+    return out

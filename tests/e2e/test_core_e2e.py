@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, programs_dir, write_agent_config
+from agentproc import AgentProcess, grpc_points, programs_dir, write_agent_config
 from workloads import GetpidChild, fsync_writes
 
 from otelbpf.kernel.maps import BpfMap
@@ -70,13 +70,9 @@ def test_grpc_exact_counts(tmp_path, bpf_build, grpc_receiver, pin_dir):
             child.getpid(777)
             assert agent.stop() == 0
 
+    getpid = grpc_points(grpc_receiver.received[-1:], "syscalls.count", syscall="getpid")
+    assert [dp.as_int for dp in getpid] == [777]
     last = grpc_receiver.received[-1].request
-    values = [
-        (dp.as_int, {a.key: a.value.string_value for a in dp.attributes})
-        for rm in last.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-        if m.name == "syscalls.count" for dp in m.sum.data_points
-    ]
-    assert [v for v, attrs in values if attrs.get("syscall") == "getpid"] == [777]
     assert all(m.sum.is_monotonic for rm in last.resource_metrics for sm in rm.scope_metrics
                for m in sm.metrics if m.name == "syscalls.count")
 

@@ -1,23 +1,6 @@
-"""Helpers for the reliability tests: program dirs filtered to one child process, what the
-agent logged and what the gRPC receiver got, and a child that makes known syscalls."""
+"""Helpers for the reliability tests: what the agent logged (flushes, tracebacks)."""
 
 from __future__ import annotations
-
-
-def grpc_points(received, metric: str, **attrs) -> list:
-    """Every data point of ``metric`` (sums only) whose attributes include ``attrs``, in order."""
-    out = []
-    for export in received:
-        for rm in export.request.resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name != metric:
-                        continue
-                    for dp in m.sum.data_points:
-                        have = {a.key: a.value.string_value for a in dp.attributes}
-                        if all(have.get(k) == v for k, v in attrs.items()):
-                            out.append(dp)
-    return out
 
 
 def flushes(agent, ok: bool | None = None) -> int:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentproc import CONF_D, REPO, AgentProcess, programs_dir, write_agent_config
-from reliability_harness import grpc_points, no_traceback, wait_flushes
+from agentproc import CONF_D, REPO, AgentProcess, grpc_points, programs_dir, write_agent_config
+from reliability_harness import no_traceback, wait_flushes
 from workloads import GetpidChild
 
 from otelbpf.kernel.features import probe

@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from agentproc import AgentProcess, programs_dir, write_agent_config
-from reliability_harness import flushes, grpc_points, no_traceback, wait_flushes
+from agentproc import AgentProcess, grpc_points, programs_dir, write_agent_config
+from reliability_harness import flushes, no_traceback, wait_flushes
 from workloads import GetpidChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]

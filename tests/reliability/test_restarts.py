@@ -12,8 +12,8 @@ import os
 import re
 
 import pytest
-from agentproc import AgentProcess, programs_dir, syscalls_toml, write_agent_config
-from reliability_harness import grpc_points, no_traceback, wait_flushes
+from agentproc import AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
+from reliability_harness import no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
 from otelbpf.kernel import libbpf as lb

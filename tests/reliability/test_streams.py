@@ -9,8 +9,8 @@ import subprocess
 import uuid
 
 import pytest
-from agentproc import CONF_D, AgentProcess, programs_dir, write_agent_config
-from reliability_harness import grpc_points, no_traceback, wait_flushes
+from agentproc import CONF_D, AgentProcess, grpc_points, programs_dir, write_agent_config
+from reliability_harness import no_traceback, wait_flushes
 from workloads import GetpidChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
