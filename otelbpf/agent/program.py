@@ -90,6 +90,7 @@ class LoadedProgram:
         except ValueError as exc:  # parameters that don't match the object's .rodata
             raise ConfigError(cfg.path, "parameters", None, str(exc),
                               "use the names and types of the program's const volatile globals") from None
+        streams: list[StreamSource] = []
         try:
             errors = validate_against_object(cfg, obj.maps)
             if errors:
@@ -99,9 +100,9 @@ class LoadedProgram:
             obj.set_pin_paths(state.pin_paths(cfg.name, layouts))
             obj.load()
             # Readers exist before anything is attached, so the first event already has a reader.
-            streams = [open_stream(sc, obj.maps, program=cfg.name,
-                                   default_cardinality_limit=limits.cardinality)
-                       for sc in cfg.streams]
+            for sc in cfg.streams:
+                streams.append(open_stream(sc, obj.maps, program=cfg.name,
+                                           default_cardinality_limit=limits.cardinality))
             links: dict[str, object] = {}
             problems: dict[str, OtelbpfError] = dict(obj.program_errors)
             for name, result in obj.attach_all().items():
@@ -133,7 +134,7 @@ class LoadedProgram:
                 map_metrics.append(MapMetric(metric, bpf_map, KeyDecoder(labels, limits.label_cache),
                                              start.start_ns, limiter, layout))
         except BaseException:
-            for stream in locals().get("streams", []):
+            for stream in streams:
                 stream.close()
             obj.close()
             raise
