@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from otelbpf import log
 from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.aggregate.cardinality import CardinalityLimiter
-from otelbpf.aggregate.maps import counter_metric, histogram_metric
+from otelbpf.aggregate.maps import OutOfRangeSlots, counter_metric, histogram_metric
 from otelbpf.agent.state import AgentState
 from otelbpf.config.agent import LimitsConfig
 from otelbpf.config.program import CounterConfig, HistogramConfig, ProgramConfig
@@ -55,6 +55,7 @@ class MapMetric:
     limiter: CardinalityLimiter
     layout: BucketLayout | None = None
     failures: int = 0
+    out_of_range: OutOfRangeSlots | None = None
 
     def collect(self, now_ns: int) -> Metric:
         snapshot = self.bpf_map.read_all()
@@ -64,7 +65,7 @@ class MapMetric:
                                     cpu_label=cpu_label)
         else:
             metric = histogram_metric(self.config, snapshot, self.decoder, self.layout,
-                                      self.start_ns, now_ns, cpu_label=cpu_label)
+                                      self.start_ns, now_ns, cpu_label=cpu_label, out_of_range=self.out_of_range)
         return self.limiter.apply(metric)
 
 
@@ -132,7 +133,8 @@ class LoadedProgram:
                     labels = metric.labels[:-1]  # the last label is the bucket slot
                     layout = BucketLayout.from_config(metric)
                 map_metrics.append(MapMetric(metric, bpf_map, KeyDecoder(labels, limits.label_cache),
-                                             start.start_ns, limiter, layout))
+                                             start.start_ns, limiter, layout,
+                                             out_of_range=OutOfRangeSlots(cfg.name) if layout else None))
         except BaseException:
             for stream in streams:
                 stream.close()
@@ -152,6 +154,9 @@ class LoadedProgram:
         for mm in self.map_metrics:
             try:
                 metrics.append(mm.collect(now_ns))
+                outside = mm.out_of_range and mm.out_of_range.metric(mm.start_ns, now_ns)
+                if outside:
+                    metrics.append(outside)
                 mm.failures = 0
             except Exception as exc:  # one broken metric must not hide the others
                 mm.failures += 1
