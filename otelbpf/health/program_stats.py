@@ -34,7 +34,7 @@ GAUGES: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Sample:
     start_ns: int  # wall-clock start of the cumulative series
     run_cnt: int
@@ -42,9 +42,21 @@ class _Sample:
     monotonic_ns: int
 
 
-def boot_to_wall_offset_ns() -> int:
-    """Add to a CLOCK_BOOTTIME timestamp (e.g. prog_info load_time) to get wall-clock ns."""
-    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+def boot_time_ns(stat: str = "/proc/stat") -> int:
+    """The wall-clock time of boot as the kernel states it (``btime`` in /proc/stat, whole seconds).
+
+    Add a CLOCK_BOOTTIME timestamp (prog_info load_time) to it for wall-clock ns. Measuring
+    REALTIME - BOOTTIME in each process instead gives a value that moves by microseconds from one
+    process to the next, so every agent restart would move the series' start time, which readers
+    of delta and cumulative data take for a counter reset. The kernel's btime is the same for
+    every process; being rounded down, it puts a start at most a second early, never after the
+    first count.
+    """
+    with open(stat, "rb") as f:
+        for line in f:
+            if line.startswith(b"btime "):
+                return int(line.split()[1]) * 1_000_000_000
+    raise OSError(f"{stat} has no btime line")
 
 
 class ProgramStats:
@@ -59,7 +71,7 @@ class ProgramStats:
         self._previous: dict[int, _Sample] = {}
 
     def collect(self, now_ns: int) -> list[Metric]:
-        offset = boot_to_wall_offset_ns()
+        boot_ns = boot_time_ns()
         points: dict[str, list[NumberPoint]] = {name: [] for name in (*SUMS, *GAUGES)}
         current: dict[int, _Sample] = {}
         for pi, mono in self._programs():
@@ -71,7 +83,7 @@ class ProgramStats:
                 start = previous.start_ns
             elif previous is None and pi.load_time:
                 # Fixed at first sight: a start time that moved would read as a counter reset.
-                start = pi.load_time + offset
+                start = pi.load_time + boot_ns
             else:
                 start = now_ns
             sample = _Sample(start, pi.run_cnt, pi.run_time_ns, mono)

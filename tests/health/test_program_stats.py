@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -98,3 +100,28 @@ def test_include_exclude(tracepoint):
         finally:
             stats.close()
         assert (prog_id in ids) is expected, config
+
+
+_START_TIME_OF = """
+import sys, time
+from otelbpf.health.program_stats import ProgramStats
+from tests.health.conftest import program_stats_config
+stats = ProgramStats(program_stats_config())
+for metric in stats.collect(time.time_ns()):
+    if metric.name == "bpf.program.run.count":
+        for p in metric.points:
+            if dict(p.attributes)["bpf.program.id"] == int(sys.argv[1]):
+                print(p.start_time_ns)
+stats.close()
+"""
+
+
+def test_start_time_is_identical_in_every_agent_process(tracepoint):
+    """Two agent processes (as across a restart) give the program the very same start time: one
+    that moved by microseconds would read as a counter reset."""
+    _obj, _link, prog_id = tracepoint
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    starts = [subprocess.run([sys.executable, "-c", _START_TIME_OF, str(prog_id)], cwd=root, check=True,
+                             capture_output=True, text=True).stdout.split() for _ in range(2)]
+    assert len(starts[0]) == 1 and starts[0] == starts[1]
+    assert int(starts[0][0]) <= time.time_ns()
