@@ -55,6 +55,11 @@ class CardinalityLimiter:
         """How many distinct attribute sets the last `apply`/`route` of this metric folded."""
         return self._folded.get(metric, 0)
 
+    def release(self, metric: str, attributes: Attributes) -> None:
+        """`attributes` no longer counts toward the limit (its series is gone): the budget it held
+        is free for the next new attribute set."""
+        self._admitted.get(metric, set()).discard(attributes)
+
     def forget(self, metric: str) -> None:
         self._admitted.pop(metric, None)
         self._folded.pop(metric, None)

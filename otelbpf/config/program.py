@@ -185,6 +185,9 @@ class StreamHistogramConfig:
     entry: str = ""
 
 
+DEFAULT_IDLE_INTERVALS = 60
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """Records from a RINGBUF or PERF_EVENT_ARRAY map, aggregated in user space.
@@ -200,6 +203,8 @@ class StreamConfig:
     counters: tuple[StreamCounterConfig, ...] = ()
     histograms: tuple[StreamHistogramConfig, ...] = ()
     entry: str = ""
+    # A label set without records for this many collections leaves the cardinality budget.
+    idle_intervals: int = DEFAULT_IDLE_INTERVALS
 
     def field(self, name: str) -> StreamFieldConfig:
         for f in self.fields:
@@ -497,6 +502,7 @@ class _ProgramReader:
             sample_rate = t.number("sample_rate", 1.0, min=0, max=MAX_SAMPLE_RATE,
                                    min_exclusive=True)
         limit = t.integer("cardinality_limit", None, min=1) if t.has("cardinality_limit") else None
+        idle = t.integer("idle_intervals", DEFAULT_IDLE_INTERVALS, min=1)
         counters = tuple(self.stream_counter(c, by_name)
                          for c in t.tables("counters", _entry(f"{t.entry}.counters")))
         histograms = tuple(self.stream_histogram(h, by_name)
@@ -505,7 +511,8 @@ class _ProgramReader:
             t.error(None, "defines no metrics",
                     "add a [[streams.counters]] or [[streams.histograms]]")
         t.finish()
-        return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry)
+        return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry,
+                            idle_intervals=idle)
 
     def stream_fields(self, t: Table) -> tuple[StreamFieldConfig, ...]:
         fields: list[StreamFieldConfig] = []

@@ -107,6 +107,10 @@ class DecoderChain:
         self.stable = all(d.stable for d in self.decoders)
         self._steps = tuple(d.decode for d in self.decoders)
 
+    def refresh(self) -> None:
+        for decoder in self.decoders:
+            decoder.refresh()
+
     def __call__(self, raw: bytes) -> bytes | None:
         value: bytes | None = raw
         for step in self._steps:

@@ -42,6 +42,10 @@ class Decoder:
     def decode(self, raw: bytes) -> bytes | None:
         raise NotImplementedError
 
+    def refresh(self) -> None:
+        """Forget what this decoder remembers about the system; label caches call it when they
+        drop the values of an unstable chain, so both refresh together."""
+
     def __repr__(self) -> str:
         return f"<decoder {self.name}>"
 

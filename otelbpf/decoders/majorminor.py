@@ -2,7 +2,8 @@
 bits, minor in the low 20, as block tracepoints report it) → the device name, e.g. ``sda``.
 
 The name comes from DEVNAME in /sys/dev/block/MAJOR:MINOR/uevent; devices without one show as
-``MAJOR:MINOR``. Names are cached; unknown devices are looked up again after a few seconds.
+``MAJOR:MINOR``. Names are cached until the label cache refreshes (a device number can be given
+to another disk); unknown devices are looked up again after a few seconds.
 """
 
 from __future__ import annotations
@@ -58,3 +59,7 @@ class MajorMinorDecoder(Decoder):
             return fallback
         self._names[dev] = found.encode()
         return self._names[dev]
+
+    def refresh(self) -> None:
+        self._names.clear()
+        self._misses.clear()

@@ -54,6 +54,7 @@ map = "events"
 fields = [ { name = "tgid", type = "u32" }, { name = "comm", type = "char[16]" }, { name = "latency_ns", type = "u64", offset = 24 }, { name = "rate", type = "u16" }, { name = "addr", type = "u8[6]" }, { name = "delta", type = "s32" } ]
 sample_rate = "rate"
 cardinality_limit = 500
+idle_intervals = 6
 [[streams.counters]]
 name = "exec.count"
 [[streams.counters]]
@@ -103,7 +104,7 @@ def test_example_loads():
     assert fixed.bucket_keys == (512, 4096, 65536) and fixed.bucket_label.decoders == ()
     stream = cfg.streams[0]
     assert stream.entry == 'streams[0] "events"'
-    assert stream.sample_rate == "rate" and stream.cardinality_limit == 500
+    assert stream.sample_rate == "rate" and stream.cardinality_limit == 500 and stream.idle_intervals == 6
     assert [(f.name, f.offset) for f in stream.fields] == [
         ("tgid", 0), ("comm", 4), ("latency_ns", 24), ("rate", 32), ("addr", 34), ("delta", 40)]
     assert stream.layout_end == 44 and stream.record_size == 48
@@ -130,7 +131,7 @@ def test_stream_defaults():
     cfg = parse('[[streams]]\nmap = "rb"\nfields = [{name="v", type="u64"}]\n'
                 '[[streams.histograms]]\nname = "h"\nvalue = "v"')
     s = cfg.streams[0]
-    assert s.sample_rate == 1 and s.cardinality_limit is None
+    assert s.sample_rate == 1 and s.cardinality_limit is None and s.idle_intervals == 60
     assert (s.histograms[0].scale, s.histograms[0].max_size) == (20, 160)
 
 
