@@ -257,6 +257,13 @@ class StreamAggregator:
             with self._lock:
                 self.lost += int(count)
 
+    def add_dropped(self, reason: str, count: int) -> None:
+        """Records read but not aggregated (the stream is down): counted in otelbpf.stream.dropped."""
+        if count:
+            with self._lock:
+                self.events += int(count)
+                self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
     def _skip(self, batch: RecordBatch, short: int) -> None:
         self.skipped += short
         self.events += short  # consumed all the same

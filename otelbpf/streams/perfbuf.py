@@ -117,25 +117,44 @@ class PerfBufferReader:
         self.name = bpf_map.name
         self.lost = 0  # samples the kernel could not write (PERF_RECORD_LOST), since open
         self.records_read = 0
+        self._pages = pages_per_cpu
+        self._wakeup = (wakeup_events, wakeup_bytes)
         self._rings: list[_CpuRing] = []
         self._epoll = select.epoll()
         try:
             for cpu in cpus if cpus is not None else online_cpus():
-                if cpu >= bpf_map.max_entries:
-                    continue  # the map has no slot for it; bpf_perf_event_output there returns -E2BIG
-                fd = open_bpf_output(cpu, wakeup_events=wakeup_events, wakeup_bytes=wakeup_bytes)
-                try:
-                    ring = _CpuRing(cpu, fd, pages_per_cpu)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._rings.append(ring)
-                bpf_map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
-                fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
-                self._epoll.register(fd, select.EPOLLIN)
+                self._open_cpu(cpu)
         except BaseException:
             self.close()
             raise
+
+    def _open_cpu(self, cpu: int) -> int | None:
+        """Open, map and enable the ring of `cpu` and point the map's slot at it; its fd."""
+        if cpu >= self.map.max_entries:
+            return None  # the map has no slot for it; bpf_perf_event_output there returns -E2BIG
+        fd = open_bpf_output(cpu, wakeup_events=self._wakeup[0], wakeup_bytes=self._wakeup[1])
+        try:
+            ring = _CpuRing(cpu, fd, self._pages)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._rings.append(ring)
+        self.map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
+        fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+        self._epoll.register(fd, select.EPOLLIN)
+        return fd
+
+    def open_new_cpus(self) -> list[int]:
+        """Rings for CPUs that came online since the reader opened (a CPU without one loses every
+        sample written there); the new fds, for the caller's epoll set."""
+        have = {r.cpu for r in self._rings}
+        fds = []
+        for cpu in online_cpus():
+            if cpu not in have:
+                fd = self._open_cpu(cpu)
+                if fd is not None:
+                    fds.append(fd)
+        return fds
 
     def filenos(self) -> list[int]:
         """The fds to put in an epoll set: one perf event per CPU."""
@@ -196,12 +215,15 @@ class PerfBufferReader:
     def closed(self) -> bool:
         return self._epoll.closed
 
-    def close(self) -> None:
+    def close(self, *, clear_map: bool = True) -> None:
+        """Unmap and close every ring; `clear_map=False` leaves the map's slots alone (a new reader
+        of the same map has taken them over)."""
         for ring in self._rings:
-            try:
-                self.map.delete(struct.pack("<I", ring.cpu))
-            except (OSError, ValueError):
-                pass  # the map may already be gone with its object
+            if clear_map:
+                try:
+                    self.map.delete(struct.pack("<I", ring.cpu))
+                except (OSError, ValueError):
+                    pass  # the map may already be gone with its object
             ring.close()
         self._rings = []
         if not self._epoll.closed:
