@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from otelbpf import log
 from otelbpf.aggregate.buckets import BucketLayout
-from otelbpf.aggregate.cardinality import CardinalityLimiter
+from otelbpf.aggregate.cardinality import CardinalityLimiter, MonotonicSeries
 from otelbpf.aggregate.maps import OutOfRangeSlots, counter_metric, histogram_metric
 from otelbpf.agent.state import AgentState
 from otelbpf.config.agent import LimitsConfig
@@ -57,6 +57,10 @@ class MapMetric:
     failures: int = 0
     out_of_range: OutOfRangeSlots | None = None
 
+    def __post_init__(self) -> None:
+        # Evicted or recreated keys must not make a series go down (see MonotonicSeries).
+        self.series = MonotonicSeries(self.limiter)
+
     def collect(self, now_ns: int) -> Metric:
         snapshot = self.bpf_map.read_all()
         cpu_label = self.config.per_cpu == "label"
@@ -66,7 +70,7 @@ class MapMetric:
         else:
             metric = histogram_metric(self.config, snapshot, self.decoder, self.layout,
                                       self.start_ns, now_ns, cpu_label=cpu_label, out_of_range=self.out_of_range)
-        return self.limiter.apply(metric)
+        return self.series.apply(metric, now_ns)
 
 
 @dataclass

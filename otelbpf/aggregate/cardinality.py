@@ -19,11 +19,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from otelbpf.aggregate.delta import downscale_buckets
+from otelbpf.aggregate.delta import downscale_buckets, subtract_point
 from otelbpf.metrics.model import (Attributes, ExponentialHistogramPoint, HistogramPoint, Metric, NumberPoint,
                                    Point)
 
-__all__ = ["CardinalityLimiter", "OVERFLOW_ATTRIBUTES", "merge_points"]
+__all__ = ["CardinalityLimiter", "MonotonicSeries", "OVERFLOW_ATTRIBUTES", "merge_points"]
 
 OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
 
@@ -47,6 +47,10 @@ class CardinalityLimiter:
             admitted.add(attributes)
             return True
         return False
+
+    def admitted_set(self, metric: str, attributes: Attributes) -> bool:
+        """True when `attributes` has a series of its own (without admitting it)."""
+        return attributes in self._admitted.get(metric, ())
 
     def admitted(self, metric: str) -> int:
         return len(self._admitted.get(metric, ()))
@@ -152,3 +156,85 @@ def merge_points(a: Point, b: Point) -> Point:
             positive_counts=pos, negative_offset=neg_off, negative_counts=neg,
             zero_threshold=max(a.zero_threshold, b.zero_threshold), min=_min(a.min, b.min), max=_max(a.max, b.max))
     raise TypeError(f"cannot merge {type(a).__name__} with {type(b).__name__}")
+
+
+class MonotonicSeries:
+    """Keeps every cumulative series of map metrics from going down when the kernel drops keys.
+
+    An LRU map evicts keys, a program may delete them, and a key can come back from zero. Read as
+    is, such a series goes down with the same start time: cumulative readers see a counter reset
+    and the delta converter re-sends the whole series. So, per metric and attribute set:
+
+    - a series whose value went down (its key was recreated) has its last value folded into a
+      running total that is added to it from then on;
+    - an admitted series missing from a read is exported with its last value (plus its running
+      total): a key absent from one read and back in the next keeps counting where it was, and
+      an evicted one keeps its count;
+    - a folded series (one counted in the overflow series) that goes down or goes missing has its
+      last value folded into the overflow series' running total, so the overflow series never
+      goes down either; its own memory is freed.
+
+    Exact while each attribute set comes from one key (the rule of map labels); when a decoder
+    maps several keys to one attribute set and one of them is evicted, the survivors' last values
+    are folded in as well and counted twice.
+    """
+
+    def __init__(self, limiter: CardinalityLimiter):
+        self.limiter = limiter
+        self._last: dict[str, dict[Attributes, Point]] = {}
+        self._carried: dict[str, dict[Attributes, Point]] = {}
+        self._retired: dict[str, Point] = {}
+
+    def apply(self, metric: Metric, now_ns: int) -> Metric:
+        """`metric` (one read of a map at `now_ns`) with running totals added and then the
+        cardinality limit applied (`CardinalityLimiter.apply`)."""
+        name = metric.name
+        last = self._last.setdefault(name, {})
+        carried = self._carried.setdefault(name, {})
+        now = now_ns
+        points: list[Point] = []
+        seen = set()
+        for point in metric.points:
+            attrs = point.attributes
+            seen.add(attrs)
+            before = last.get(attrs)
+            if before is not None and subtract_point(point, before, metric.monotonic) is None:
+                self._fold(name, attrs, before)
+            last[attrs] = point
+            total = carried.get(attrs)
+            points.append(point if total is None else merge_points(point, total))
+        for attrs in [a for a in last if a not in seen]:
+            before = last[attrs]
+            if self.limiter.admitted_set(name, attrs):
+                total = carried.get(attrs)
+                held = replace(before, time_ns=now)
+                points.append(held if total is None else merge_points(held, total))
+            else:
+                del last[attrs]
+                self._fold(name, attrs, before)
+        limited = self.limiter.apply(replace(metric, points=tuple(sorted(points, key=_by_attributes))))
+        retired = self._retired.get(name)
+        if retired is None:
+            return limited
+        kept = [p for p in limited.points if p.attributes != OVERFLOW_ATTRIBUTES]
+        overflow = [p for p in limited.points if p.attributes == OVERFLOW_ATTRIBUTES]
+        stamp = replace(retired, time_ns=now)
+        merged = merge_points(overflow[0], stamp) if overflow else stamp
+        return replace(limited, points=tuple(kept) + (merged,))
+
+    def _fold(self, name: str, attrs: Attributes, point: Point) -> None:
+        if self.limiter.admitted_set(name, attrs):
+            carried = self._carried[name]
+            carried[attrs] = point if attrs not in carried else merge_points(carried[attrs], point)
+        else:
+            point = replace(point, attributes=OVERFLOW_ATTRIBUTES)
+            retired = self._retired.get(name)
+            self._retired[name] = point if retired is None else merge_points(retired, point)
+
+    def forget(self, metric: str) -> None:
+        for state in (self._last, self._carried, self._retired):
+            state.pop(metric, None)
+
+
+def _by_attributes(point: Point):
+    return point.attributes
