@@ -403,15 +403,17 @@ class ReceivedPost:
 class ScriptedHttpServer:
     """A loopback HTTP server answering POSTs from a script of responses, recording each request.
 
-    ``respond(status, body=b"", headers=None)`` queues one response; when the queue is empty it
-    answers 200 with an empty body (an OTLP full success).
+    ``respond(status, body=b"", headers=None, delay=0.0)`` queues one response, sent ``delay``
+    seconds after the request was stored (longer than the client's timeout: a request received
+    whose answer never arrives); when the queue is empty it answers 200 with an empty body (an
+    OTLP full success).
     """
 
     def __init__(self, ssl_context=None) -> None:
         """``ssl_context``: a server-side ssl.SSLContext to serve HTTPS instead of HTTP."""
         self.received: list[ReceivedPost] = []
         self._ssl_context = ssl_context
-        self._script: list[tuple[int, bytes, dict[str, str]]] = []
+        self._script: list[tuple[int, bytes, dict[str, str], float]] = []
         self._lock = threading.Lock()
         self._server = None
         self._thread: threading.Thread | None = None
@@ -422,10 +424,11 @@ class ScriptedHttpServer:
         return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def respond(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+        delay: float = 0.0,
     ) -> None:
         with self._lock:
-            self._script.append((status, body, dict(headers or {})))
+            self._script.append((status, body, dict(headers or {}), delay))
 
     def start(self) -> ScriptedHttpServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -440,13 +443,18 @@ class ScriptedHttpServer:
                 with owner._lock:
                     owner.received.append(ReceivedPost(self.path, headers, body))
                     script = owner._script
-                    status, reply, headers = script.pop(0) if script else (200, b"", {})
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                    status, reply, headers, delay = script.pop(0) if script else (200, b"", {}, 0.0)
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a delayed answer)
 
             def log_message(self, *args):
                 pass
