@@ -13,18 +13,14 @@ from typing import Protocol
 from otelbpf.config.program import HistogramConfig, LabelConfig, ProgramConfig
 from otelbpf.config.tables import did_you_mean
 from otelbpf.errors import ConfigError
+from otelbpf.kernel.maps import PERCPU_TYPES, MapType
 
-# Kernel map type numbers (enum bpf_map_type in include/uapi/linux/bpf.h).
-HASH, ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY = 1, 2, 4, 5, 6
-LRU_HASH, LRU_PERCPU_HASH, RINGBUF = 9, 10, 27
+HASH, ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY = (
+    MapType.HASH, MapType.ARRAY, MapType.PERF_EVENT_ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY)
+LRU_HASH, LRU_PERCPU_HASH, RINGBUF = MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.RINGBUF
 
-MAP_TYPE_NAMES = {
-    HASH: "HASH", ARRAY: "ARRAY", PERF_EVENT_ARRAY: "PERF_EVENT_ARRAY", PERCPU_HASH: "PERCPU_HASH",
-    PERCPU_ARRAY: "PERCPU_ARRAY", LRU_HASH: "LRU_HASH", LRU_PERCPU_HASH: "LRU_PERCPU_HASH",
-    RINGBUF: "RINGBUF",
-}
 AGGREGATE_MAP_TYPES = frozenset({HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH})
-PER_CPU_MAP_TYPES = frozenset({PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH})
+PER_CPU_MAP_TYPES = AGGREGATE_MAP_TYPES & PERCPU_TYPES
 STREAM_MAP_TYPES = frozenset({RINGBUF, PERF_EVENT_ARRAY})
 ARRAY_MAP_TYPES = frozenset({ARRAY, PERCPU_ARRAY})
 
@@ -40,11 +36,12 @@ class MapLike(Protocol):
 
 
 def type_name(map_type: int) -> str:
-    return MAP_TYPE_NAMES.get(int(map_type), f"type {int(map_type)}")
+    known = MapType.coerce(int(map_type))
+    return known.name if isinstance(known, MapType) else f"type {int(map_type)}"
 
 
 def _names(types: frozenset[int]) -> str:
-    return ", ".join(sorted(MAP_TYPE_NAMES[t] for t in types))
+    return ", ".join(sorted(type_name(t) for t in types))
 
 
 def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> list[ConfigError]:
