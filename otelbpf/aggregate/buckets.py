@@ -24,15 +24,16 @@ Translation, chosen so that no observation ever crosses a bucket boundary:
 Clamping caveat: ebpf_exporter programs clamp overflow into ``bucket_max`` (``if (slot > max)
 slot = max``), so that slot then also holds values above its upper bound and no translation can be
 exact for them. otelbpf's programs use 65 exp2 slots (``exp2_slot`` returns 0..64, every u64), so
-exp2 never clamps; set ``bucket_max`` to the largest slot the program can write. Slots found
-outside [bucket_min, bucket_max] are still placed exactly: lower slots join the lowest bucket
-(zero_count), higher ones get their own exponential bucket or the explicit +inf bucket.
+exp2 never clamps; set ``bucket_max`` to the largest slot the program can write. Slots below
+``bucket_min`` are still placed exactly (they join the lowest bucket, or zero_count); slots above
+the sum slot have no bucket: ``maps.histogram_metric`` counts them in
+``otelbpf.histogram.out_of_range``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from otelbpf.metrics.model import Attributes, ExponentialHistogramPoint, HistogramPoint
 
-__all__ = ["BucketLayout", "exp2_to_exponential", "slot_upper_bounds", "power_of_two_exponent"]
+__all__ = ["BucketLayout", "slot_upper_bounds", "power_of_two_exponent"]
 
 
 def power_of_two_exponent(multiplier: float) -> int | None:
@@ -55,59 +56,6 @@ def _scaled_sum(sum_value: int | float, multiplier: float) -> int | float:
     if float(multiplier).is_integer() and isinstance(sum_value, (int, np.integer)):
         return int(sum_value) * int(multiplier)  # stays an exact int
     return float(sum_value) * multiplier
-
-
-def _dense(slot_counts: Mapping[int, int] | np.ndarray | Sequence[int]) -> np.ndarray:
-    """Counts indexed by slot number (int64). Mappings may have any non-negative slot keys."""
-    if isinstance(slot_counts, Mapping):
-        if not slot_counts:
-            return np.zeros(0, dtype=np.int64)
-        if min(slot_counts) < 0:
-            raise ValueError("slot numbers must be >= 0")
-        out = np.zeros(max(slot_counts) + 1, dtype=np.int64)
-        for slot, count in slot_counts.items():
-            out[slot] += int(count)
-        return out
-    return np.asarray(slot_counts, dtype=np.int64).reshape(-1)
-
-
-def exp2_to_exponential(slot_counts: Mapping[int, int] | np.ndarray | Sequence[int], sum_value: int | float,
-                        attributes: Attributes, start_ns: int, now_ns: int, *, bucket_min: int = 0,
-                        multiplier_log2: int = 0, zero_slot: bool = False) -> ExponentialHistogramPoint:
-    """exp2 (``zero_slot=False``) or exp2zero (``zero_slot=True``) slots → a scale-0 exponential point.
-
-    ``slot_counts[k]`` is the count of kernel slot k; the multiplier is 2^multiplier_log2;
-    ``sum_value`` is already in the metric's unit (multiplied). Slots <= bucket_min form the zero
-    bucket (see the module doc); slot k above it is bucket k-1+j (exp2) or k-2+j (exp2zero).
-    """
-    counts = _dense(slot_counts)
-    if zero_slot:
-        shift = -2
-        threshold = 0.0 if bucket_min == 0 else math.ldexp(1.0, bucket_min - 1 + multiplier_log2)
-    else:
-        shift = -1
-        threshold = math.ldexp(1.0, bucket_min + multiplier_log2)
-    zero_count = int(counts[: bucket_min + 1].sum())
-    above = counts[bucket_min + 1:]
-    nonzero = np.flatnonzero(above)
-    if nonzero.size:
-        first, last = int(nonzero[0]), int(nonzero[-1])
-        offset = bucket_min + 1 + first + shift + multiplier_log2
-        positive = tuple(above[first:last + 1].tolist())
-    else:
-        offset, positive = 0, ()
-    return ExponentialHistogramPoint(
-        attributes=attributes,
-        start_time_ns=start_ns,
-        time_ns=now_ns,
-        count=int(counts.sum()),
-        sum=sum_value,
-        scale=0,
-        zero_count=zero_count,
-        positive_offset=offset,
-        positive_counts=positive,
-        zero_threshold=threshold,
-    )
 
 
 def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int],
@@ -182,8 +130,9 @@ class BucketLayout:
 
     def to_points(self, table: np.ndarray, sums: Sequence[int | float], attributes: Sequence[Attributes],
                   start_ns: int, now_ns: int) -> list[ExponentialHistogramPoint | HistogramPoint]:
-        """`to_point` for many series at once: row r of `table` (n, >= sum_key) holds series r's
-        counts by slot number (columns from sum_key on are ignored); same result, bulk numpy work."""
+        """Cumulative points, one per series: row r of `table` (n, >= sum_key) holds series r's
+        counts by kernel slot number (columns from sum_key on are ignored), `sums[r]` its raw
+        kernel sum (multiplied by the layout's multiplier here)."""
         table = np.asarray(table)
         counts = np.zeros((table.shape[0], self.sum_key), dtype=np.int64)
         width = min(table.shape[1], self.sum_key)
@@ -224,34 +173,3 @@ class BucketLayout:
         return [HistogramPoint(attributes=attrs, start_time_ns=start_ns, time_ns=now_ns, count=count[r],
                                sum=totals[r], bounds=self.bounds, bucket_counts=tuple(rows[r]))
                 for r, attrs in enumerate(attributes)]
-
-    def to_point(self, slot_counts: Mapping[int, int] | np.ndarray | Sequence[int], sum_value: int | float,
-                 attributes: Attributes, start_ns: int, now_ns: int
-                 ) -> ExponentialHistogramPoint | HistogramPoint:
-        """Slot counts (indexed by kernel slot number; the sum slot, if present, is ignored) and the
-        raw kernel sum → a cumulative point. The sum is multiplied by the layout's multiplier."""
-        counts = _dense(slot_counts)
-        if counts.size > self.sum_key:
-            counts = counts.copy()
-            counts[self.sum_key] = 0
-        total = _scaled_sum(sum_value, self.multiplier)
-        if self.exponential:
-            return exp2_to_exponential(counts, total, attributes, start_ns, now_ns,
-                                       bucket_min=self.slot_keys[0], multiplier_log2=self.multiplier_log2,
-                                       zero_slot=self.bucket_type == "exp2zero")
-        lowest, highest = self.slot_keys[0], self.slot_keys[-1]
-        buckets = np.zeros(len(self.slot_keys) + 1, dtype=np.int64)
-        n = min(counts.size, highest + 1)
-        if n > lowest:
-            buckets[: n - lowest] = counts[lowest:n]
-        buckets[0] += counts[:lowest].sum()  # below the lowest slot: still <= its bound
-        buckets[-1] += counts[highest + 1:].sum()  # above the highest bound: (last, +inf)
-        return HistogramPoint(
-            attributes=attributes,
-            start_time_ns=start_ns,
-            time_ns=now_ns,
-            count=int(buckets.sum()),
-            sum=total,
-            bounds=self.bounds,
-            bucket_counts=tuple(buckets.tolist()),
-        )

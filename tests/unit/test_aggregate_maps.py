@@ -193,7 +193,10 @@ def test_histogram_matches_per_key_reference(n_series):
         counts = {k: c for k, c in slots.items() if k <= 20}
         if not counts and 21 not in slots:
             continue
-        assert got[attrs] == layout.to_point(counts, slots.get(21, 0), attrs, 0, 1)
+        row = np.zeros((1, layout.n_keys), dtype=np.int64)
+        for slot, count in counts.items():
+            row[0, slot] = count
+        assert got[attrs] == layout.to_points(row, [slots.get(21, 0)], [attrs], 0, 1)[0]
     assert len(got) == sum(1 for s in reference.values() if any(k <= 21 for k in s))
 
 

@@ -1,4 +1,8 @@
-"""Kernel histogram slots → OTLP points: every observation stays inside the bucket that counts it."""
+"""Kernel histogram slots → OTLP points: every observation stays inside the bucket that counts it.
+
+Every point here is made by `BucketLayout.to_points`, the function `maps.histogram_metric` calls,
+for every bucket type and every slot of each layout.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from otelbpf.aggregate.buckets import (
-    BucketLayout,
-    exp2_to_exponential,
-    power_of_two_exponent,
-)
+from otelbpf.aggregate.buckets import BucketLayout, power_of_two_exponent
 from otelbpf.config.program import HistogramConfig, LabelConfig
 from otelbpf.metrics.model import ExponentialHistogramPoint, HistogramPoint
 
@@ -73,9 +73,17 @@ def observations(limit: int) -> list[int]:
     return sorted(v for v in vs if 0 <= v <= limit)
 
 
+def point_of(layout: BucketLayout, slot_counts, sum_value, attributes=(), start_ns: int = 0, now_ns: int = 1):
+    """One series' point through `to_points`: `slot_counts` maps kernel slot → count."""
+    items = slot_counts.items() if isinstance(slot_counts, dict) else enumerate(slot_counts)
+    row = np.zeros((1, layout.n_keys), dtype=np.int64)
+    for slot, count in items:
+        row[0, slot] += count
+    return layout.to_points(row, [sum_value], [attributes], start_ns, now_ns)[0]
+
+
 def single(layout: BucketLayout, slot: int, v, multiplier: float):
-    counts = {slot: 1}
-    return layout.to_point(counts, v, (), 1, 2)
+    return point_of(layout, {slot: 1}, v, (), 1, 2)
 
 
 EXP_CASES = [
@@ -150,7 +158,7 @@ def test_explicit_observations_stay_in_their_bucket(bucket_type, bucket_min, buc
 def test_exp2_slot_maps_to_exponential_index():
     layout = BucketLayout.create("exp2", bucket_min=0, bucket_max=64)
     # slot k ↔ bucket (2^(k-1), 2^k] = index k-1; slot 0 (0 and 1) → zero_count, threshold 1
-    point = layout.to_point({0: 5, 1: 2, 3: 1, 10: 4, 65: 999}, 1234, (("a", "b"),), 10, 20)
+    point = point_of(layout, {0: 5, 1: 2, 3: 1, 10: 4, 65: 999}, 1234, (("a", "b"),), 10, 20)
     assert point == ExponentialHistogramPoint(
         attributes=(("a", "b"),), start_time_ns=10, time_ns=20, count=12, sum=1234, scale=0,
         zero_count=5, positive_offset=0, positive_counts=(2, 0, 1, 0, 0, 0, 0, 0, 0, 4), zero_threshold=1.0)
@@ -159,7 +167,7 @@ def test_exp2_slot_maps_to_exponential_index():
 def test_exp2_with_negative_power_of_two_multiplier():
     layout = BucketLayout.create("exp2", bucket_min=0, bucket_max=40, multiplier=2.0**-3)
     assert layout.multiplier_log2 == -3
-    point = layout.to_point(np.array([1, 0, 0, 7]), 80, (), 0, 1)
+    point = point_of(layout, np.array([1, 0, 0, 7]), 80)
     # slot 3 counts (2^2, 2^3] units = (2^-1, 2^0] → index -1; slot 0 holds <= 2^-3
     assert (point.positive_offset, point.positive_counts) == (-1, (7,))
     assert point.zero_threshold == 0.125 and point.zero_count == 1
@@ -168,7 +176,7 @@ def test_exp2_with_negative_power_of_two_multiplier():
 
 def test_exp2zero_slot_zero_is_exactly_zero():
     layout = BucketLayout.create("exp2zero", bucket_min=0, bucket_max=10)
-    point = layout.to_point({0: 3, 1: 1, 2: 2}, 5, (), 0, 1)
+    point = point_of(layout, {0: 3, 1: 1, 2: 2}, 5)
     # slot 1 counts (2^-1, 2^0] → index -1; slot 2 (1, 2] → index 0
     assert point.zero_threshold == 0.0 and point.zero_count == 3
     assert (point.positive_offset, point.positive_counts) == (-1, (1, 2))
@@ -180,16 +188,34 @@ def test_sum_key_and_count():
     counts = np.zeros(11, dtype=np.int64)
     counts[[1, 5]] = [2, 3]
     counts[10] = 17  # the sum slot is ignored as a bucket
-    point = layout.to_point(counts, 17, (), 0, 1)
+    point = point_of(layout, counts, 17)
     assert point.count == 5 and point.sum == 34
     assert point.bounds == tuple(2.0 * k for k in range(10))
 
 
-def test_out_of_range_slots_stay_exact():
+def test_slots_below_bucket_min_stay_exact():
     layout = BucketLayout.create("linear", bucket_min=2, bucket_max=4)
-    point = layout.to_point({0: 1, 3: 1, 9: 1}, 0, (), 0, 1)
-    # slot 0 (<= 0) joins the lowest bucket (<= 2); slot 9 (> 4) lands in (4, +inf)
-    assert point.bounds == (2.0, 3.0, 4.0) and point.bucket_counts == (1, 1, 0, 1)
+    point = point_of(layout, {0: 1, 3: 1, 4: 2}, 0)
+    # slot 0 (<= 0) joins the lowest bucket (<= 2); slots above the sum slot never reach to_points
+    # (maps.histogram_metric counts them in otelbpf.histogram.out_of_range)
+    assert point.bounds == (2.0, 3.0, 4.0) and point.bucket_counts == (1, 1, 2, 0)
+
+
+@pytest.mark.parametrize("bucket_type,bucket_min,bucket_max,multiplier,keys",
+                         [c + ((),) for c in EXP_CASES] + EXPLICIT_CASES)
+def test_every_slot_in_one_batch_matches_the_slot_alone(bucket_type, bucket_min, bucket_max, multiplier, keys):
+    """One to_points call over every slot (one series per slot, as histogram_metric batches them)
+    gives each series the point of its slot alone: the rows never leak into each other."""
+    layout = BucketLayout.create(bucket_type, bucket_min=bucket_min, bucket_max=bucket_max,
+                                 bucket_keys=keys, multiplier=multiplier)
+    n = layout.sum_key
+    table = np.eye(n, layout.n_keys, dtype=np.int64) * 3
+    attrs = [(("slot", str(s)),) for s in range(n)]
+    batch = layout.to_points(table, list(range(n)), attrs, 5, 6)
+    assert len(batch) == n
+    for s in range(n):
+        assert batch[s] == point_of(layout, {s: 3}, s, attrs[s], 5, 6), s
+        assert batch[s].count == 3
 
 
 def test_from_config_uses_histogram_config():
@@ -212,6 +238,6 @@ def test_power_of_two_exponent():
     assert power_of_two_exponent(1e-9) is None
 
 
-def test_exp2_to_exponential_empty():
-    point = exp2_to_exponential({}, 0, (), 0, 1)
+def test_an_empty_series_is_an_empty_point():
+    point = point_of(BucketLayout.create("exp2", bucket_max=10), {}, 0)
     assert point.count == 0 and point.positive_counts == () and point.zero_count == 0

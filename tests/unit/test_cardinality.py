@@ -74,7 +74,7 @@ def test_route_and_remap_for_streams():
 
 def test_histograms_fold_by_merging():
     layout = BucketLayout.create("linear", bucket_min=0, bucket_max=2)
-    points = tuple(layout.to_point({1: i + 1, 2: 1}, 10, attrs(i), 0, 5) for i in range(3))
+    points = tuple(layout.to_points(np.array([[0, i + 1, 1]]), [10], [attrs(i)], 0, 5)[0] for i in range(3))
     out = CardinalityLimiter(2).apply(Metric("h", "", "", MetricKind.HISTOGRAM, points))
     overflow = out.points[-1]
     assert isinstance(overflow, HistogramPoint)
