@@ -134,7 +134,7 @@ class LoadedProgram:
                 labels = metric.labels
                 layout = None
                 if isinstance(metric, HistogramConfig):
-                    labels = metric.labels[:-1]  # the last label is the bucket slot
+                    labels = metric.series_labels  # the last label is the bucket slot
                     layout = BucketLayout.from_config(metric)
                 map_metrics.append(MapMetric(metric, bpf_map, KeyDecoder(labels, limits.label_cache),
                                              start.start_ns, limiter, layout,

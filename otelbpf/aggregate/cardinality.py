@@ -4,17 +4,16 @@ Like the OTel SDK's cardinality limit: a metric keeps at most ``limit`` series, 
 ``limit - 1`` distinct attribute sets it sees plus one series with attributes
 ``{"otel.metric.overflow": true}`` that aggregates everything else (the overflow series counts
 toward the limit). Admitted sets are remembered across intervals — a cumulative series must not
-flap between its own identity and the overflow series — until `forget` (e.g. on program reload).
+flap between its own identity and the overflow series — for the limiter's life (a reloaded
+program gets a new one), unless `release`d (a stream series that went idle).
 
 Two entry points: `apply(metric)` for whole metrics built from maps (folded points are merged into
-the overflow point), and `route(metric_name, attributes_per_group)` for stream aggregators, which
-returns per group id either that id (admitted) or -1 (fold into your overflow group) so events can
-be remapped with one numpy gather before aggregation.
+the overflow point, see also `MonotonicSeries`), and `admit(metric_name, attributes)` for stream
+aggregators, which decide once per new label set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -36,7 +35,6 @@ class CardinalityLimiter:
             raise ValueError(f"cardinality limit must be >= 1, got {limit}")
         self.limit = limit
         self._admitted: dict[str, set[Attributes]] = {}
-        self._folded: dict[str, int] = {}
 
     def admit(self, metric: str, attributes: Attributes) -> bool:
         """True when `attributes` has (or now gets) a series of its own."""
@@ -52,53 +50,21 @@ class CardinalityLimiter:
         """True when `attributes` has a series of its own (without admitting it)."""
         return attributes in self._admitted.get(metric, ())
 
-    def admitted(self, metric: str) -> int:
-        return len(self._admitted.get(metric, ()))
-
-    def folded(self, metric: str) -> int:
-        """How many distinct attribute sets the last `apply`/`route` of this metric folded."""
-        return self._folded.get(metric, 0)
-
     def release(self, metric: str, attributes: Attributes) -> None:
         """`attributes` no longer counts toward the limit (its series is gone): the budget it held
         is free for the next new attribute set."""
         self._admitted.get(metric, set()).discard(attributes)
 
-    def forget(self, metric: str) -> None:
-        self._admitted.pop(metric, None)
-        self._folded.pop(metric, None)
-
-    def route(self, metric: str, attributes: Sequence[Attributes]) -> np.ndarray:
-        """Per group id g (attributes[g]): g if admitted, else -1 (overflow). int64 array."""
-        out = np.arange(len(attributes), dtype=np.int64)
-        folded = 0
-        for g, attrs in enumerate(attributes):
-            if not self.admit(metric, attrs):
-                out[g] = -1
-                folded += 1
-        self._folded[metric] = folded
-        return out
-
-    def remap(self, metric: str, group_ids: np.ndarray, attributes: Sequence[Attributes],
-              overflow_id: int) -> np.ndarray:
-        """Event group ids → admitted group ids, folded groups → `overflow_id`."""
-        routes = self.route(metric, attributes)
-        routes[routes < 0] = overflow_id
-        return routes[np.asarray(group_ids, dtype=np.intp)]
-
     def apply(self, metric: Metric) -> Metric:
         """The metric with points beyond the limit merged into one overflow point."""
         kept: list[Point] = []
         overflow: Point | None = None
-        folded = 0
         for point in metric.points:
             if self.admit(metric.name, point.attributes):
                 kept.append(point)
                 continue
-            folded += 1
             point = replace(point, attributes=OVERFLOW_ATTRIBUTES)
             overflow = point if overflow is None else merge_points(overflow, point)
-        self._folded[metric.name] = folded
         if overflow is None:
             return metric
         return replace(metric, points=tuple(kept) + (overflow,))
@@ -230,10 +196,6 @@ class MonotonicSeries:
             point = replace(point, attributes=OVERFLOW_ATTRIBUTES)
             retired = self._retired.get(name)
             self._retired[name] = point if retired is None else merge_points(retired, point)
-
-    def forget(self, metric: str) -> None:
-        for state in (self._last, self._carried, self._retired):
-            state.pop(metric, None)
 
 
 def _by_attributes(point: Point):

@@ -175,9 +175,8 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     """
     kind = MetricKind.EXPONENTIAL_HISTOGRAM if layout.exponential else MetricKind.HISTOGRAM
     per_cpu = cpu_label or cfg.per_cpu == "label"
-    series = cfg.labels[:-1]
-    offset = sum(label.size + label.padding for label in series)
-    bucket_size = cfg.labels[-1].size
+    offset = sum(label.size + label.padding for label in cfg.series_labels)
+    bucket_size = cfg.bucket_label.size
     keys = snapshot.keys
     if keys.shape[0] == 0:
         if out_of_range is not None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from otelbpf import decoders
-from otelbpf.config.program import DecoderConfig, LabelConfig
+from otelbpf.config.program import LabelConfig
 
 # Chains with decoders whose answer can change (interface names, cgroup paths, devices) have
 # their cached values dropped this often, so a renamed or newly created object shows up.
@@ -115,11 +115,6 @@ class KeyDecoder:
         values = self._decode_uncached(key)
         cache.put(key, values)
         return values
-
-    def decode_many(self, keys: Iterable[bytes]) -> list[tuple[str, ...] | None]:
-        """``decode`` for each key; accepts the rows of a uint8 numpy array too."""
-        decode = self.decode
-        return [decode(k if isinstance(k, bytes) else k.tobytes()) for k in keys]
 
     def _decode_uncached(self, key: bytes) -> tuple[str, ...] | None:
         if len(key) < self.key_size:

@@ -30,13 +30,14 @@ def test_first_limit_minus_one_admitted_rest_folded():
     assert [p.attributes for p in out.points] == [attrs(0), attrs(1), attrs(2), OVERFLOW_ATTRIBUTES]
     assert out.points[-1].value == 4 + 5 + 6
     assert len(out.points) == 4  # the overflow series counts toward the limit
-    assert limiter.folded("calls") == 3 and limiter.admitted("calls") == 3
+    assert all(limiter.admitted_set("calls", attrs(i)) for i in range(3))
+    assert not limiter.admitted_set("calls", attrs(3))
 
 
 def test_under_the_limit_nothing_changes():
     limiter = CardinalityLimiter(10)
     metric = counter(9)
-    assert limiter.apply(metric) is metric and limiter.folded("calls") == 0
+    assert limiter.apply(metric) is metric
 
 
 def test_admitted_sets_are_remembered_across_intervals():
@@ -47,8 +48,14 @@ def test_admitted_sets_are_remembered_across_intervals():
                    (NumberPoint(attrs(7), 1, 20, 0), NumberPoint(attrs(1), 5, 20, 0), NumberPoint(attrs(0), 9, 20, 0)))
     out = limiter.apply(later)
     assert [p.attributes for p in out.points] == [attrs(1), attrs(0), OVERFLOW_ATTRIBUTES]
-    limiter.forget("calls")
-    assert limiter.admitted("calls") == 0
+
+
+def test_a_released_set_frees_its_place_for_the_next_one():
+    limiter = CardinalityLimiter(3)
+    assert limiter.admit("calls", attrs(0)) and limiter.admit("calls", attrs(1))
+    assert not limiter.admit("calls", attrs(2))
+    limiter.release("calls", attrs(0))
+    assert limiter.admit("calls", attrs(2)) and not limiter.admitted_set("calls", attrs(0))
 
 
 def test_limits_are_per_metric():
@@ -60,16 +67,6 @@ def test_limits_are_per_metric():
 def test_limit_one_folds_everything():
     out = CardinalityLimiter(1).apply(counter(3))
     assert [(p.attributes, p.value) for p in out.points] == [(OVERFLOW_ATTRIBUTES, 6)]
-
-
-def test_route_and_remap_for_streams():
-    limiter = CardinalityLimiter(3)
-    routes = limiter.route("lat", [attrs(0), attrs(1), attrs(2), attrs(3)])
-    assert routes.tolist() == [0, 1, -1, -1]
-    events = np.array([3, 0, 2, 1, 1])
-    remapped = limiter.remap("lat", events, [attrs(0), attrs(1), attrs(2), attrs(3)], overflow_id=99)
-    assert remapped.tolist() == [99, 0, 99, 1, 1]
-    assert limiter.folded("lat") == 2
 
 
 def test_histograms_fold_by_merging():

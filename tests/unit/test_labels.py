@@ -113,13 +113,6 @@ def test_unstable_chains_refresh_with_their_decoders_caches(tmp_path, monkeypatc
     assert decoder.cache.generation == generation + 1
 
 
-def test_accepts_numpy_rows():
-    import numpy as np
-
-    rows = np.frombuffer(key(b"sh", 1) + key(b"vi", 0), dtype=np.uint8).reshape(2, 24)
-    assert KeyDecoder(COMM_AND_SYSCALL).decode_many(rows) == [("sh", "write"), ("vi", "read")]
-
-
 def test_label_cache_get_default():
     cache = LabelCache(1)
     sentinel = object()
