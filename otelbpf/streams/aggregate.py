@@ -62,7 +62,11 @@ class _MetricState:
         self.series: dict[Attributes, int] = {}
         self.attributes: list[Attributes | None] = []  # None: a free (expired) series id
         self.starts: list[int] = []
-        self.last_seen = np.zeros(16, dtype=np.int64)  # collection number of each series' last record
+        # Per series: the collection at which it last counted something, and its total then
+        # (comparing totals once per collection costs nothing per record).
+        self.last_seen = np.zeros(16, dtype=np.int64)
+        self.seen_totals = np.zeros(16, dtype=np.float64)
+        self.collection = 0
         self.free: list[int] = []
         self.start_ns = start_ns  # start of series created now (moves to each collection's time)
         self.key_series = np.zeros(0, dtype=np.int64)  # KeyIndex id → series id (or _DROPPED/_UNLEARNED)
@@ -74,7 +78,7 @@ class _MetricState:
         else:
             self.histograms = ExponentialHistograms(max_size=config.max_size, max_scale=config.scale)
 
-    def series_ids(self, index: KeyIndex, key_ids: np.ndarray, collection: int) -> np.ndarray:
+    def series_ids(self, index: KeyIndex, key_ids: np.ndarray) -> np.ndarray:
         """Series id (or _DROPPED) of every record, deciding series for keys not mapped yet."""
         if index.generation != self.key_generation:
             self.key_series = self.key_series[:0]
@@ -91,12 +95,10 @@ class _MetricState:
             grow = np.full(len(index) - len(self.key_series), _UNLEARNED, dtype=np.int64)
             self.key_series = np.concatenate([self.key_series, grow])
         sid = self.key_series[key_ids]
-        unlearned = sid == _UNLEARNED
-        if unlearned.any():
-            for key_id in np.unique(key_ids[unlearned]).tolist():
+        if len(sid) and sid.min() == _UNLEARNED:
+            for key_id in np.unique(key_ids[sid == _UNLEARNED]).tolist():
                 self.key_series[key_id] = self._series_id(index.key_bytes(key_id))
             sid = self.key_series[key_ids]
-        self.last_seen[sid[sid >= 0]] = collection
         return sid
 
     def _series_id(self, raw: bytes) -> int:
@@ -122,17 +124,29 @@ class _MetricState:
             self.starts.append(self.start_ns)
             if sid >= len(self.last_seen):
                 self.last_seen = np.concatenate([self.last_seen, np.zeros_like(self.last_seen)])
+                self.seen_totals = np.concatenate([self.seen_totals, np.zeros_like(self.seen_totals)])
             if self.kind is MetricKind.SUM and sid >= len(self.values):
                 self.values = np.concatenate([self.values, np.zeros_like(self.values)])
         self.series[attrs] = sid
+        self.last_seen[sid] = self.collection
+        self.seen_totals[sid] = 0
         return sid
 
     def expire(self, collection: int, idle_intervals: int) -> None:
         """Series without records for `idle_intervals` collections end: they leave the
         cardinality budget, so a burst of one-off label values cannot keep later real ones in the
         overflow series. A label set that comes back starts a new series (new start time)."""
+        self.collection = collection
+        n = len(self.attributes)
+        if self.kind is MetricKind.SUM:
+            totals = self.values[:n].astype(np.float64)
+        else:
+            totals = np.array([self.histograms.count(sid) for sid in range(n)], dtype=np.float64)
+        counted = totals != self.seen_totals[:n]
+        self.last_seen[:n][counted] = collection
+        self.seen_totals[:n] = totals
         live = np.array([a is not None and a != OVERFLOW_ATTRIBUTES for a in self.attributes], dtype=bool)
-        idle = np.flatnonzero(live & (self.last_seen[:len(live)] <= collection - idle_intervals))
+        idle = np.flatnonzero(live & (self.last_seen[:n] <= collection - idle_intervals))
         if not idle.size:
             return
         for sid in idle.tolist():
@@ -172,8 +186,11 @@ class _MetricState:
         sample rate reaches 2^63, would corrupt it. Histograms take any value (non-finite ones
         are counted by `ExponentialHistograms`).
         """
-        if self.kind is not MetricKind.SUM or values is None:
+        if self.kind is not MetricKind.SUM or values is None or not len(values):
             return []
+        largest = float(values.max()) * (1.0 if weights is None else float(np.max(weights)))
+        if largest < _INT64_LIMIT and (values.dtype.kind != "i" or values.min() >= 0):
+            return []  # the common batch: two reductions, no per-record masks
         drops = []
         if values.dtype.kind == "i":
             drops.append(("negative_value", values < 0))
@@ -290,7 +307,7 @@ class StreamAggregator:
             key_ids[fields] = index.lookup(index.pack(records, list(fields)))
         for m in self._metrics:
             index = self._indexes[m.label_fields]
-            sid = m.series_ids(index, key_ids[m.label_fields], self.collections)
+            sid = m.series_ids(index, key_ids[m.label_fields])
             values = None if m.value_field is None else records[m.value_field]
             w = weights
             keep = sid >= 0

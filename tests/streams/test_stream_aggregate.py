@@ -255,17 +255,21 @@ def test_idle_label_sets_leave_the_cardinality_budget():
     agg = StreamAggregator(cfg, program="prog", start_ns=START)
     overflow = (("otel.metric.overflow", True),)
     agg.add(batch_of([{"pid": p} for p in range(100, 110)]))  # junk burst: 3 admitted, 7 overflow
-    first = agg.collect(2_000)
-    assert len(next(m for m in first if m.name == "n").points) == 4
+
+    def collect(now_ns):
+        return {p.attributes: p for m in agg.collect(now_ns) if m.name == "n" for p in m.points}
+
+    assert len(collect(2_000)) == 4
     agg.add(batch_of([{"pid": 1}]))
-    assert (("pid", "1"),) not in values(agg, "n")  # budget full: folded (collection 2)
+    assert (("pid", "1"),) not in collect(3_000)  # budget full: folded; the burst idle for 1
+    assert set(collect(4_000)) == {overflow}  # idle for 2 collections: the burst's series end
     agg.add(batch_of([{"pid": 2}]))
-    got = {a: p for a, p in points(agg, "n").items()}  # collection 3: the burst is idle for 2
+    got = collect(5_000)
     assert set(got) == {overflow, (("pid", "2"),)}
     assert got[overflow].value == 8 and got[(("pid", "2"),)].value == 1
-    assert got[(("pid", "2"),)].start_time_ns == 2_000  # created after the collection at 2_000
+    assert got[(("pid", "2"),)].start_time_ns == 4_000  # created after the collection at 4_000
     agg.add(batch_of([{"pid": 100}]))
-    assert values(agg, "n")[(("pid", "100"),)] == 1  # a returning label set is a new series
+    assert collect(6_000)[(("pid", "100"),)].value == 1  # a returning label set is a new series
 
 
 def test_stream_labels_refresh_like_map_labels(tmp_path, monkeypatch):
