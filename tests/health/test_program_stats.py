@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -102,26 +100,28 @@ def test_include_exclude(tracepoint):
         assert (prog_id in ids) is expected, config
 
 
-_START_TIME_OF = """
-import sys, time
-from otelbpf.health.program_stats import ProgramStats
-from tests.health.conftest import program_stats_config
-stats = ProgramStats(program_stats_config())
-for metric in stats.collect(time.time_ns()):
-    if metric.name == "bpf.program.run.count":
-        for p in metric.points:
-            if dict(p.attributes)["bpf.program.id"] == int(sys.argv[1]):
-                print(p.start_time_ns)
-stats.close()
-"""
+def _start_times(export, prog_id: int) -> set[int]:
+    return {dp.start_time_unix_nano for rm in export.request.resource_metrics for sm in rm.scope_metrics
+            for m in sm.metrics if m.name == "bpf.program.run.count" for dp in m.sum.data_points
+            if any(a.key == "bpf.program.id" and a.value.int_value == prog_id for a in dp.attributes)}
 
 
-def test_start_time_is_identical_in_every_agent_process(tracepoint):
-    """Two agent processes (as across a restart) give the program the very same start time: one
-    that moved by microseconds would read as a counter reset."""
+def test_start_time_is_identical_across_agent_runs(tracepoint, tmp_path, grpc_receiver, pin_dir):
+    """Two runs of the agent (a restart) export the same start time for a program that stayed
+    loaded: one that moved by microseconds would read as a counter reset."""
+    from agentproc import REPO, AgentProcess, write_agent_config
+    from reliability.reliability_harness import wait_flushes
+
     _obj, _link, prog_id = tracepoint
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    starts = [subprocess.run([sys.executable, "-c", _START_TIME_OF, str(prog_id)], cwd=root, check=True,
-                             capture_output=True, text=True).stdout.split() for _ in range(2)]
-    assert len(starts[0]) == 1 and starts[0] == starts[1]
-    assert int(starts[0][0]) <= time.time_ns()
+    starts = []
+    for run in range(2):
+        (tmp_path / str(run)).mkdir()
+        config = write_agent_config(tmp_path / str(run), endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=[], programs_dir=REPO / "conf" / "conf.d", pin_dir=pin_dir,
+                                    builtins=True)
+        with AgentProcess(config) as agent:
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        starts.append(_start_times(grpc_receiver.received[-1], prog_id))
+    assert len(starts[0]) == 1 and starts[0] == starts[1], starts
+    assert next(iter(starts[0])) <= time.time_ns()
