@@ -267,8 +267,10 @@ class GrpcMetricsReceiver:
     """An in-process OTLP/gRPC MetricsService on 127.0.0.1 that records what it receives.
 
     ``fail_next(n)`` makes the next n calls fail (UNAVAILABLE by default, optionally with a
-    google.rpc.RetryInfo delay) before they are recorded; ``rejected_points`` makes successful calls
-    answer with a partial success.
+    google.rpc.RetryInfo delay) before they are recorded; ``answer_late(n, delay)`` makes the next
+    n calls record the request and then wait ``delay`` seconds before answering (past the
+    client's deadline: stored, but the client cannot know); ``rejected_points`` makes successful
+    calls answer with a partial success.
     """
 
     def __init__(
@@ -282,6 +284,7 @@ class GrpcMetricsReceiver:
         self.rejected_points = 0
         self.rejected_message = ""
         self._failures: list[tuple[object, str, float | None]] = []
+        self._late: list[float] = []
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)
         self._server = None
@@ -336,6 +339,10 @@ class GrpcMetricsReceiver:
         with self._lock:
             self._failures.extend([(code or grpc.StatusCode.UNAVAILABLE, message, retry_delay)] * n)
 
+    def answer_late(self, n: int, delay: float) -> None:
+        with self._lock:
+            self._late.extend([delay] * n)
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedExport]:
         with self._condition:
             if not self._condition.wait_for(lambda: len(self.received) >= count, timeout):
@@ -360,6 +367,9 @@ class GrpcMetricsReceiver:
         with self._condition:
             self.received.append(ReceivedExport(request, metadata))
             self._condition.notify_all()
+            delay = self._late.pop(0) if self._late else 0.0
+        if delay:
+            time.sleep(delay)
         response = ExportMetricsServiceResponse()
         if self.rejected_points:
             response.partial_success.rejected_data_points = self.rejected_points

@@ -65,3 +65,20 @@ def test_a_refused_connection_is_not_ambiguous():
     transport = OtlpHttpExporter(f"http://127.0.0.1:{free_port()}", timeout=0.3)
     result = transport.send(encode(RESOURCE, [MetricBatch("s", (calls(1, 1),))]), 0.3)
     assert not result.ok and not result.ambiguous
+
+
+def test_a_grpc_deadline_passed_after_the_request_was_stored_is_ambiguous():
+    """The in-process gRPC receiver stores the request, then answers after the client's deadline."""
+    from backends import GrpcMetricsReceiver
+
+    from otelbpf.export.grpc import OtlpGrpcExporter
+
+    with GrpcMetricsReceiver() as receiver:
+        receiver.answer_late(1, 1.0)
+        transport = OtlpGrpcExporter(receiver.endpoint, timeout=0.3, insecure=True)
+        try:
+            result = transport.send(encode(RESOURCE, [MetricBatch("s", (calls(5, 10),))]), 0.3)
+        finally:
+            transport.close()
+        assert not result.ok and result.ambiguous and "DEADLINE_EXCEEDED" in result.message
+        assert len(receiver.wait_for(1)) == 1  # it was stored all the same
