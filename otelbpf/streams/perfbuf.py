@@ -18,6 +18,7 @@ the readable region is copied out in (at most) two pieces before walking it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import mmap
 import os
 import select
@@ -42,6 +43,8 @@ _DATA_OFFSET = 1040
 _PAGE = mmap.PAGESIZE
 _U64 = np.dtype("<u8")
 _SAMPLE_HEADER = 12  # perf_event_header + u32 raw_size
+
+log = logging.getLogger(__name__)
 
 
 
@@ -138,22 +141,32 @@ class PerfBufferReader:
         except BaseException:
             os.close(fd)
             raise
+        try:
+            self.map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
+            fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+            self._epoll.register(fd, select.EPOLLIN)
+        except BaseException:
+            ring.close()
+            raise
         self._rings.append(ring)
-        self.map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
-        fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
-        self._epoll.register(fd, select.EPOLLIN)
         return fd
 
     def open_new_cpus(self) -> list[int]:
         """Rings for CPUs that came online since the reader opened (a CPU without one loses every
-        sample written there); the new fds, for the caller's epoll set."""
+        sample written there); the new fds, for the caller's epoll set. A CPU whose ring cannot
+        be opened now is logged and tried again at the next call; the other rings keep working."""
         have = {r.cpu for r in self._rings}
         fds = []
         for cpu in online_cpus():
-            if cpu not in have:
+            if cpu in have:
+                continue
+            try:
                 fd = self._open_cpu(cpu)
-                if fd is not None:
-                    fds.append(fd)
+            except OSError as e:
+                log.warning("perf buffer %s: no ring for cpu %d, which came online: %s", self.name, cpu, e)
+                continue
+            if fd is not None:
+                fds.append(fd)
         return fds
 
     def filenos(self) -> list[int]:
