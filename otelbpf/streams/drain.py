@@ -1,7 +1,7 @@
 """StreamDrainer: one background thread that keeps every stream drained, apart from exporting.
 
 The thread sleeps in one epoll over the fds of all streams (ring buffer map fds, perf event fds)
-plus an eventfd used to stop it. On every wake-up it drains *every* stream until it is empty: the
+plus a pipe used to wake it (a stream added, stop). On every wake-up it drains *every* stream until it is empty: the
 ring buffer wakes a reader only once it has caught up, so a partial read could sleep forever. A
 stream flooded faster than it is read yields after a bounded number of batches so the others get
 their turn, and the thread then goes round again without sleeping. A poll timeout bounds how long
@@ -58,7 +58,8 @@ class StreamDrainer:
         # a failing source is removed from inside the drain.
         self._drain_lock = threading.RLock()
         self._epoll = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # A pipe rather than os.eventfd, which needs Python 3.10.
+        self._wake, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake, select.EPOLLIN)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,7 +70,13 @@ class StreamDrainer:
         with self._lock:
             self._sources[id(source)] = source
             self._watch(source, source.filenos())
-        os.eventfd_write(self._wake, 1)  # drain what is already waiting
+        self._poke()  # drain what is already waiting
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is pending anyway
 
     def _watch(self, source, fds) -> None:
         for fd in fds:
@@ -156,7 +163,7 @@ class StreamDrainer:
             for fd, _ in ready:
                 if fd == self._wake:
                     try:
-                        os.eventfd_read(self._wake)
+                        os.read(self._wake, 4096)
                     except BlockingIOError:
                         pass
             if self._stopping.is_set():
@@ -180,7 +187,7 @@ class StreamDrainer:
         if self._thread is None:
             return
         self._stopping.set()
-        os.eventfd_write(self._wake, 1)
+        self._poke()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("stream drain thread did not stop within %.1fs", timeout)
@@ -198,6 +205,7 @@ class StreamDrainer:
             source.close()
         self._epoll.close()
         os.close(self._wake)
+        os.close(self._wake_w)
 
     def __enter__(self) -> StreamDrainer:
         return self
