@@ -111,7 +111,7 @@ class StreamSource:
     def collect(self, now_ns: int) -> list[Metric]:
         metrics = self.aggregator.collect(now_ns, extra_lost=self.dropped())
         metrics.append(gauge("otelbpf.stream.up", "1 while the stream is read, 0 while its reader waits for a restart.",
-                             "1", self.aggregator.self_attributes, int(self.up), now_ns))
+                             "{stream}", self.aggregator.self_attributes, int(self.up), now_ns))
         if isinstance(self.reader, RingBufferReader) and not self.reader.closed:
             attrs = self.aggregator.self_attributes
             metrics.append(gauge("otelbpf.stream.ringbuf.used", "Bytes written to the ring buffer and not read yet.",

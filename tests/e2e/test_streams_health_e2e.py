@@ -72,6 +72,8 @@ def test_streams_and_health_reach_victoria_metrics(tmp_path, bpf_build, victoria
     assert lost and all(s.value == 0 for s in lost)
     events = victoria_metrics.query(f'otelbpf_stream_events_total{{otelbpf_stream="exec_events",{sel}}}')
     assert events and events[0].value >= EXECS
+    up = victoria_metrics.query(f"otelbpf_stream_up{{{sel}}}")
+    assert sorted((s.labels["otelbpf_stream"], s.value) for s in up) == [("exec_events", 1), ("signal_events", 1)]
 
     # Host BPF health covers our own maps and programs like any other.
     ring = victoria_metrics.query(f'bpf_ringbuf_size_bytes{{bpf_map_name="exec_events",{sel}}}')
