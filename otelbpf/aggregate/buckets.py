@@ -47,7 +47,7 @@ import numpy as np
 
 from otelbpf.metrics.model import Attributes, ExponentialHistogramPoint, HistogramPoint
 
-__all__ = ["AGGREGATIONS", "BucketLayout", "exp2_to_exponential", "exponential_unavailable",
+__all__ = ["AGGREGATIONS", "BucketLayout", "effective_aggregation", "exp2_to_exponential", "exponential_unavailable",
            "slot_upper_bounds", "power_of_two_exponent"]
 
 AGGREGATIONS = ("auto", "exponential", "explicit")
@@ -59,6 +59,11 @@ def power_of_two_exponent(multiplier: float) -> int | None:
         return None
     mantissa, exp = math.frexp(multiplier)
     return exp - 1 if mantissa == 0.5 else None
+
+
+def effective_aggregation(configured: str, default: str) -> str:
+    """A histogram's own aggregation, or the agent-wide `default` when it is left at "auto"."""
+    return default if configured == "auto" else configured
 
 
 def exponential_unavailable(bucket_type: str, multiplier: float) -> str | None:
@@ -174,7 +179,7 @@ class BucketLayout:
         """From a `HistogramConfig` (anything with bucket_type/_min/_max/_keys/_multiplier and
         aggregation); a histogram left at ``"auto"`` takes `default_aggregation` (the agent-wide
         choice)."""
-        aggregation = default_aggregation if cfg.aggregation == "auto" else cfg.aggregation
+        aggregation = effective_aggregation(cfg.aggregation, default_aggregation)
         return cls.create(cfg.bucket_type, bucket_min=cfg.bucket_min, bucket_max=cfg.bucket_max,
                           bucket_keys=tuple(cfg.bucket_keys), multiplier=cfg.bucket_multiplier,
                           aggregation=aggregation)
