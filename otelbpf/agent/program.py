@@ -85,8 +85,10 @@ class LoadedProgram:
 
     @classmethod
     def load(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig,
-             drainer: StreamDrainer | None = None) -> LoadedProgram:
-        """Open, load, validate and attach. Raises OtelbpfError when nothing of it can run."""
+             drainer: StreamDrainer | None = None, histogram_aggregation: str = "auto") -> LoadedProgram:
+        """Open, load, validate and attach. Raises OtelbpfError when nothing of it can run.
+
+        `histogram_aggregation` is what histograms left at aggregation = "auto" become."""
         if not cfg.object.exists():
             raise ConfigError(cfg.path, None, "object", f"object file {cfg.object} does not exist",
                               "build it with `make -C bpf` or set `object = \"…\"` in this file")
@@ -107,7 +109,8 @@ class LoadedProgram:
             # Readers exist before anything is attached, so the first event already has a reader.
             for sc in cfg.streams:
                 streams.append(open_stream(sc, obj.maps, program=cfg.name,
-                                           default_cardinality_limit=limits.cardinality))
+                                           default_cardinality_limit=limits.cardinality,
+                                           default_aggregation=histogram_aggregation))
             links: dict[str, object] = {}
             problems: dict[str, OtelbpfError] = dict(obj.program_errors)
             for name, result in obj.attach_all().items():
@@ -135,7 +138,7 @@ class LoadedProgram:
                 layout = None
                 if isinstance(metric, HistogramConfig):
                     labels = metric.series_labels  # the last label is the bucket slot
-                    layout = BucketLayout.from_config(metric)
+                    layout = BucketLayout.from_config(metric, histogram_aggregation)
                 map_metrics.append(MapMetric(metric, bpf_map, KeyDecoder(labels, limits.label_cache),
                                              start.start_ns, limiter, layout,
                                              out_of_range=OutOfRangeSlots(cfg.name) if layout else None))

@@ -16,8 +16,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, PROTOCOLS, TEMPORALITIES,
-                                        EnvironmentDefaults, read_environment)
+from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, HISTOGRAM_AGGREGATIONS, PROTOCOLS,
+                                        TEMPORALITIES, EnvironmentDefaults, read_environment)
 from otelbpf.config.tables import ErrorList, Table, parse_toml, read_toml
 from otelbpf.errors import ConfigError
 
@@ -38,6 +38,9 @@ class ExportConfig:
     # True when ``endpoint`` came from OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: already the full
     # metrics URL, used as is. Otherwise ``endpoint`` is a base URL.
     signal_endpoint: bool = False
+    # What histograms left at aggregation = "auto" become: "auto" or "explicit" (from
+    # default_histogram_aggregation / OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION).
+    default_histogram_aggregation: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -237,9 +240,19 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         client_key=path_setting("client_key"),
         max_backoff=t.duration("max_backoff", 60.0),
         signal_endpoint=signal_endpoint,
+        default_histogram_aggregation=_read_histogram_aggregation(t, defaults),
     )
     t.finish()
     return config
+
+
+def _read_histogram_aggregation(t: Table, defaults: Mapping[str, Any]) -> str:
+    """``default_histogram_aggregation`` takes the values of the OTel variable of the same name."""
+    if not t.has("default_histogram_aggregation"):
+        return defaults.get("default_histogram_aggregation", "auto")
+    value = t.string("default_histogram_aggregation", "base2_exponential_bucket_histogram",
+                     choices=tuple(HISTOGRAM_AGGREGATIONS))
+    return HISTOGRAM_AGGREGATIONS[value]
 
 
 def endpoint_problem(endpoint: str, protocol: str) -> str | None:

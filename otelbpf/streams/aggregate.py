@@ -1,9 +1,9 @@
-"""StreamAggregator: batches of stream records → cumulative counters and exponential histograms.
+"""StreamAggregator: batches of stream records → cumulative counters and histograms.
 
 Everything per record is a numpy pass over the whole batch: view the records through the
 configured layout, turn each record's label bytes into a key id (grouping.KeyIndex), map key ids
 to series ids (decoding each raw key once, when first seen), then `bincount` for counters and
-`ExponentialHistograms.record` for histograms. Python code runs per batch, per metric and per new
+`ExponentialHistograms.record` / `ExplicitHistograms.record` for histograms. Python code runs per batch, per metric and per new
 label key, never per record.
 
 Thread use: the drain thread calls `add`/`add_lost`; `collect` may run on any thread. Both hold
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from otelbpf.aggregate.buckets import effective_aggregation
 from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES, CardinalityLimiter
+from otelbpf.aggregate.explicit import DEFAULT_BOUNDS, ExplicitHistograms
 from otelbpf.aggregate.exponential import ExponentialHistograms
 from otelbpf.config.program import LabelConfig, default_decoders
 from otelbpf.decode.labels import KeyDecoder
@@ -75,6 +77,8 @@ class _MetricState:
             # Exact integer sums unless a fractional sample rate makes them fractional; the type
             # of a series never changes (a backend may reject a sum that flips int/double).
             self.values = np.zeros(16, dtype=np.int64 if integral else np.float64)
+        elif kind is MetricKind.HISTOGRAM:
+            self.histograms = ExplicitHistograms(config.bounds or DEFAULT_BOUNDS)
         else:
             self.histograms = ExponentialHistograms(max_size=config.max_size, max_scale=config.scale)
 
@@ -202,6 +206,11 @@ class _MetricState:
 _INT64_LIMIT = float(1 << 63)
 
 
+def _histogram_kind(config, default_aggregation: str) -> MetricKind:
+    explicit = effective_aggregation(config.aggregation, default_aggregation) == "explicit"
+    return MetricKind.HISTOGRAM if explicit else MetricKind.EXPONENTIAL_HISTOGRAM
+
+
 def _int_weights(weights):
     """Histograms count whole events: a fractional sample rate is rounded (numbers only; a rate
     field is an integer field)."""
@@ -221,11 +230,13 @@ class StreamAggregator:
     """Aggregates one stream's records as its config says.
 
     `program` names the BPF program (the `otelbpf.program` attribute of the self metrics);
-    `start_ns` is the start time of every cumulative point (default: now).
+    `start_ns` is the start time of every cumulative point (default: now);
+    `default_aggregation` is what a histogram left at "auto" becomes ("auto" keeps it exponential).
     """
 
     def __init__(self, config, *, program: str, start_ns: int | None = None,
-                 default_cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT, max_label_keys: int = 1 << 16):
+                 default_cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT, max_label_keys: int = 1 << 16,
+                 default_aggregation: str = "auto"):
         self.config = config
         self.name = config.map
         self.program = program
@@ -239,8 +250,8 @@ class StreamAggregator:
         integral = self._rate is None or float(self._rate).is_integer()
         self._metrics = [_MetricState(c, MetricKind.SUM, self.layout, limiter, integral, self.start_ns)
                          for c in config.counters]
-        self._metrics += [_MetricState(h, MetricKind.EXPONENTIAL_HISTOGRAM, self.layout, limiter, integral,
-                                       self.start_ns) for h in config.histograms]
+        self._metrics += [_MetricState(h, _histogram_kind(h, default_aggregation), self.layout, limiter,
+                                       integral, self.start_ns) for h in config.histograms]
         self._indexes: dict[tuple[str, ...], KeyIndex] = {}
         for m in self._metrics:
             if m.label_fields not in self._indexes:

@@ -43,9 +43,9 @@ def batch_of(rows: list[dict]) -> RecordBatch:
     return RecordBatch(data, offsets, np.full(len(rows), dtype.itemsize), stride)
 
 
-def aggregator(counters=(), histograms=(), **kw) -> StreamAggregator:
+def aggregator(counters=(), histograms=(), default_aggregation="auto", **kw) -> StreamAggregator:
     cfg = StreamConfig(map="events", fields=FIELDS, counters=tuple(counters), histograms=tuple(histograms), **kw)
-    return StreamAggregator(cfg, program="prog", start_ns=START)
+    return StreamAggregator(cfg, program="prog", start_ns=START, default_aggregation=default_aggregation)
 
 
 def points(agg: StreamAggregator, name: str) -> dict:
@@ -98,6 +98,35 @@ def test_fractional_sample_rate_scales_counters_exactly_and_rounds_histogram_wei
     assert values(agg, "n") == {(): 7.5}
     assert values(agg, "b") == {(): 32.5}
     assert points(agg, "size")[()].count == 6  # each record counts round(2.5) = 2 times
+
+
+def test_explicit_bounds_bucket_values_exactly():
+    """(bounds[i-1], bounds[i]]: a value on a bound is in the bucket it ends; u64 values past 2^53 too."""
+    big = 2**63 - 1000  # a float64 conversion rounds it down onto the bound below
+    bounds = (10.0, 100.0, float(2**63 - 1024))
+    agg = aggregator(histograms=[StreamHistogramConfig("size", "", "By", value="bytes", aggregation="explicit",
+                                                        bounds=bounds)], sample_rate="rate")
+    agg.add(batch_of([{"bytes": 10, "rate": 1}, {"bytes": 11, "rate": 1}, {"bytes": 100, "rate": 3},
+                      {"bytes": 0, "rate": 1}, {"bytes": big, "rate": 1}]))
+    metric = next(m for m in agg.collect(2_000) if m.name == "size")
+    (point,) = metric.points
+    assert metric.kind is MetricKind.HISTOGRAM and point.bounds == bounds
+    assert point.bucket_counts == (2, 4, 0, 1) and point.count == 7
+    assert (point.sum, point.min, point.max) == (10 + 11 + 300 + big, 0, big)
+
+
+def test_default_aggregation_makes_auto_histograms_explicit():
+    auto = StreamHistogramConfig("size", "", "By", value="bytes")
+    pinned = StreamHistogramConfig("pinned", "", "By", value="bytes", aggregation="exponential")
+    agg = aggregator(histograms=[auto, pinned], default_aggregation="explicit")
+    agg.add(batch_of([{"bytes": 7}, {"bytes": 5000}]))
+    kinds = {m.name: m for m in agg.collect(2_000)}
+    assert kinds["size"].kind is MetricKind.HISTOGRAM
+    assert kinds["size"].points[0].bounds == tuple(float(b) for b in (0, 5, 10, 25, 50, 75, 100, 250, 500, 750,
+                                                                        1000, 2500, 5000, 7500, 10000))
+    assert kinds["size"].points[0].bucket_counts[2] == 1 and kinds["size"].points[0].bucket_counts[12] == 1
+    assert kinds["pinned"].kind is MetricKind.EXPONENTIAL_HISTOGRAM  # its own choice wins
+    assert aggregator(histograms=[auto]).collect(1)[0].kind is MetricKind.EXPONENTIAL_HISTOGRAM
 
 
 def test_sample_rate_field_weights_each_record():
