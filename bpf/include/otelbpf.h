@@ -65,6 +65,71 @@ static __always_inline void map_add(void *map, const void *key, __u64 inc)
 	__sync_fetch_and_add(val, inc);
 }
 
+
+/* ---- OpenTelemetry exponential histograms, computed in the kernel ----------------------------
+ * Bucket i at scale s covers (base^i, base^(i+1)], base = 2^(2^-s): i is the smallest integer
+ * with value^(2^s) <= 2^(i+1). At scale 3 a bucket is ~9 % wide (log2 slots are 100 %).
+ *
+ * Integer only: with e = floor(log2 v) and the 64-bit mantissa m = v << (63 - e), the index at
+ * scale 4 is 16e + (how many of 2^(k/16) * 2^63, k = 1..15, lie below m) - (v is 2^e). Each
+ * threshold is irrational, so comparing m with its floor is exact; the constants below are
+ * floor(2^(63 + k/16)). Scales 0..3 follow by an arithmetic shift: bucket i at scale s+1 lies
+ * inside bucket i >> 1 at scale s (the OpenTelemetry downscale rule), so nothing is approximated.
+ * Four comparisons along one path of a fixed tree: no loop, no table in memory. */
+#define OTELBPF_EXP_MAX_SCALE 4
+/* The bucket key that counts value == 0, and the one that holds the sum of values. */
+#define OTELBPF_EXP_ZERO_KEY ((__s32)0x80000000)
+#define OTELBPF_EXP_SUM_KEY ((__s32)0x7fffffff)
+
+/* How many of floor(2^(63 + k/16)), k = 1..15, lie strictly below m (m has its top bit set). */
+static __always_inline __u32 otelbpf_exp_sub16(__u64 m)
+{
+	if (m > 0xb504f333f9de6484ULL) { /* k = 8 */
+		if (m > 0xd744fccad69d6af4ULL) { /* 12 */
+			if (m > 0xeac0c6e7dd24392eULL) /* 14 */
+				return 14 + (m > 0xf5257d152486cc2cULL);
+			return 12 + (m > 0xe0ccdeec2a94e111ULL);
+		}
+		if (m > 0xc5672a115506daddULL) /* 10 */
+			return 10 + (m > 0xce248c151f8480e3ULL);
+		return 8 + (m > 0xbd08a39f580c36beULL);
+	}
+	if (m > 0x9837f0518db8a96fULL) { /* 4 */
+		if (m > 0xa5fed6a9b15138eaULL) /* 6 */
+			return 6 + (m > 0xad583eea42a14ac6ULL);
+		return 4 + (m > 0x9ef5326091a111adULL);
+	}
+	if (m > 0x8b95c1e3ea8bd6e6ULL) /* 2 */
+		return 2 + (m > 0x91c3d373ab11c336ULL);
+	return m > 0x85aac367cc487b14ULL;
+}
+
+/* The OpenTelemetry exponential bucket index of value >= 1 at 0 <= scale <= 4 (larger scales
+ * are treated as 4). Value 1 is -1 at every scale, value 2 is 2^scale - 1. */
+static __always_inline __s32 otelbpf_exp_index(__u64 value, __u32 scale)
+{
+	__u32 e = floor_log2(value);
+	__u64 m = value << (63 - e);
+	__s32 index4 = (__s32)((e << 4) + otelbpf_exp_sub16(m)) - (m == (1ULL << 63));
+
+	if (scale > OTELBPF_EXP_MAX_SCALE)
+		scale = OTELBPF_EXP_MAX_SCALE;
+	return index4 >> (OTELBPF_EXP_MAX_SCALE - scale);
+}
+
+/* Count `value` in an exponential histogram map: `key` is a struct lvalue whose `bucket` field
+ * is an __s32 (the last label, decoder "int"); 0 counts at OTELBPF_EXP_ZERO_KEY and the running
+ * sum of values sits at OTELBPF_EXP_SUM_KEY. Config: bucket_type = "exponential",
+ * bucket_scale = scale. */
+#define increment_exp_histogram(map, key, value, scale)                                            \
+	({                                                                                        \
+		__u64 __value = (value);                                                          \
+		(key).bucket = __value ? otelbpf_exp_index(__value, scale) : OTELBPF_EXP_ZERO_KEY; \
+		map_add(map, &(key), 1);                                                          \
+		(key).bucket = OTELBPF_EXP_SUM_KEY;                                               \
+		map_add(map, &(key), __value);                                                    \
+	})
+
 #endif /* OTELBPF_H */
 
 /* ---- Streams: counting ring buffer reserve failures ------------------------------------------
