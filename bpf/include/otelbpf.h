@@ -122,13 +122,62 @@ static __always_inline __s32 otelbpf_exp_index(__u64 value, __u32 scale)
  * sum of values sits at OTELBPF_EXP_SUM_KEY. Config: bucket_type = "exponential",
  * bucket_scale = scale. */
 #define increment_exp_histogram(map, key, value, scale)                                            \
+	increment_exp_histogram_weighted(map, key, value, scale, 1)
+
+/* The same for an event that stands for `weight` events (sampling 1 in weight). */
+#define increment_exp_histogram_weighted(map, key, value, scale, weight)                           \
 	({                                                                                        \
-		__u64 __value = (value);                                                          \
+		__u64 __value = (value), __weight = (weight);                                     \
 		(key).bucket = __value ? otelbpf_exp_index(__value, scale) : OTELBPF_EXP_ZERO_KEY; \
-		map_add(map, &(key), 1);                                                          \
+		map_add(map, &(key), __weight);                                                   \
 		(key).bucket = OTELBPF_EXP_SUM_KEY;                                               \
-		map_add(map, &(key), __value);                                                    \
+		map_add(map, &(key), __value * __weight);                                         \
 	})
+
+/* ---- Load-time process filters ------------------------------------------------------------
+ * OTELBPF_TASK_FILTER declares two parameters (set from the config's [parameters] table) and
+ * task_selected(), which a program calls first so that unselected tasks cost one comparison:
+ *   target_tgid    only this process (thread group id in the initial PID namespace); 0: all
+ *   target_cgroup  only tasks in this cgroup v2 (its id: the inode number of its directory,
+ *                  `stat -c %i /sys/fs/cgroup/...`); 0: all */
+#define OTELBPF_TASK_FILTER                                                                       \
+	const volatile __u32 target_tgid = 0;                                                     \
+	const volatile __u64 target_cgroup = 0;                                                   \
+	static __always_inline bool task_selected(void)                                           \
+	{                                                                                         \
+		if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != target_tgid)             \
+			return false;                                                             \
+		return !target_cgroup || bpf_get_current_cgroup_id() == target_cgroup;            \
+	}
+
+/* ---- Sampling ----------------------------------------------------------------------------
+ * OTELBPF_SAMPLING declares `sample_every` (parameter, 1 = every event) and sampled(), true for
+ * every sample_every-th event on each CPU. A sampling program adds sample_every where it would
+ * add 1 (and sample_every * value to a sum), so the exported numbers are already scaled back to
+ * all events, in the metric's own unit; the rate itself is the parameter in the program's config.
+ * The per-CPU tick is not atomic: a preempted program may skip or repeat a tick, which moves
+ * the sampling phase, never the rate. */
+#define OTELBPF_SAMPLING                                                                          \
+	const volatile __u32 sample_every = 1;                                                    \
+	struct {                                                                                  \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                          \
+		__uint(max_entries, 1);                                                           \
+		__type(key, __u32);                                                               \
+		__type(value, __u32);                                                             \
+	} sample_tick SEC(".maps");                                                               \
+	static __always_inline bool sampled(void)                                                 \
+	{                                                                                         \
+		__u32 zero = 0, *tick;                                                            \
+		if (sample_every <= 1)                                                            \
+			return true;                                                              \
+		tick = bpf_map_lookup_elem(&sample_tick, &zero);                                  \
+		if (!tick)                                                                        \
+			return false;                                                             \
+		if (++*tick < sample_every)                                                       \
+			return false;                                                             \
+		*tick = 0;                                                                        \
+		return true;                                                                      \
+	}
 
 #endif /* OTELBPF_H */
 
