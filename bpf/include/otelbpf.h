@@ -5,6 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 /* Histogram slots follow ebpf_exporter's exp2 semantics: slot k counts values in (2^(k-1), 2^k],
  * slot 0 counts 0 and 1. That is ceil(log2(v)), so slot k maps exactly onto the OpenTelemetry
@@ -148,6 +149,19 @@ static __always_inline __s32 otelbpf_exp_index(__u64 value, __u32 scale)
 		if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != target_tgid)             \
 			return false;                                                             \
 		return !target_cgroup || bpf_get_current_cgroup_id() == target_cgroup;            \
+	}
+
+/* OTELBPF_PORT_FILTER declares the parameter `target_port` and port_selected(sk): only sockets
+ * with this local or remote port (host byte order); 0: all. The local port is read from
+ * inet_sport, which stays set while the socket closes (skc_num is cleared when the port is
+ * released, before the transition to CLOSE is traced). */
+#define OTELBPF_PORT_FILTER                                                                       \
+	const volatile __u16 target_port = 0;                                                     \
+	static __always_inline bool port_selected(struct sock *sk)                               \
+	{                                                                                         \
+		return !target_port ||                                                            \
+		       bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport)) == target_port || \
+		       bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)) == target_port;        \
 	}
 
 /* ---- Sampling ----------------------------------------------------------------------------
