@@ -16,12 +16,13 @@ struct entry {
 	__u32 nr;
 };
 
-/* Entry time and syscall number per thread. LRU: a thread that exits inside a call (exit, execve that succeeds in
- * another image) never returns, and its entry must not stay forever. */
+/* Entry time and syscall number per thread, in the thread's own task storage: no hash lookup,
+ * no lock, and the entry goes away with the thread (one that exits inside a call never
+ * returns). ns == 0: no call in flight that we measure. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct entry);
 } entered_at SEC(".maps");
 
@@ -41,31 +42,33 @@ struct {
 SEC("raw_tp/sys_enter")
 int BPF_PROG(syscall_enter, struct pt_regs *regs, long id)
 {
-	__u32 tid = bpf_get_current_pid_tgid();
-	struct entry e = {};
+	struct entry *e;
 
 	if (id < 0 || !task_selected() || !sampled())
 		return 0;
-	e.nr = id;
-	e.ns = bpf_ktime_get_ns();
-	bpf_map_update_elem(&entered_at, &tid, &e, BPF_ANY);
+	e = bpf_task_storage_get(&entered_at, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!e)
+		return 0;
+	e->nr = id;
+	e->ns = bpf_ktime_get_ns();
 	return 0;
 }
 
 SEC("raw_tp/sys_exit")
 int BPF_PROG(syscall_exit, struct pt_regs *regs, long ret)
 {
-	__u32 tid = bpf_get_current_pid_tgid();
 	struct latency_key key = {};
 	struct entry *entered;
 	__u64 ns;
 
-	entered = bpf_map_lookup_elem(&entered_at, &tid);
-	if (!entered)
+	/* No F_CREATE: a thread we never saw enter has nothing to measure. */
+	entered = bpf_task_storage_get(&entered_at, bpf_get_current_task_btf(), 0, 0);
+	if (!entered || !entered->ns)
 		return 0;
 	ns = bpf_ktime_get_ns() - entered->ns;
 	key.nr = entered->nr;
-	bpf_map_delete_elem(&entered_at, &tid);
+	entered->ns = 0;
 	increment_exp_histogram_weighted(&syscall_latency, key, ns, SCALE, sample_every);
 	return 0;
 }
