@@ -14,15 +14,17 @@ enum switch_reason {
 	SWITCH_SLEEP = 1,      /* TASK_INTERRUPTIBLE */
 	SWITCH_DISK_SLEEP = 2, /* TASK_UNINTERRUPTIBLE */
 	SWITCH_OTHER = 3,      /* stopped, traced, exiting, ... */
+	SWITCH_REASONS,
 };
 
 struct switch_key {
 	__u32 reason;
 };
 
+/* An array indexed by reason: the lookup is inlined, no hashing on every context switch. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SWITCH_REASONS);
 	__type(key, struct switch_key);
 	__type(value, __u64);
 } cpu_switches SEC(".maps");

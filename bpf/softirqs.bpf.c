@@ -13,17 +13,19 @@ struct {
 	__type(value, __u64);
 } started_at SEC(".maps");
 
-/* Key: vector number (u32, 0..NR_SOFTIRQS-1). Per-CPU: softirqs run on every CPU. */
+#define VECTORS 10 /* NR_SOFTIRQS since Linux 4.1 */
+
+/* Indexed by vector number: per-CPU arrays, so counting is an inlined lookup and an add. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VECTORS);
 	__type(key, __u32);
 	__type(value, __u64);
 } softirq_time SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VECTORS);
 	__type(key, __u32);
 	__type(value, __u64);
 } softirq_runs SEC(".maps");
