@@ -21,6 +21,7 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ctypes
 import json
 import mmap
@@ -241,11 +242,13 @@ def timed(workload, n: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(name: str, scale: float) -> dict:
+def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
     workload, events, event = WORKLOADS[name]
     n = max(1, int(events * scale))
     config = load_program_config(CONF_D / f"{name}.toml", BUILD)
-    with BpfObject.open(config.object, parameters=config.parameters) as obj:
+    if object_path is not None:  # another object on the same workload (the do-nothing floor)
+        config = dataclasses.replace(config, object=object_path, streams=())
+    with BpfObject.open(config.object, parameters=config.parameters if object_path is None else {}) as obj:
         obj.load()
         drainers = []
         for stream in config.streams:  # consumed as the agent would, so the ring never fills
@@ -325,6 +328,10 @@ def main() -> None:
         exp = exp_index_cost()
         print(f"exp index scale 3: {exp['exp_index_ns']} ns, log2: {exp['log2_ns']} ns, "
               f"+{exp['extra_ns']} ns (bar {EXP_INDEX_BAR_NS})", flush=True)
+        # The floor: do-nothing programs on sys_enter (getpid workload) and sched_switch.
+        floor = measure("syscalls", args.scale, BUILD / "tests" / "bench_floor.bpf.o")
+        floor_ns = floor["bpf_programs"]
+        print(f"floor (empty programs): {floor_ns}", flush=True)
         for name in names:
             r = measure(name, args.scale)
             results.append(r)
@@ -337,6 +344,7 @@ def main() -> None:
         "benchmark": "programs",
         "load_average_at_start": os.getloadavg()[0],
         "exp_index": exp,
+        "floor_empty_program_ns": floor_ns,
         "programs": results,
         "all_within_bars": all(r["within_bar"] for r in judged) and exp["within_bar"],
         "not_triggered": [r["program"] for r in results if r["within_bar"] is None],
