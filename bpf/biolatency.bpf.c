@@ -5,9 +5,7 @@
  * Exported as the histogram `bio.latency` (microseconds) by conf/conf.d/biolatency.toml. */
 #include "vmlinux.h"
 #include "otelbpf.h"
-
-/* The operation is the low REQ_OP_BITS (8 since Linux 4.10) of request->cmd_flags. */
-#define REQ_OP_MASK ((1U << 8) - 1)
+#include "otelbpf_block.h"
 
 /* Requests in flight can be many on fast devices; when this map is full a new request is
  * simply not measured. */
@@ -19,16 +17,6 @@
  * convention, bucket_max + 1 in the config). */
 #define BUCKET_MAX OTELBPF_EXP2_MAX_SLOT
 #define BUCKET_SUM (BUCKET_MAX + 1)
-
-/* Operations as exported; the config's static_map decoder names them. Collapsed here so that
- * the label set does not depend on each kernel's REQ_OP_* numbering. */
-enum bio_op {
-	BIO_OP_READ = 0,
-	BIO_OP_WRITE = 1,
-	BIO_OP_FLUSH = 2,
-	BIO_OP_DISCARD = 3,
-	BIO_OP_OTHER = 4,
-};
 
 /* Labels in key order, as conf/conf.d/biolatency.toml reads them:
  * dev (4 bytes, dev_t as the kernel encodes it: major << 20 | minor), op (1 byte + 3 padding),
@@ -59,54 +47,6 @@ struct {
 	__type(key, struct bio_key);
 	__type(value, __u64);
 } bio_latency SEC(".maps");
-
-extern int LINUX_KERNEL_VERSION __kconfig;
-
-/* Linux 5.11 dropped the leading request_queue argument of block_rq_issue (block_rq_complete
- * always had the request first). The branch is resolved at load time, so the verifier only
- * sees the one that matches the running kernel. */
-static __always_inline struct request *issued_request(__u64 *ctx)
-{
-	if (LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 11, 0))
-		return (struct request *)ctx[0];
-	return (struct request *)ctx[1];
-}
-
-/* Kernels before 5.17 point to the disk from the request; later ones only from its queue. */
-struct request___rq_disk {
-	struct gendisk *rq_disk;
-} __attribute__((preserve_access_index));
-
-static __always_inline __u32 request_dev(struct request *rq)
-{
-	struct request___rq_disk *old = (void *)rq;
-	struct gendisk *disk;
-
-	if (bpf_core_field_exists(old->rq_disk))
-		disk = BPF_CORE_READ(old, rq_disk);
-	else
-		disk = BPF_CORE_READ(rq, q, disk);
-	if (!disk)
-		return 0;
-	/* MKDEV(): the same encoding the block tracepoints print as "major,minor". */
-	return (BPF_CORE_READ(disk, major) << 20) | BPF_CORE_READ(disk, first_minor);
-}
-
-static __always_inline __u8 request_op(struct request *rq)
-{
-	switch (BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK) {
-	case REQ_OP_READ:
-		return BIO_OP_READ;
-	case REQ_OP_WRITE:
-		return BIO_OP_WRITE;
-	case REQ_OP_FLUSH:
-		return BIO_OP_FLUSH;
-	case REQ_OP_DISCARD:
-		return BIO_OP_DISCARD;
-	default:
-		return BIO_OP_OTHER;
-	}
-}
 
 SEC("tp_btf/block_rq_issue")
 int biolat_issue(__u64 *ctx)

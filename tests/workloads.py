@@ -92,3 +92,49 @@ def fsync_writes(count: int, size: int = 4096, directory: Path | None = None) ->
         os.close(fd)
         os.unlink(path)
     return count
+
+
+_PYTHON_CHILD = r"""
+import sys
+print("ready", flush=True)
+scope = {}
+for line in sys.stdin:
+    if line.strip() == "exit":
+        break
+    exec(line.encode().decode("unicode_escape"), scope)
+    print(repr(scope.get("result")), flush=True)
+"""
+
+
+class PythonChild:
+    """A child process that runs the Python code it is sent, one piece at a time, and answers
+    with ``repr(result)``. Its pid is known before it runs anything, so a program can be loaded
+    with ``target_tgid`` set to it and every counted event is the child's."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _PYTHON_CHILD], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def run(self, code: str):
+        self.proc.stdin.write(code.encode("unicode_escape").decode() + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        assert answer, f"child died running {code!r}"
+        return eval(answer)  # the child's own repr() of a plain value
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("exit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -28,6 +28,15 @@ upper bound as above, the lowest slot absorbing everything below it, so the two 
 differ only in the shape of the point, never in which observations a bucket holds.
 ``"exponential"`` insists on the exponential point and is refused where it cannot be exact.
 
+``exponential``: the kernel computes the OpenTelemetry bucket index itself
+(``increment_exp_histogram`` in bpf/include/otelbpf.h): the bucket label is that signed 32-bit
+index at ``bucket_scale``, key ``ZERO_KEY`` (0x80000000) counts zeros and ``SUM_KEY`` (0x7fffffff)
+holds the sum. Keys are sparse, so these layouts take `sparse_to_points` (columns named by key)
+instead of the dense slot table. A series is exported at ``bucket_scale`` with exactly the
+kernel's buckets unless its index span exceeds ``max_size``; then it is downscaled by the fewest
+steps that fit, merging bucket i into i >> k, which is exact (bucket i at scale s lies inside
+bucket i >> 1 at scale s - 1).
+
 Clamping caveat: ebpf_exporter programs clamp overflow into ``bucket_max`` (``if (slot > max)
 slot = max``), so that slot then also holds values above its upper bound and no translation can be
 exact for them. otelbpf's programs use 65 exp2 slots (``exp2_slot`` returns 0..64, every u64), so
@@ -46,10 +55,17 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
+from otelbpf.aggregate.exponential import scale_change
 from otelbpf.metrics.model import Attributes, ExponentialHistogramPoint, HistogramPoint
 
-__all__ = ["AGGREGATIONS", "BucketLayout", "effective_aggregation", "exponential_unavailable",
-           "slot_upper_bounds", "power_of_two_exponent"]
+# bucket_type "exponential": the keys otelbpf.h's increment_exp_histogram writes besides indexes.
+ZERO_KEY = -(1 << 31)
+SUM_KEY = (1 << 31) - 1
+# Index spans up to this wide are laid out densely (one numpy table for all series).
+_DENSE_SPAN = 4096
+
+__all__ = ["AGGREGATIONS", "ZERO_KEY", "SUM_KEY", "BucketLayout", "effective_aggregation",
+           "exponential_unavailable", "slot_upper_bounds", "power_of_two_exponent"]
 
 AGGREGATIONS = ("auto", "exponential", "explicit")
 
@@ -121,6 +137,13 @@ class BucketLayout:
     exponential: bool
     multiplier_log2: int = 0
     bounds: tuple[float, ...] = ()  # explicit layouts: upper bound of each slot in slot_keys
+    scale: int = 0  # "exponential": the scale of the kernel's bucket indexes
+    max_size: int = 160  # "exponential": most buckets per exported series
+
+    @property
+    def sparse(self) -> bool:
+        """True when the bucket label is a signed bucket index (`sparse_to_points`), not a slot."""
+        return self.bucket_type == "exponential"
 
     @classmethod
     def from_config(cls, cfg, default_aggregation: str = "auto") -> BucketLayout:
@@ -130,14 +153,22 @@ class BucketLayout:
         aggregation = effective_aggregation(cfg.aggregation, default_aggregation)
         return cls.create(cfg.bucket_type, bucket_min=cfg.bucket_min, bucket_max=cfg.bucket_max,
                           bucket_keys=tuple(cfg.bucket_keys), multiplier=cfg.bucket_multiplier,
-                          aggregation=aggregation)
+                          aggregation=aggregation, scale=cfg.bucket_scale, max_size=cfg.max_size)
 
     @classmethod
     def create(cls, bucket_type: str, *, bucket_min: int = 0, bucket_max: int = 0,
                bucket_keys: Sequence[int] = (), multiplier: float = 1.0,
-               aggregation: str = "auto") -> BucketLayout:
+               aggregation: str = "auto", scale: int = 0, max_size: int = 160) -> BucketLayout:
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}")
+        if bucket_type == "exponential":
+            # The kernel's bucket indexes are exponential buckets already; their bounds
+            # (2^(i/2^scale)) are not exact floats, so they are never turned into explicit bounds.
+            if multiplier != 1.0:
+                raise ValueError('bucket_type "exponential" cannot be rescaled by a multiplier')
+            if max_size < 2:
+                raise ValueError(f"max_size must be at least 2, not {max_size}")
+            return cls(bucket_type, (), SUM_KEY, 1.0, True, scale=scale, max_size=max_size)
         if bucket_type == "fixed":
             if not bucket_keys:
                 raise ValueError('bucket_type "fixed" needs bucket_keys')
@@ -208,3 +239,64 @@ class BucketLayout:
         return [HistogramPoint(attributes=attrs, start_time_ns=start_ns, time_ns=now_ns, count=count[r],
                                sum=totals[r], bounds=self.bounds, bucket_counts=tuple(rows[r]))
                 for r, attrs in enumerate(attributes)]
+
+    def sparse_to_points(self, table: np.ndarray, keys: Sequence[int], attributes: Sequence[Attributes],
+                         start_ns: int, now_ns: int) -> list[ExponentialHistogramPoint]:
+        """``exponential`` layouts: row r of `table` holds series r's values by kernel key, column c
+        being key ``keys[c]`` (a bucket index, ZERO_KEY or SUM_KEY; sorted, distinct)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        zero_col = np.flatnonzero(keys == ZERO_KEY)
+        sum_col = np.flatnonzero(keys == SUM_KEY)
+        bucket_cols = np.flatnonzero((keys != ZERO_KEY) & (keys != SUM_KEY))
+        n = table.shape[0]
+        sums = ([int(x) for x in table[:, sum_col[0]].tolist()] if sum_col.size else [0] * n)
+        zero = (np.asarray(table[:, zero_col[0]], dtype=np.int64) if zero_col.size
+                else np.zeros(n, dtype=np.int64))
+        index = keys[bucket_cols]
+        counts = np.asarray(table[:, bucket_cols], dtype=np.int64)
+        totals = (counts.sum(axis=1) + zero).tolist()
+        zero = zero.tolist()
+        points = []
+        if index.size and int(index[-1] - index[0]) < _DENSE_SPAN:
+            low = int(index[0])
+            dense = np.zeros((n, int(index[-1]) - low + 1), dtype=np.int64)
+            dense[:, index - low] = counts
+            nonzero = dense != 0
+            has = nonzero.any(axis=1).tolist()
+            first = nonzero.argmax(axis=1).tolist()
+            last = (dense.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1)).tolist()
+            rows = dense.tolist()
+            for r, attrs in enumerate(attributes):
+                if not has[r]:
+                    scale, offset, positive = self.scale, 0, ()
+                elif last[r] - first[r] < self.max_size:
+                    scale, offset, positive = self.scale, low + first[r], tuple(rows[r][first[r]:last[r] + 1])
+                else:
+                    scale, offset, positive = self._downscaled(index, counts[r])
+                points.append(self._point(attrs, start_ns, now_ns, totals[r], sums[r], zero[r],
+                                          scale, offset, positive))
+            return points
+        for r, attrs in enumerate(attributes):
+            scale, offset, positive = self._downscaled(index, counts[r])
+            points.append(self._point(attrs, start_ns, now_ns, totals[r], sums[r], zero[r], scale, offset, positive))
+        return points
+
+    def _downscaled(self, index: np.ndarray, counts: np.ndarray) -> tuple[int, int, tuple[int, ...]]:
+        """(scale, offset, counts) of one series' buckets, merged i -> i >> k by the fewest k that
+        brings the span within max_size."""
+        used = counts != 0
+        if not used.any():
+            return self.scale, 0, ()
+        index, counts = index[used], counts[used]
+        k = int(scale_change(index[0], index[-1], self.max_size))
+        merged = index >> k
+        offset = int(merged[0])
+        positive = np.zeros(int(merged[-1]) - offset + 1, dtype=np.int64)
+        np.add.at(positive, merged - offset, counts)
+        return self.scale - k, offset, tuple(positive.tolist())
+
+    @staticmethod
+    def _point(attrs, start_ns, now_ns, count, total, zero, scale, offset, positive) -> ExponentialHistogramPoint:
+        return ExponentialHistogramPoint(
+            attributes=attrs, start_time_ns=start_ns, time_ns=now_ns, count=count, sum=total, scale=scale,
+            zero_count=zero, positive_offset=offset, positive_counts=positive, zero_threshold=0.0)

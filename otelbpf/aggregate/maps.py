@@ -187,12 +187,20 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
 
     slot = _bucket_field(keys, offset, bucket_size)
     first, inverse = _group_prefixes(keys[:, :offset])
-    valid = (slot >= 0) & (slot < layout.n_keys)
-    if out_of_range is not None:
-        outside = (slot < layout.slot_keys[0]) | (slot > layout.sum_key)
-        events = int(sum(int(x) for x in sum_cpus(values[outside]).tolist())) if outside.any() else 0
-        out_of_range.record(cfg, layout, slot[outside], events)
-    n_groups, width = first.size, layout.n_keys
+    if layout.sparse:
+        # Signed bucket indexes (plus the zero and sum keys): one column per distinct key.
+        signed = np.where(slot >= 1 << 31, slot - (1 << 32), slot)
+        column_keys, slot = np.unique(signed, return_inverse=True)
+        slot = slot.reshape(-1)
+        valid = np.ones(slot.size, dtype=bool)
+        n_groups, width = first.size, column_keys.size
+    else:
+        valid = (slot >= 0) & (slot < layout.n_keys)
+        if out_of_range is not None:
+            outside = (slot < layout.slot_keys[0]) | (slot > layout.sum_key)
+            events = int(sum(int(x) for x in sum_cpus(values[outside]).tolist())) if outside.any() else 0
+            out_of_range.record(cfg, layout, slot[outside], events)
+        n_groups, width = first.size, layout.n_keys
 
     if per_cpu:
         rows = (inverse[valid][:, None] * ncpu + np.arange(ncpu)).reshape(-1)
@@ -235,6 +243,10 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     names = decoder_without_bucket.names
     attributes = [_attributes(names, *idents[order[i]]) for i in nonempty.tolist()]
     rows = merged[nonempty]
+    if layout.sparse:
+        return Metric(cfg.name, cfg.help, cfg.unit, kind,
+                      tuple(layout.sparse_to_points(rows, column_keys, attributes, start_ns, now_ns)),
+                      Temporality.CUMULATIVE)
     sums = [int(x) for x in rows[:, layout.sum_key].tolist()]
     points: list[Point] = layout.to_points(rows[:, :layout.sum_key].astype(np.int64), sums, attributes,
                                            start_ns, now_ns)

@@ -61,7 +61,7 @@ class CounterConfig:
     entry: str = ""
 
 
-BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
+BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,10 @@ class HistogramConfig:
     per_cpu: str = "sum"
     entry: str = ""
     aggregation: str = "auto"
+    # bucket_type "exponential": the kernel's OpenTelemetry scale, and the most buckets a series
+    # may export before it is downscaled.
+    bucket_scale: int = 0
+    max_size: int = 160
 
     @property
     def bucket_label(self) -> LabelConfig:
@@ -394,7 +398,7 @@ class _ProgramReader:
     def per_cpu(self, t: Table) -> str:
         return t.string("per_cpu", "sum", choices=PER_CPU_MODES)
 
-    def map_labels(self, t: Table, *, bucket: bool) -> tuple[LabelConfig, ...]:
+    def map_labels(self, t: Table, *, bucket: bool, signed_bucket: bool = False) -> tuple[LabelConfig, ...]:
         tables = t.tables("labels", _entry(f"{t.entry}.labels"), required=bucket)
         labels = []
         seen: set[str] = set()
@@ -407,7 +411,9 @@ class _ProgramReader:
             size = lt.integer("size", min=1, max=1 << 16)
             padding = lt.integer("padding", 0, min=0, max=1 << 16)
             chain = self.decoders(lt)
-            if is_bucket:
+            if is_bucket and signed_bucket:
+                self.check_exponential_bucket_label(lt, size, chain)
+            elif is_bucket:
                 self.check_bucket_label(lt, size, chain)
             elif not chain and lt.raw("decoders", []) == []:
                 lt.error("decoders", "is required for a label",
@@ -423,6 +429,14 @@ class _ProgramReader:
         if any(d.name != "uint" for d in chain):
             lt.error("decoders", "the bucket label (the last label) is read as a number",
                      'use decoders = [{ name = "uint" }] or leave decoders out')
+
+    def check_exponential_bucket_label(self, lt: Table, size: int, chain: tuple[DecoderConfig, ...]) -> None:
+        if size != 4:
+            lt.error("size", f"the bucket label (the last label) is {size} bytes",
+                     'bucket_type "exponential" keys buckets by a signed 32-bit index: size = 4')
+        if any(d.name != "int" for d in chain):
+            lt.error("decoders", "the exponential bucket index is a signed number",
+                     'use decoders = [{ name = "int" }] or leave decoders out')
 
     # -- counters and histograms --------------------------------------------------------------
 
@@ -445,9 +459,13 @@ class _ProgramReader:
         map_name = self.map_name(t, name)
         bucket_type = t.string("bucket_type", choices=BUCKET_TYPES)
         fixed = bucket_type == "fixed"
+        exponential = bucket_type == "exponential"
         bucket_min = bucket_max = 0
         bucket_keys: tuple[int, ...] = ()
-        if fixed:
+        bucket_scale, max_size = 0, 160
+        if exponential:
+            bucket_scale, max_size = self.exponential_buckets(t)
+        elif fixed:
             for key in ("bucket_min", "bucket_max"):
                 if t.has(key):
                     t.raw(key)
@@ -466,13 +484,25 @@ class _ProgramReader:
         multiplier = t.number("bucket_multiplier", 1.0, min=0, max=MAX_MULTIPLIER,
                               min_exclusive=True)
         aggregation = t.string("aggregation", "auto", choices=AGGREGATIONS)
-        why_not = exponential_unavailable(bucket_type, multiplier)
-        if aggregation == "exponential" and why_not:
-            t.error("aggregation", f'"exponential" cannot be exact here: {why_not}',
-                    'use aggregation = "explicit" (or "auto"): explicit bounds equal to the slots')
+        if exponential:
+            if multiplier != 1.0:
+                # v·m does not fall in the bucket of v scaled: the kernel's index would be wrong.
+                t.error("bucket_multiplier", 'cannot rescale bucket_type "exponential" buckets',
+                        "record the value in the unit you export (e.g. ns) and remove bucket_multiplier")
+            if aggregation == "explicit":
+                t.error("aggregation", '"explicit" cannot be exact for bucket_type "exponential" '
+                        "(its bucket bounds 2^(i/2^scale) are not exact numbers)",
+                        'use bucket_type = "exp2" for explicit buckets, or leave aggregation out')
+        else:
+            why_not = exponential_unavailable(bucket_type, multiplier)
+            if aggregation == "exponential" and why_not:
+                t.error("aggregation", f'"exponential" cannot be exact here: {why_not}',
+                        'use aggregation = "explicit" (or "auto"): explicit bounds equal to the slots')
         per_cpu = self.per_cpu(t)
-        labels = self.map_labels(t, bucket=True)
-        if labels:
+        labels = self.map_labels(t, bucket=True, signed_bucket=exponential)
+        if labels and exponential:
+            self.check_cpu_label(t, per_cpu, labels[:-1])
+        elif labels:
             self.check_cpu_label(t, per_cpu, labels[:-1])
             size = labels[-1].size
             slots = len(bucket_keys) if fixed else bucket_max + 1
@@ -486,7 +516,23 @@ class _ProgramReader:
                     'add labels = [{ name = "bucket", size = 4 }]')
         t.finish(("help", "description"))
         return HistogramConfig(name, help_text, unit, map_name, labels, bucket_type, bucket_min,
-                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry, aggregation)
+                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry, aggregation,
+                               bucket_scale, max_size)
+
+    def exponential_buckets(self, t: Table) -> tuple[int, int]:
+        """bucket_scale and max_size of a bucket_type "exponential" histogram."""
+        for key in ("bucket_min", "bucket_max", "bucket_keys"):
+            if t.has(key):
+                t.raw(key)
+                t.error(key, 'is not used by bucket_type "exponential"',
+                        "the kernel writes OpenTelemetry bucket indexes: set bucket_scale instead")
+        if not t.has("bucket_scale"):
+            t.error("bucket_scale", 'bucket_type "exponential" needs the scale the program computes',
+                    "add bucket_scale = 3 (the scale passed to increment_exp_histogram)")
+        scale = t.integer("bucket_scale", 0, min=MIN_SCALE, max=MAX_SCALE)
+        # OpenTelemetry's smallest useful max_size: two buckets still allow a downscale.
+        max_size = t.integer("max_size", 160, min=2, max=16384)
+        return scale, max_size
 
     def bucket_keys(self, t: Table) -> tuple[int, ...]:
         found = t.has("bucket_keys")

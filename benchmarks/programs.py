@@ -1,0 +1,356 @@
+"""Kernel cost of every program in conf/conf.d, side by side, under a fixed workload each.
+
+    sudo python3 benchmarks/programs.py [--scale 1.0] [--only NAME,...]
+
+For each program: its workload runs once with nothing attached, once with the program attached
+and once more with nothing attached (the baseline is the mean of the two bare runs, so a drift
+in the host's load shows as noise, not as cost). With kernel run-time statistics on
+(BPF_ENABLE_STATS, the same switch the agent's program_stats uses), each BPF program's
+run_time_ns / run_cnt over the attached run is its average cost per run. The added wall time per
+workload event (attached minus baseline) and the ratio attached / baseline are the cost as the
+workload sees it. Run counts include other processes' events: the average per run stays
+meaningful, the run count is not the workload's event count.
+
+Bars (see README, "The program library"): every counter program <= 100 ns per run, every
+histogram program <= 200 ns, and otelbpf_exp_index() at scale 3 <= 30 ns more than log2
+(bpf/tests/exp_bench.bpf.c, both run 10^6 times in the kernel with BPF_PROG_TEST_RUN).
+
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ctypes
+import json
+import mmap
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from otelbpf.config.program import load_program_config  # noqa: E402
+from otelbpf.health.run_stats import RunTimeStats  # noqa: E402
+from otelbpf.kernel import info  # noqa: E402
+from otelbpf.kernel.object import BpfObject  # noqa: E402
+from otelbpf.streams.drain import StreamDrainer  # noqa: E402
+from otelbpf.streams.source import open_stream  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_D = REPO / "conf" / "conf.d"
+BUILD = REPO / "bpf" / "build"
+COUNTER_BAR_NS, HISTOGRAM_BAR_NS, EXP_INDEX_BAR_NS = 100.0, 200.0, 30.0
+
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_GETPID = {"x86_64": 39, "aarch64": 172}[platform.machine()]
+
+
+# -- workloads: each runs n events of its kind and returns how many it ran ---------------------
+
+def getpid_calls(n: int) -> int:
+    for _ in range(n):
+        libc.syscall(SYS_GETPID)
+    return n
+
+
+def pipe_ping_pong(n: int) -> int:
+    """n round trips with a child over two pipes: each one wakes and switches to the other side."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w1)
+        os.close(r2)
+        while os.read(r1, 1):
+            os.write(w2, b"x")
+        os._exit(0)
+    os.close(r1)
+    os.close(w2)
+    for _ in range(n):
+        os.write(w1, b"x")
+        os.read(r2, 1)
+    os.close(w1)
+    os.waitpid(pid, 0)
+    os.close(r2)
+    return n
+
+
+def page_touches(n: int) -> int:
+    page = os.sysconf("SC_PAGE_SIZE")
+    m = mmap.mmap(-1, n * page)
+    m.madvise(mmap.MADV_NOHUGEPAGE)
+    for i in range(n):
+        m[i * page] = 1
+    m.close()
+    return n
+
+
+def udp_datagrams(n: int, *, closed: bool = False, small_buffer: bool = False) -> int:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if small_buffer:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    rx.bind(("127.0.0.1", 0))
+    address = rx.getsockname()
+    if closed:
+        rx.close()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(n):
+        try:
+            tx.sendto(b"x" * 64, address)
+        except ConnectionRefusedError:
+            pass
+        if not closed and not small_buffer and i % 64 == 63:
+            try:
+                while True:
+                    rx.recv(64, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+    tx.close()
+    if not closed:
+        rx.close()
+    return n
+
+
+def tcp_connections(n: int) -> int:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    for _ in range(n):
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        client.close()
+        accepted.close()
+    server.close()
+    return n
+
+
+def tcp_ping_pong(n: int) -> int:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    for _ in range(n):
+        client.sendall(b"ping")
+        accepted.recv(4)
+        accepted.sendall(b"pong")
+        client.recv(4)
+    for s in (client, accepted, server):
+        s.close()
+    return n
+
+
+def short_sleeps(n: int) -> int:
+    for _ in range(n):
+        time.sleep(0.0001)
+    return n
+
+
+def fsync_writes(n: int) -> int:
+    directory = Path("/var/tmp")
+    fd, path = tempfile.mkstemp(dir=directory, prefix=".otelbpf-bench-")
+    block = os.urandom(4096)
+    for i in range(n):
+        os.pwrite(fd, block, i * 4096)
+        os.fsync(fd)
+    os.close(fd)
+    os.unlink(path)
+    return n
+
+
+def page_cache_cycles(n: int) -> int:
+    """n pages written, dropped from the cache and read back (added twice, removed once)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    fd, path = tempfile.mkstemp(dir="/var/tmp", prefix=".otelbpf-bench-")
+    os.write(fd, os.urandom(n * page))
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.pread(fd, n * page, 0)
+    os.close(fd)
+    os.unlink(path)
+    return n
+
+
+def execs(n: int) -> int:
+    for _ in range(n):
+        subprocess.run(["/bin/true"], check=True)
+    return n
+
+
+def ignored_signals(n: int) -> int:
+    previous = signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+    for _ in range(n):
+        os.kill(os.getpid(), signal.SIGWINCH)
+    signal.signal(signal.SIGWINCH, previous)
+    return n
+
+
+# program -> (workload, events at --scale 1, what one event is)
+WORKLOADS = {
+    "syscalls": (getpid_calls, 200_000, "getpid call"),
+    "syscall-latency": (getpid_calls, 200_000, "getpid call"),
+    "runqlat": (pipe_ping_pong, 20_000, "pipe round trip"),
+    "cpu-switches": (pipe_ping_pong, 20_000, "pipe round trip"),
+    "cgroup-cpu": (pipe_ping_pong, 20_000, "pipe round trip"),
+    "page-faults": (page_touches, 50_000, "page first touched"),
+    "softirqs": (udp_datagrams, 50_000, "loopback UDP datagram"),
+    "softirq-latency": (udp_datagrams, 50_000, "loopback UDP datagram"),
+    "skb-drops": (lambda n: udp_datagrams(n, closed=True), 50_000, "datagram to a closed port"),
+    "udp-drops": (lambda n: udp_datagrams(n, small_buffer=True), 50_000, "datagram to a full socket"),
+    "tcp-states": (tcp_connections, 2_000, "TCP connection"),
+    "tcp-retransmits": (tcp_ping_pong, 10_000, "TCP round trip (no retransmission)"),
+    "tcp-rtt": (tcp_ping_pong, 10_000, "TCP round trip"),
+    "timers": (short_sleeps, 5_000, "100 us sleep"),
+    "hardirqs": (fsync_writes, 300, "fsync'd 4 KiB write"),
+    "biolatency": (fsync_writes, 300, "fsync'd 4 KiB write"),
+    "bio-size": (fsync_writes, 300, "fsync'd 4 KiB write"),
+    "cachestat": (page_cache_cycles, 20_000, "page written, dropped, read"),
+    "execsnoop": (execs, 300, "exec of /bin/true"),
+    "signals": (ignored_signals, 50_000, "ignored signal"),
+    "oomkill": (getpid_calls, 10_000, "getpid call (no OOM kill: never runs)"),
+}
+
+
+def kind_of(config) -> str:
+    if config.histograms:
+        return "histogram"
+    if config.counters:
+        return "counter"
+    return "stream"
+
+
+def prog_stats(obj: BpfObject) -> dict[str, tuple[int, int]]:
+    out = {}
+    for name, prog in obj.programs.items():
+        pi = info.prog_info(prog.fd)
+        out[name] = (pi.run_cnt, pi.run_time_ns)
+    return out
+
+
+def timed(workload, n: int) -> float:
+    start = time.perf_counter()
+    workload(n)
+    return time.perf_counter() - start
+
+
+def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
+    workload, events, event = WORKLOADS[name]
+    n = max(1, int(events * scale))
+    config = load_program_config(CONF_D / f"{name}.toml", BUILD)
+    if object_path is not None:  # another object on the same workload (the do-nothing floor)
+        config = dataclasses.replace(config, object=object_path, streams=())
+    with BpfObject.open(config.object, parameters=config.parameters if object_path is None else {}) as obj:
+        obj.load()
+        drainers = []
+        for stream in config.streams:  # consumed as the agent would, so the ring never fills
+            source = open_stream(stream, obj.maps, program=config.name)
+            drainer = StreamDrainer(poll_timeout=0.1)
+            drainer.add(source)
+            drainer.start()
+            drainers.append((drainer, source))
+        workload(max(1, n // 10))  # warm caches, sockets, the page allocator
+        bare_before = timed(workload, n)
+        links = [r for r in obj.attach_all().values() if not isinstance(r, Exception)]
+        before = prog_stats(obj)
+        attached = timed(workload, n)
+        after = prog_stats(obj)
+        for link in links:
+            link.close()
+        bare_after = timed(workload, n)
+        for drainer, source in drainers:
+            drainer.stop()
+            source.close()
+    runs = {p: (after[p][0] - before[p][0], after[p][1] - before[p][1]) for p in after}
+    per_prog = {p: (round(t / c, 1) if c else None) for p, (c, t) in runs.items()}
+    total_cnt = sum(c for c, _ in runs.values())
+    total_ns = sum(t for _, t in runs.values())
+    baseline = (bare_before + bare_after) / 2
+    kind = kind_of(config)
+    bar = HISTOGRAM_BAR_NS if kind == "histogram" else COUNTER_BAR_NS
+    measured = [v for v in per_prog.values() if v is not None]
+    return {
+        "program": name,
+        "kind": kind,
+        "event": event,
+        "events": n,
+        "bpf_programs": per_prog,
+        "runs": total_cnt,
+        "avg_ns_per_run": round(total_ns / total_cnt, 1) if total_cnt else None,
+        "max_prog_avg_ns_per_run": max(measured) if measured else None,
+        "baseline_ns_per_event": round(baseline / n * 1e9, 1),
+        "added_ns_per_event": round((attached - baseline) / n * 1e9, 1),
+        "ratio_to_bare": round(attached / baseline, 3),
+        "bar_ns": bar,
+        "within_bar": (max(measured) <= bar) if measured else None,
+    }
+
+
+def exp_index_cost(rounds: int = 1_000_000, repeats: int = 5) -> dict:
+    """ns per call of otelbpf_exp_index(v, 3) and of exp2_slot(v), best of `repeats`."""
+    with BpfObject.open(BUILD / "tests" / "exp_bench.bpf.o", parameters={"rounds": rounds}) as obj:
+        obj.load()
+        best = {}
+        for prog in ("bench_exp_index", "bench_log2"):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter_ns()
+                obj.programs[prog].test_run()
+                times.append((time.perf_counter_ns() - start) / rounds)
+            best[prog] = min(times)
+    extra = best["bench_exp_index"] - best["bench_log2"]
+    return {"exp_index_ns": round(best["bench_exp_index"], 2), "log2_ns": round(best["bench_log2"], 2),
+            "extra_ns": round(extra, 2), "bar_ns": EXP_INDEX_BAR_NS, "within_bar": extra <= EXP_INDEX_BAR_NS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's event count")
+    parser.add_argument("--only", default="", help="comma-separated program names (default: all)")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or sorted(p.stem for p in CONF_D.glob("*.toml"))
+    missing = [n for n in names if n not in WORKLOADS]
+    if missing:
+        sys.exit(f"benchmarks/programs.py: no workload for {', '.join(missing)}: add one to WORKLOADS")
+    stats = RunTimeStats()
+    if stats.method is None:
+        sys.exit(f"benchmarks/programs.py: kernel run-time statistics unavailable: {stats.reason}")
+    results = []
+    try:
+        exp = exp_index_cost()
+        print(f"exp index scale 3: {exp['exp_index_ns']} ns, log2: {exp['log2_ns']} ns, "
+              f"+{exp['extra_ns']} ns (bar {EXP_INDEX_BAR_NS})", flush=True)
+        # The floor: do-nothing programs on sys_enter (getpid workload) and sched_switch.
+        floor = measure("syscalls", args.scale, BUILD / "tests" / "bench_floor.bpf.o")
+        floor_ns = floor["bpf_programs"]
+        print(f"floor (empty programs): {floor_ns}", flush=True)
+        for name in names:
+            r = measure(name, args.scale)
+            results.append(r)
+            print(f"{name:16} {r['kind']:9} avg/run {r['avg_ns_per_run']} ns  max prog {r['max_prog_avg_ns_per_run']} ns"
+                  f"  added/event {r['added_ns_per_event']} ns  x{r['ratio_to_bare']}  ({r['event']})", flush=True)
+    finally:
+        stats.close()
+    judged = [r for r in results if r["within_bar"] is not None]
+    print(json.dumps({
+        "benchmark": "programs",
+        "load_average_at_start": os.getloadavg()[0],
+        "exp_index": exp,
+        "floor_empty_program_ns": floor_ns,
+        "programs": results,
+        "all_within_bars": all(r["within_bar"] for r in judged) and exp["within_bar"],
+        "not_triggered": [r["program"] for r in results if r["within_bar"] is None],
+    }))
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "benchmark"
+    main()

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: GPL-2.0
+/* hardirqs: time spent in each hardware interrupt handler and how many times it ran, by IRQ
+ * number and handler name (the name /proc/interrupts shows). Interrupts handled without an
+ * irqaction (the local APIC timer, IPIs) have no such tracepoint and are not counted.
+ *
+ * Exported as `irq.handler.time` (ns) and `irq.handler.runs` by conf/conf.d/hardirqs.toml. */
+#include "vmlinux.h"
+#include "otelbpf.h"
+
+#define NAME_LEN 28
+
+struct irq_key {
+	__u32 irq;
+	char name[NAME_LEN];
+};
+
+/* When the handler running on each CPU started (handlers of one CPU do not nest). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} started_at SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct irq_key);
+	__type(value, __u64);
+} irq_time SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct irq_key);
+	__type(value, __u64);
+} irq_runs SEC(".maps");
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(irq_entry, int irq, struct irqaction *action)
+{
+	__u32 zero = 0;
+	__u64 *at = bpf_map_lookup_elem(&started_at, &zero);
+
+	if (at)
+		*at = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(irq_exit, int irq, struct irqaction *action, int ret)
+{
+	__u32 zero = 0;
+	__u64 *at = bpf_map_lookup_elem(&started_at, &zero);
+	struct irq_key key = { .irq = irq };
+
+	if (!at || !*at)
+		return 0;
+	bpf_probe_read_kernel_str(key.name, sizeof(key.name), action->name);
+	map_add(&irq_time, &key, bpf_ktime_get_ns() - *at);
+	map_add(&irq_runs, &key, 1);
+	*at = 0;
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

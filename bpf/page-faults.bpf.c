@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+/* page-faults: page faults by process (command name) and by where they happened: user space
+ * or the kernel (e.g. copy_to_user into a page not yet mapped). x86 exception tracepoints.
+ *
+ * Exported as `process.paging.faults` by conf/conf.d/page-faults.toml. */
+#include "vmlinux.h"
+#include "otelbpf.h"
+
+#define TASK_COMM_LEN 16
+
+OTELBPF_TASK_FILTER
+
+struct fault_key {
+	char comm[TASK_COMM_LEN];
+	__u32 kernel; /* 0 user, 1 kernel */
+};
+
+/* Command names are many, but max_entries bounds the map: a full map drops new names (and
+ * otelbpf.map.fill shows it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct fault_key);
+	__type(value, __u64);
+} page_faults SEC(".maps");
+
+static __always_inline void count_fault(__u32 kernel)
+{
+	struct fault_key key = { .kernel = kernel };
+
+	if (!task_selected())
+		return;
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	map_add(&page_faults, &key, 1);
+}
+
+SEC("tracepoint/exceptions/page_fault_user")
+int fault_user(void *ctx)
+{
+	count_fault(0);
+	return 0;
+}
+
+SEC("tracepoint/exceptions/page_fault_kernel")
+int fault_kernel(void *ctx)
+{
+	count_fault(1);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,128 @@
+"""Library programs about interrupts and timers, checked against the kernel's own counters:
+softirqs and softirq-latency against /proc/softirqs, hardirqs against /proc/interrupts, timers
+against a process that sleeps a known number of times."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.kernel.library import attached, exp_series, loaded, metrics, values
+from tests.workloads import PythonChild
+
+pytestmark = pytest.mark.kernel
+
+VECTORS = ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"]
+
+
+def proc_softirqs() -> dict[int, int]:
+    out = {}
+    for line in Path("/proc/softirqs").read_text().splitlines()[1:]:
+        name, *counts = line.split()
+        out[VECTORS.index(name.rstrip(":"))] = sum(int(c) for c in counts)
+    return out
+
+
+def proc_interrupts() -> dict[int, int]:
+    ncpu = len(Path("/proc/interrupts").read_text().splitlines()[0].split())
+    out = {}
+    for line in Path("/proc/interrupts").read_text().splitlines()[1:]:
+        name, *rest = line.split()
+        if name.rstrip(":").isdigit():
+            out[int(name.rstrip(":"))] = sum(int(c) for c in rest[:ncpu])
+    return out
+
+
+def udp_loopback(packets: int) -> None:
+    """Packets over loopback: every one goes through the NET_RX softirq."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(packets):
+        tx.sendto(b"x" * 64, rx.getsockname())
+        if i % 50 == 49:
+            while True:
+                try:
+                    rx.recv(64, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+    tx.close()
+    rx.close()
+
+
+def within(ours: int, theirs: int, what: str) -> None:
+    # The two counters are read a few microseconds apart from the attach and detach.
+    assert abs(ours - theirs) <= 0.02 * theirs + 50, f"{what}: ours {ours}, kernel {theirs}"
+
+
+def test_softirqs_runs_match_proc_softirqs(bpf_build):
+    with loaded(bpf_build, "softirqs") as obj:
+        with attached(obj):
+            before = proc_softirqs()
+            udp_loopback(2000)
+            after = proc_softirqs()
+        runs = values(obj.maps["softirq_runs"], "=I")
+        time_ns = values(obj.maps["softirq_time"], "=I")
+        by_name = {dict(p.attributes)["vector"]: p.value for p in metrics(bpf_build, "softirqs", obj)["softirq.runs"].points}
+    assert after[3] - before[3] > 0, "loopback traffic ran no NET_RX softirq"
+    for vec in range(len(VECTORS)):
+        within(runs.get((vec,), 0), after[vec] - before[vec], VECTORS[vec])
+    assert time_ns[(3,)] > 0
+    assert by_name["net_rx"] == runs[(3,)]
+
+
+def test_softirq_latency_measures_raised_net_rx(bpf_build):
+    with loaded(bpf_build, "softirq-latency") as obj:
+        with attached(obj):
+            before = proc_softirqs()
+            udp_loopback(2000)
+            after = proc_softirqs()
+        seen = values(obj.maps["softirq_latency"], "=Ii")
+        metric = metrics(bpf_build, "softirq-latency", obj)["softirq.latency"]
+    buckets, zero, total = exp_series(seen, (3,))
+    waits = sum(buckets.values()) + zero
+    # A raise is measured once, when the vector next runs on that CPU: at most one per run.
+    assert 0 < waits <= after[3] - before[3] + 50
+    assert total / waits < 100e6  # loopback receive runs within microseconds, at worst ms
+    point = next(p for p in metric.points if dict(p.attributes)["vector"] == "net_rx")
+    assert point.scale == 3 and point.count == waits
+
+
+def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
+    with loaded(bpf_build, "hardirqs") as obj:
+        with attached(obj):
+            before = proc_interrupts()
+            # Disk writes with fsync: the device interrupts on completion.
+            fd = os.open(tmp_path / "irq", os.O_WRONLY | os.O_CREAT)
+            for _ in range(50):
+                os.write(fd, b"x" * 4096)
+                os.fsync(fd)
+            os.close(fd)
+            after = proc_interrupts()
+        runs = values(obj.maps["irq_runs"], "=I28s")
+        time_ns = values(obj.maps["irq_time"], "=I28s")
+    per_irq: dict[int, int] = {}
+    for (irq, name), n in runs.items():
+        assert name.rstrip(b"\0"), f"irq {irq} without a handler name"
+        per_irq[irq] = per_irq.get(irq, 0) + n
+    assert per_irq, "no interrupt handler ran during 50 fsyncs"
+    for irq, n in per_irq.items():
+        # Shared lines run every handler of the line per interrupt: at least one count each.
+        handlers = sum(1 for (i, _) in runs if i == irq)
+        within(n, (after[irq] - before[irq]) * handlers, f"irq {irq}")
+    assert all(time_ns[k] > 0 for k in runs)
+
+
+def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):
+    sleeps = 200
+    with PythonChild() as child, loaded(bpf_build, "timers") as obj:
+        child.run("import time\nresult = None")
+        with attached(obj):
+            child.run(f"for _ in range({sleeps}): time.sleep(0.001)")
+        metric = metrics(bpf_build, "timers", obj)["timer.expirations"]
+    wakeups = {dict(p.attributes)["function"]: p.value for p in metric.points if dict(p.attributes)["kind"] == "hrtimer"}
+    # Every one of our sleeps ends with its hrtimer calling hrtimer_wakeup (others sleep too).
+    assert wakeups.get("hrtimer_wakeup", 0) >= sleeps, sorted(wakeups.items())[:10]

@@ -1,0 +1,149 @@
+"""Library programs about processes and the scheduler, each driven by a known workload:
+syscall-latency, runqlat, cpu-switches, cgroup-cpu, page-faults."""
+
+from __future__ import annotations
+
+import os
+import platform
+import uuid
+from pathlib import Path
+
+import pytest
+
+from otelbpf.decoders.cgroup import cgroup2_mount
+from tests.kernel.library import (
+    attached, bucket_bounds, exp_series, exact_index, loaded, metrics, values,
+)
+from tests.workloads import SYS_GETPID, PythonChild
+
+pytestmark = pytest.mark.kernel
+
+SYS_CLOCK_NANOSLEEP = {"x86_64": 230, "aarch64": 115}[platform.machine()]
+SLEEPS = 100
+SLEEP_NS = 2_000_000
+
+CHILD_SETUP = "import ctypes, mmap, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nresult = None"
+
+
+def test_syscall_latency_counts_each_call_in_the_bucket_of_its_duration(bpf_build):
+    with PythonChild() as child, loaded(bpf_build, "syscall-latency", target_tgid=child.pid) as obj:
+        child.run(CHILD_SETUP)
+        with attached(obj):
+            child.run(f"for _ in range({SLEEPS}): time.sleep({SLEEP_NS / 1e9})")
+            child.run(f"for _ in range(1000): libc.syscall({SYS_GETPID})")
+        seen = values(obj.maps["syscall_latency"], "=Ii")
+    sleeps, zero, total = exp_series(seen, (SYS_CLOCK_NANOSLEEP,))
+    assert sum(sleeps.values()) == SLEEPS and zero == 0
+    # Every sleep lasted at least what was asked, and not absurdly longer even on a busy host.
+    assert min(sleeps) >= exact_index(SLEEP_NS, 3) and bucket_bounds(max(sleeps), 3)[0] < 1e9
+    assert SLEEPS * SLEEP_NS <= total < SLEEPS * 1e9
+    # The sum lies within the bucket bounds of the counted calls.
+    assert sum(c * bucket_bounds(i, 3)[0] for i, c in sleeps.items()) <= total
+    assert total <= sum(c * bucket_bounds(i, 3)[1] for i, c in sleeps.items())
+    getpids, zero, total = exp_series(seen, (SYS_GETPID,))
+    assert sum(getpids.values()) + zero == 1000
+    assert total < 1000 * 1_000_000  # getpid takes well under a millisecond
+
+
+def test_syscall_latency_sampling_scales_counts_back(bpf_build):
+    with PythonChild() as child, loaded(bpf_build, "syscall-latency", target_tgid=child.pid, sample_every=10) as obj:
+        child.run(CHILD_SETUP)
+        with attached(obj):
+            child.run(f"for _ in range(5000): libc.syscall({SYS_GETPID})")
+        getpids, zero, _ = exp_series(values(obj.maps["syscall_latency"], "=Ii"), (SYS_GETPID,))
+    counted = sum(getpids.values()) + zero
+    assert counted % 10 == 0
+    # Each CPU's tick starts anywhere in its cycle of 10 (the child's other calls tick too).
+    assert abs(counted - 5000) <= 10 * 2 * os.cpu_count()
+
+
+def test_syscall_latency_exports_the_kernel_buckets_at_scale_3(bpf_build):
+    with PythonChild() as child, loaded(bpf_build, "syscall-latency", target_tgid=child.pid) as obj:
+        child.run(CHILD_SETUP)
+        with attached(obj):
+            child.run(f"for _ in range({SLEEPS}): time.sleep({SLEEP_NS / 1e9})")
+        metric = metrics(bpf_build, "syscall-latency", obj)["syscall.duration"]
+    point = next(p for p in metric.points if dict(p.attributes)["syscall"] == "clock_nanosleep")
+    assert point.scale == 3 and point.count == SLEEPS
+    assert point.positive_offset >= exact_index(SLEEP_NS, 3)
+
+
+def test_runqlat_measures_every_wakeup_of_a_sleeping_process(bpf_build):
+    with PythonChild() as child, loaded(bpf_build, "runqlat", target_tgid=child.pid) as obj:
+        child.run(CHILD_SETUP)
+        with attached(obj):
+            child.run(f"for _ in range({SLEEPS}): time.sleep(0.001)")
+        buckets, zero, total = exp_series(values(obj.maps["runq_latency"], "=i"), ())
+    waits = sum(buckets.values()) + zero
+    # Each sleep ends with a wake-up; preemptions and the pipe reads add a few more.
+    assert SLEEPS <= waits <= 3 * SLEEPS
+    # A wake-up waits microseconds, on a loaded 2-CPU host at worst milliseconds.
+    assert 0 < total / waits < 100e6
+
+
+def test_cpu_switches_counts_voluntary_sleeps(bpf_build):
+    with PythonChild() as child, loaded(bpf_build, "cpu-switches", target_tgid=child.pid) as obj:
+        child.run(CHILD_SETUP)
+        with attached(obj):
+            child.run(f"for _ in range({SLEEPS}): time.sleep(0.001)")
+        seen = values(obj.maps["cpu_switches"], "=I")
+        names = {dict(p.attributes)["reason"]: p.value
+                 for p in metrics(bpf_build, "cpu-switches", obj)["sched.switches"].points}
+    # Every sleep is one switch away in state S; answering on the pipe sleeps once more.
+    assert SLEEPS <= seen.get((1,), 0) <= SLEEPS + 20
+    assert names["sleep"] == seen[(1,)]
+
+
+@pytest.fixture
+def cgroup_dir():
+    root = cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    path = root / f"otelbpf-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    path.mkdir()
+    yield path
+    for pid in (path / "cgroup.procs").read_text().split():
+        (root / "cgroup.procs").write_text(pid)
+    path.rmdir()
+
+
+def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_dir):
+    with PythonChild() as child, loaded(bpf_build, "cgroup-cpu") as obj:
+        child.run(CHILD_SETUP)
+        (cgroup_dir / "cgroup.procs").write_text(str(child.pid))
+        with attached(obj):
+            before = cpu_usage_ns(cgroup_dir)
+            child.run("t = time.process_time()\nwhile time.process_time() - t < 0.3: pass")
+            used = cpu_usage_ns(cgroup_dir) - before
+        ours = values(obj.maps["cgroup_cpu_time"], "=Q").get((os.stat(cgroup_dir).st_ino,), 0)
+        by_path = {dict(p.attributes)["cgroup"]: p.value
+                   for p in metrics(bpf_build, "cgroup-cpu", obj)["cgroup.cpu.time"].points}
+    assert used >= 0.3e9
+    # Both clocks run across the same switches; the edges of the window differ by a slice.
+    assert abs(ours - used) <= 0.05 * used + 20e6, (ours, used)
+    assert by_path["/" + cgroup_dir.name] == ours
+
+
+def cpu_usage_ns(cgroup: Path) -> int:
+    stat = dict(line.split() for line in (cgroup / "cpu.stat").read_text().splitlines())
+    return int(stat["usage_usec"]) * 1000
+
+
+def test_page_faults_counts_first_touches_in_user_and_kernel_mode(bpf_build):
+    pages, page = 512, os.sysconf("SC_PAGE_SIZE")
+    with PythonChild() as child, loaded(bpf_build, "page-faults", target_tgid=child.pid) as obj:
+        child.run(CHILD_SETUP)
+        child.run(f"m = mmap.mmap(-1, {pages * page})\nm.madvise(mmap.MADV_NOHUGEPAGE)\n"
+                  f"k = mmap.mmap(-1, {pages * page})\nk.madvise(mmap.MADV_NOHUGEPAGE)\n"
+                  "z = os.open('/dev/zero', os.O_RDONLY)")
+        with attached(obj):
+            # User mode: one write per fresh page. Kernel mode: read() fills fresh pages.
+            child.run(f"for i in range({pages}): m[i * {page}] = 1")
+            child.run(f"os.readv(z, [k])")
+        seen = values(obj.maps["page_faults"], "=16sI")
+    comm = next(k[0] for k in seen)
+    assert comm.rstrip(b"\0") == b"python3" or comm.startswith(b"python")
+    user = sum(v for (c, mode), v in seen.items() if mode == 0)
+    kernel = sum(v for (c, mode), v in seen.items() if mode == 1)
+    assert pages <= user <= pages + 200
+    assert pages <= kernel <= pages + 200
