@@ -8,7 +8,8 @@ attribute (a string, like every other label). Points are sorted by attributes so
 
 Histogram keys are grouped by their label bytes (everything before the trailing bucket field) with
 numpy in one pass; the decoder runs once per distinct label prefix (and is cached across
-intervals). Slots above the sum slot cannot come from a conforming program and are ignored.
+intervals). Slots the layout does not read (above the sum slot; for ``fixed``, keys not in
+``bucket_keys``) cannot come from a conforming program and are ignored.
 """
 
 from __future__ import annotations
@@ -140,10 +141,10 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     values = snapshot.u64()
     ncpu = values.shape[1]
 
-    slot = _bucket_field(keys, offset, bucket_size)
+    slot = layout.columns(_bucket_field(keys, offset, bucket_size))
     first, inverse = _group_prefixes(keys[:, :offset])
-    valid = (slot >= 0) & (slot < layout.n_keys)
-    n_groups, width = first.size, layout.n_keys
+    valid = slot >= 0
+    n_groups, width = first.size, layout.n_columns
 
     if per_cpu:
         rows = (inverse[valid][:, None] * ncpu + np.arange(ncpu)).reshape(-1)
@@ -186,7 +187,7 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     names = decoder_without_bucket.names
     attributes = [_attributes(names, *idents[order[i]]) for i in nonempty.tolist()]
     rows = merged[nonempty]
-    sums = [int(x) for x in rows[:, layout.sum_key].tolist()]
-    points: list[Point] = layout.to_points(rows[:, :layout.sum_key].astype(np.int64), sums, attributes,
+    sums = [int(x) for x in rows[:, layout.sum_column].tolist()]
+    points: list[Point] = layout.to_points(rows[:, :layout.sum_column].astype(np.int64), sums, attributes,
                                            start_ns, now_ns)
     return Metric(cfg.name, cfg.help, cfg.unit, kind, tuple(points), Temporality.CUMULATIVE)

@@ -450,7 +450,8 @@ class _ProgramReader:
         if labels:
             self.check_cpu_label(t, per_cpu, labels[:-1])
             size = labels[-1].size
-            slots = len(bucket_keys) if fixed else bucket_max + 1
+            # fixed slots are keyed by the bucket value (ebpf_exporter's semantics)
+            slots = bucket_keys[-1] + 1 if fixed and bucket_keys else bucket_max + 1
             # The sum of observed values sits in the slot after the last bucket.
             if size in _BUCKET_LABEL_SIZES and slots >= 1 << (8 * size):
                 t.error("labels", f"the {size}-byte bucket label cannot hold slot {slots} "
@@ -472,6 +473,10 @@ class _ProgramReader:
             return ()
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
             t.error("bucket_keys", "must hold integers only", "write bucket_keys = [1, 10, 100]")
+            return ()
+        if value[0] < 0:
+            t.error("bucket_keys[0]", f"{value[0]} is negative",
+                    "fixed slots are keyed by the bucket value, a non-negative integer")
             return ()
         for i in range(1, len(value)):
             if value[i] <= value[i - 1]:
