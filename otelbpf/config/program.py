@@ -279,7 +279,7 @@ class _ProgramReader:
 
     def read(self) -> ProgramConfig:
         root = self.root
-        name = self.path.name.removesuffix(".toml")
+        name = re.sub(r"\.(toml|yaml)$", "", self.path.name)  # .yaml: an ebpf_exporter config
         object_path = self.objects_dir / f"{name}.bpf.o"
         object_text = root.string("object", "", non_empty=root.has("object"))
         if object_text:

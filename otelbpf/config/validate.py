@@ -83,8 +83,8 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
         # An array keyed by the bucket alone must have room for every slot and the sum slot.
         if (isinstance(metric, HistogramConfig) and kind in ARRAY_MAP_TYPES
                 and len(metric.labels) == 1):
-            slots = (len(metric.bucket_keys) if metric.bucket_type == "fixed"
-                     else metric.bucket_max + 1)
+            slots = (metric.bucket_keys[-1] + 1 if metric.bucket_type == "fixed"
+                     else metric.bucket_max + 1)  # fixed: keyed by value
             if bpf_map.max_entries < slots + 1:
                 error(metric.entry, "map",
                       f'array "{metric.map}" has {bpf_map.max_entries} entries, '
@@ -111,7 +111,9 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
 def _check_key(entry: str, map_name: str, labels: Sequence[LabelConfig], bpf_map: MapLike,
                error) -> None:
     covered = sum(label.size + label.padding for label in labels)
-    if covered == bpf_map.key_size:
+    # Without labels the map is one series whatever its key (an array's u32 index 0, as
+    # ebpf_exporter reads label-less maps).
+    if covered == bpf_map.key_size or not labels:
         return
     parts = " + ".join(f"{label.name} {label.size}"
                        + (f"+{label.padding} padding" if label.padding else "")
