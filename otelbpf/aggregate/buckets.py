@@ -23,6 +23,13 @@ Translation, chosen so that no observation ever crosses a bucket boundary:
   the lowest slot; the highest slot's values go in the bucket ending at its bound; OTLP's final
   (bounds[-1], +inf) bucket stays 0 because nothing above the highest slot's bound is counted.
 
+``aggregation`` chooses between the two: ``"auto"`` (the default) takes the exponential point
+where it is exact and explicit bounds otherwise; ``"explicit"`` gives explicit bounds for
+exp2/exp2zero too (for backends that store only classic ``le`` buckets): the bounds are each slot's
+upper bound as above, the lowest slot absorbing everything below it, so the two translations
+differ only in the shape of the point, never in which observations a bucket holds.
+``"exponential"`` insists on the exponential point and is refused where it cannot be exact.
+
 Clamping caveat: ebpf_exporter programs clamp overflow into ``bucket_max`` (``if (slot > max)
 slot = max``), so that slot then also holds values above its upper bound and no translation can be
 exact for them. otelbpf's programs use 65 exp2 slots (``exp2_slot`` returns 0..64, every u64), so
@@ -42,7 +49,10 @@ import numpy as np
 
 from otelbpf.metrics.model import Attributes, ExponentialHistogramPoint, HistogramPoint
 
-__all__ = ["BucketLayout", "exp2_to_exponential", "slot_upper_bounds", "power_of_two_exponent"]
+__all__ = ["AGGREGATIONS", "BucketLayout", "exp2_to_exponential", "exponential_unavailable",
+           "slot_upper_bounds", "power_of_two_exponent"]
+
+AGGREGATIONS = ("auto", "exponential", "explicit")
 
 
 def power_of_two_exponent(multiplier: float) -> int | None:
@@ -51,6 +61,17 @@ def power_of_two_exponent(multiplier: float) -> int | None:
         return None
     mantissa, exp = math.frexp(multiplier)
     return exp - 1 if mantissa == 0.5 else None
+
+
+def exponential_unavailable(bucket_type: str, multiplier: float) -> str | None:
+    """Why slots of this kind cannot become an exact exponential point, or None when they can."""
+    if bucket_type not in ("exp2", "exp2zero"):
+        return (f'bucket_type "{bucket_type}" slots are not powers of two, so no exponential bucket '
+                "matches them")
+    if power_of_two_exponent(multiplier) is None:
+        return (f"bucket_multiplier {multiplier!r} is not a power of two, so the slot bounds are not "
+                "exponential bucket bounds")
+    return None
 
 
 def _scaled_sum(sum_value: int | float, multiplier: float) -> int | float:
@@ -155,14 +176,21 @@ class BucketLayout:
     bounds: tuple[float, ...] = ()  # explicit layouts: upper bound of each slot in slot_keys
 
     @classmethod
-    def from_config(cls, cfg) -> BucketLayout:
-        """From a `HistogramConfig` (anything with bucket_type/_min/_max/_keys/_multiplier)."""
+    def from_config(cls, cfg, default_aggregation: str = "auto") -> BucketLayout:
+        """From a `HistogramConfig` (anything with bucket_type/_min/_max/_keys/_multiplier and
+        aggregation); a histogram left at ``"auto"`` takes `default_aggregation` (the agent-wide
+        choice)."""
+        aggregation = default_aggregation if cfg.aggregation == "auto" else cfg.aggregation
         return cls.create(cfg.bucket_type, bucket_min=cfg.bucket_min, bucket_max=cfg.bucket_max,
-                          bucket_keys=tuple(cfg.bucket_keys), multiplier=cfg.bucket_multiplier)
+                          bucket_keys=tuple(cfg.bucket_keys), multiplier=cfg.bucket_multiplier,
+                          aggregation=aggregation)
 
     @classmethod
     def create(cls, bucket_type: str, *, bucket_min: int = 0, bucket_max: int = 0,
-               bucket_keys: Sequence[int] = (), multiplier: float = 1.0) -> BucketLayout:
+               bucket_keys: Sequence[int] = (), multiplier: float = 1.0,
+               aggregation: str = "auto") -> BucketLayout:
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}")
         if bucket_type == "fixed":
             if not bucket_keys:
                 raise ValueError('bucket_type "fixed" needs bucket_keys')
@@ -178,7 +206,9 @@ class BucketLayout:
         else:
             raise ValueError(f"unknown bucket_type {bucket_type!r}")
         j = power_of_two_exponent(multiplier) if bucket_type in ("exp2", "exp2zero") else None
-        if j is not None:
+        if aggregation == "exponential" and j is None:
+            raise ValueError(exponential_unavailable(bucket_type, multiplier))
+        if j is not None and aggregation != "explicit":
             return cls(bucket_type, slots, sum_key, float(multiplier), True, j)
         bounds = slot_upper_bounds(bucket_type, multiplier, slots)
         return cls(bucket_type, slots, sum_key, float(multiplier), False, 0, bounds)

@@ -8,6 +8,7 @@ almost line by line; ``streams`` (ring buffer / perf buffer records aggregated i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from otelbpf.aggregate.buckets import AGGREGATIONS, exponential_unavailable
 from otelbpf.config.tables import (ErrorList, Table, describe, did_you_mean, entry_name, freeze,
                                    parse_toml, read_toml)
 
@@ -64,7 +66,11 @@ BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 
 @dataclass(frozen=True)
 class HistogramConfig:
-    """A map of histogram slots; the last label of the key is the slot number."""
+    """A map of histogram slots; the last label of the key is the slot number.
+
+    ``aggregation``: "auto" (exponential where exact, else explicit; an agent-wide default may
+    make it explicit), "exponential" or "explicit" (see `otelbpf.aggregate.buckets`).
+    """
 
     name: str
     help: str
@@ -78,6 +84,7 @@ class HistogramConfig:
     bucket_multiplier: float = 1.0
     per_cpu: str = "sum"
     entry: str = ""
+    aggregation: str = "auto"
 
     @property
     def bucket_label(self) -> LabelConfig:
@@ -173,7 +180,12 @@ class StreamCounterConfig:
 
 @dataclass(frozen=True)
 class StreamHistogramConfig:
-    """An exponential histogram of the numeric field ``value`` per label set."""
+    """A histogram of the numeric field ``value`` per label set.
+
+    ``aggregation``: "auto" (exponential unless the agent-wide default is explicit),
+    "exponential" (``scale``, ``max_size``) or "explicit" (``bounds``, ascending upper bounds;
+    empty: the OpenTelemetry SDK's default bounds). A config that sets ``bounds`` is "explicit".
+    """
 
     name: str
     help: str
@@ -183,6 +195,8 @@ class StreamHistogramConfig:
     max_size: int = 160
     labels: tuple[StreamLabelConfig, ...] = ()
     entry: str = ""
+    aggregation: str = "auto"
+    bounds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +264,7 @@ MIN_SCALE, MAX_SCALE = -10, 20
 # Bounds that keep every bucket bound and scaled count a finite float.
 MAX_MULTIPLIER = 1e15
 MAX_SAMPLE_RATE = 1e12
+MAX_BOUNDS = 4096
 
 
 def load_program_config(path: Path, objects_dir: Path) -> ProgramConfig:
@@ -445,6 +460,11 @@ class _ProgramReader:
                         "make bucket_min <= bucket_max")
         multiplier = t.number("bucket_multiplier", 1.0, min=0, max=MAX_MULTIPLIER,
                               min_exclusive=True)
+        aggregation = t.string("aggregation", "auto", choices=AGGREGATIONS)
+        why_not = exponential_unavailable(bucket_type, multiplier)
+        if aggregation == "exponential" and why_not:
+            t.error("aggregation", f'"exponential" cannot be exact here: {why_not}',
+                    'use aggregation = "explicit" (or "auto"): explicit bounds equal to the slots')
         per_cpu = self.per_cpu(t)
         labels = self.map_labels(t, bucket=True)
         if labels:
@@ -462,7 +482,7 @@ class _ProgramReader:
                     'add labels = [{ name = "bucket", size = 4 }]')
         t.finish(("help", "description"))
         return HistogramConfig(name, help_text, unit, map_name, labels, bucket_type, bucket_min,
-                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry)
+                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry, aggregation)
 
     def bucket_keys(self, t: Table) -> tuple[int, ...]:
         found = t.has("bucket_keys")
@@ -601,11 +621,46 @@ class _ProgramReader:
         value = t.string("value", non_empty=True)
         if value:
             self.check_numeric_field(t, "value", value, by_name)
+        aggregation = t.string("aggregation", "auto", choices=AGGREGATIONS)
+        bounds: tuple[float, ...] = ()
+        if t.has("bounds"):
+            bounds = self.bounds(t)
+            if aggregation == "exponential":
+                t.error("bounds", 'is only used by aggregation "explicit"',
+                        'remove bounds or write aggregation = "explicit"')
+            else:
+                aggregation = "explicit"
+        if aggregation == "explicit":
+            for key in ("scale", "max_size"):
+                if t.has(key):
+                    t.raw(key)
+                    t.error(key, 'is only used by aggregation "exponential"',
+                            "remove it; explicit buckets are set with bounds = [...]")
         scale = t.integer("scale", 20, min=MIN_SCALE, max=MAX_SCALE)
         max_size = t.integer("max_size", 160, min=2, max=1 << 14)
         labels = self.stream_labels(t, by_name)
         t.finish(("help", "description"))
-        return StreamHistogramConfig(name, help_text, unit, value, scale, max_size, labels, t.entry)
+        return StreamHistogramConfig(name, help_text, unit, value, scale, max_size, labels, t.entry,
+                                     aggregation, bounds)
+
+    def bounds(self, t: Table) -> tuple[float, ...]:
+        value = t.raw("bounds")
+        example = "write bounds = [0.001, 0.01, 0.1, 1]"
+        if not isinstance(value, list) or not value:
+            t.error("bounds", "must be a non-empty array of numbers", example)
+            return ()
+        if len(value) > MAX_BOUNDS:
+            t.error("bounds", f"has {len(value)} bounds", f"use at most {MAX_BOUNDS}")
+            return ()
+        for i, bound in enumerate(value):
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
+                t.error(f"bounds[{i}]", f"expected a finite number, got {describe(bound)}", example)
+                return ()
+            if i and bound <= value[i - 1]:
+                t.error(f"bounds[{i}]", f"{bound} does not increase over {value[i - 1]}",
+                        "list the bucket upper bounds in strictly increasing order")
+                return ()
+        return tuple(float(b) for b in value)
 
     # -- whole program ------------------------------------------------------------------------
 

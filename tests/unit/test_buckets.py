@@ -12,6 +12,7 @@ import pytest
 from otelbpf.aggregate.buckets import (
     BucketLayout,
     exp2_to_exponential,
+    exponential_unavailable,
     power_of_two_exponent,
 )
 from otelbpf.config.program import HistogramConfig, LabelConfig
@@ -120,14 +121,19 @@ EXPLICIT_CASES = [
 ]
 
 
+# exp2/exp2zero slots that would be exponential, forced to explicit bounds (aggregation = "explicit")
+FORCED_EXPLICIT_CASES = [(t, lo, hi, m, ()) for t, lo, hi, m in EXP_CASES]
+
+
 def linear_top(bucket_max: int) -> int:
     return bucket_max
 
 
-@pytest.mark.parametrize("bucket_type,bucket_min,bucket_max,multiplier,keys", EXPLICIT_CASES)
+@pytest.mark.parametrize("bucket_type,bucket_min,bucket_max,multiplier,keys",
+                         EXPLICIT_CASES + FORCED_EXPLICIT_CASES)
 def test_explicit_observations_stay_in_their_bucket(bucket_type, bucket_min, bucket_max, multiplier, keys):
     layout = BucketLayout.create(bucket_type, bucket_min=bucket_min, bucket_max=bucket_max,
-                                 bucket_keys=keys, multiplier=multiplier)
+                                 bucket_keys=keys, multiplier=multiplier, aggregation="explicit")
     assert not layout.exponential
     if bucket_type == "fixed":
         top, slot_of = keys[-1], (lambda v: fixed_slot(v, keys))
@@ -135,17 +141,64 @@ def test_explicit_observations_stay_in_their_bucket(bucket_type, bucket_min, buc
     elif bucket_type == "linear":
         top, slot_of = bucket_max, linear_slot
     elif bucket_type == "exp2":
-        top, slot_of = 1 << bucket_max, exp2_slot
+        top, slot_of = min(1 << bucket_max, (1 << 64) - 1), exp2_slot
     else:
-        top, slot_of = 1 << (bucket_max - 1), exp2zero_slot
+        top, slot_of = min(1 << (bucket_max - 1), (1 << 64) - 1), exp2zero_slot
     for v in observations(top):
         slot = slot_of(v) if bucket_type == "fixed" else clamp(slot_of(v), bucket_min, bucket_max)
         point = single(layout, slot, v, multiplier)
         assert len(point.bucket_counts) == len(point.bounds) + 1
         assert point.bucket_counts[-1] == 0  # nothing above the highest slot's bound
         lower, upper = explicit_bucket_of(point)
-        value = v * multiplier
+        if power_of_two_exponent(multiplier) is None:
+            value = v * multiplier  # as the bounds were rounded: the multiplier as written, times v
+        else:
+            lower, upper = Fraction(lower) if lower > -math.inf else lower, Fraction(upper)
+            value = v * Fraction(multiplier)  # exact, also for observations near 2^64
         assert lower < value <= upper, (v, slot, point)
+
+
+def test_forced_explicit_bounds_are_the_exponential_bucket_edges():
+    """Same slots, both aggregations: each explicit bucket is exactly one exponential bucket (or
+    the zero bucket), so switching a backend to explicit buckets moves no observation."""
+    counts = {0: 5, 1: 2, 3: 1, 10: 4}
+    exponential = BucketLayout.create("exp2", bucket_max=12).to_point(counts, 99, (), 0, 1)
+    explicit = BucketLayout.create("exp2", bucket_max=12, aggregation="explicit").to_point(counts, 99, (), 0, 1)
+    assert explicit.bounds == tuple(float(2 ** k) for k in range(13))
+    assert explicit.bounds[0] == exponential.zero_threshold
+    assert explicit.bucket_counts[0] == exponential.zero_count
+    for k, c in enumerate(exponential.positive_counts):
+        i = exponential.positive_offset + k  # (2^i, 2^(i+1)] is explicit bucket (bounds[i], bounds[i+1]]
+        assert explicit.bounds[i + 1] == 2.0 ** (i + 1) and explicit.bucket_counts[i + 1] == c
+    assert (explicit.count, explicit.sum) == (exponential.count, exponential.sum)
+    zero = BucketLayout.create("exp2zero", bucket_max=6, aggregation="explicit")
+    assert zero.bounds == (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # slot 0 holds exactly 0: (-inf, 0]
+
+
+@pytest.mark.parametrize("bucket_type,multiplier,keys,ok", [
+    ("exp2", 1.0, (), True), ("exp2zero", 2.0 ** -20, (), True), ("exp2", 1000.0, (), False),
+    ("linear", 1.0, (), False), ("fixed", 1.0, (1, 2), False)])
+def test_exponential_is_refused_where_it_cannot_be_exact(bucket_type, multiplier, keys, ok):
+    assert (exponential_unavailable(bucket_type, multiplier) is None) == ok
+    if ok:
+        assert BucketLayout.create(bucket_type, bucket_max=8, multiplier=multiplier,
+                                   aggregation="exponential").exponential
+    else:
+        with pytest.raises(ValueError, match="power of two|powers of two"):
+            BucketLayout.create(bucket_type, bucket_max=8, bucket_keys=keys, multiplier=multiplier,
+                                aggregation="exponential")
+
+
+def test_auto_and_default_aggregation():
+    auto = HistogramConfig(name="lat", help="", unit="us", map="m", labels=(LabelConfig("bucket", 4),),
+                           bucket_type="exp2", bucket_max=20)
+    assert BucketLayout.from_config(auto).exponential
+    assert not BucketLayout.from_config(auto, "explicit").exponential
+    pinned = HistogramConfig(name="lat", help="", unit="us", map="m", labels=auto.labels,
+                             bucket_type="exp2", bucket_max=20, aggregation="exponential")
+    assert BucketLayout.from_config(pinned, "explicit").exponential  # the histogram's own choice wins
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        BucketLayout.create("exp2", bucket_max=3, aggregation="native")
 
 
 def test_exp2_slot_maps_to_exponential_index():

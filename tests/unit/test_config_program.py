@@ -217,6 +217,17 @@ ERRORS = [
     ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.counters]]\nname="c"\nlabels=[{field="b"}]', 'streams[0] "rb".counters[0] "c".labels[0] "b"', "field", 'no field "b"'),
     ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.counters]]\nname="c"\nlabels=[{field="a"}, {field="a"}]', 'streams[0] "rb".counters[0] "c".labels[1] "a"', "name", "appears twice"),
     ('[[counters]]\nname = "c"\nmap = "rb"\n[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.counters]]\nname="s"', 'streams[0] "rb"', "map", 'already read by counters[0] "c"'),
+    ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\naggregation = "native"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not one of"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "linear"\nbucket_max = 3\naggregation = "exponential"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not powers of two"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nbucket_multiplier = 1000\naggregation = "exponential"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not a power of two"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "fixed"\nbucket_keys = [1]\naggregation = "exponential"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not powers of two"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\naggregation="exponential"\nbounds=[1, 2]', 'streams[0] "rb".histograms[0] "h"', "bounds", 'only used by aggregation "explicit"'),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[]', 'streams[0] "rb".histograms[0] "h"', "bounds", "non-empty array"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[1, 1]', 'streams[0] "rb".histograms[0] "h"', "bounds[1]", "does not increase"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[1, "x"]', 'streams[0] "rb".histograms[0] "h"', "bounds[1]", "finite number"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[1, inf]', 'streams[0] "rb".histograms[0] "h"', "bounds[1]", "finite number"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\naggregation="explicit"\nscale=3', 'streams[0] "rb".histograms[0] "h"', "scale", 'only used by aggregation "exponential"'),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[5]\nmax_size=20', 'streams[0] "rb".histograms[0] "h"', "max_size", 'only used by aggregation "exponential"'),
     ('counters = 5', None, "counters", "expected an array of tables"),
     ('counters = [5]', None, "counters[0]", "expected a table"),
 ]
@@ -228,6 +239,23 @@ def test_errors_name_entry_and_field(text, entry, field, fragment):
     assert any(e.entry == entry and e.field == field and fragment in e.message for e in errors), \
         "\n".join(f"{e.entry!r} {e.field!r} {e.message}" for e in errors)
     assert all(str(e.path) == "/conf.d/prog.toml" for e in errors)
+
+
+def test_aggregation_choices():
+    base = '[[histograms]]\nname = "h"\nbucket_type = "{t}"\nbucket_max = 3\n{extra}labels = [{{name="b", size=4}}]'
+    assert parse(base.format(t="exp2", extra="")).histograms[0].aggregation == "auto"
+    for choice in ("auto", "explicit", "exponential"):
+        h = parse(base.format(t="exp2", extra=f'aggregation = "{choice}"\n')).histograms[0]
+        assert h.aggregation == choice
+    assert parse(base.format(t="linear", extra='aggregation = "explicit"\n')).histograms[0].aggregation == "explicit"
+    stream = ('[[streams]]\nmap = "rb"\nfields = [{{name="a", type="u64"}}]\n'
+              '[[streams.histograms]]\nname="h"\nvalue="a"\n{extra}')
+    h = parse(stream.format(extra="")).streams[0].histograms[0]
+    assert (h.aggregation, h.bounds, h.scale, h.max_size) == ("auto", (), 20, 160)
+    h = parse(stream.format(extra="bounds = [1, 2.5, 1000]")).streams[0].histograms[0]
+    assert (h.aggregation, h.bounds) == ("explicit", (1.0, 2.5, 1000.0))  # bounds make it explicit
+    h = parse(stream.format(extra='aggregation = "explicit"')).streams[0].histograms[0]
+    assert (h.aggregation, h.bounds) == ("explicit", ())  # () = the OpenTelemetry SDK's default bounds
 
 
 def test_several_errors_at_once():
