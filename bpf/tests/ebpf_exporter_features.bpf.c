@@ -7,8 +7,10 @@
 #include "vmlinux.h"
 #include "otelbpf.h"
 
-/* Set by the agent from /proc/kallsyms (`kaddrs:` in the YAML) before load. */
-const volatile __u64 kaddr_bpf_get_current_pid_tgid = 0;
+/* Set by the agent from /proc/kallsyms (`kaddrs:` in the YAML) before load; libbpf resolves the
+ * typeless ksym from the same file on its own, so the two must agree. */
+const volatile __u64 kaddr_schedule = 0;
+extern const void schedule __ksym;
 
 #define COUNTS(NAME, TYPE, KEY, N)        \
 	struct {                          \
@@ -30,7 +32,7 @@ COUNTS(ebpfx_value_exp2, BPF_MAP_TYPE_HASH, struct parity_slot, 64);
 COUNTS(ebpfx_value_exp2zero, BPF_MAP_TYPE_HASH, __u32, 64);
 COUNTS(ebpfx_value_linear, BPF_MAP_TYPE_ARRAY, __u32, 32);
 COUNTS(ebpfx_value_fixed, BPF_MAP_TYPE_HASH, __u16, 16);
-COUNTS(kaddr_seen, BPF_MAP_TYPE_ARRAY, __u32, 1);
+COUNTS(ebpfx_kaddr_total, BPF_MAP_TYPE_HASH, __u32, 4);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
@@ -84,11 +86,11 @@ int observe_value(struct trace_event_raw_sys_enter *ctx)
 	__u32 zero = 0, slot, mod, sum_slot;
 	struct parity_slot ps;
 	__u16 fixed, fixed_sum = 10001;
-	__u64 kaddr = kaddr_bpf_get_current_pid_tgid;
+	__u32 kaddr_ok = kaddr_schedule && kaddr_schedule == (__u64)&schedule;
 
 	if (!is_test_child())
 		return 0;
-	bpf_map_update_elem(&kaddr_seen, &zero, &kaddr, BPF_ANY);
+	map_add(&ebpfx_kaddr_total, &kaddr_ok, 1);
 
 	map_add(&ebpfx_percpu_cpu_total, &zero, 1);
 	mod = v % 4;

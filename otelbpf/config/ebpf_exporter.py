@@ -29,11 +29,13 @@ from typing import Any
 
 import yaml
 
+from otelbpf.aggregate.buckets import AGGREGATIONS
 from otelbpf.config.program import ProgramConfig, parse_program_config
 from otelbpf.config.tables import ErrorList, Table, describe, did_you_mean
 from otelbpf.errors import ConfigError, ConfigErrors, OtelbpfError
 
 DEFAULT_PREFIX = "ebpf_exporter_"
+DEFAULT_AGGREGATION = "explicit"
 KALLSYMS = Path("/proc/kallsyms")
 PERCPU_MAP_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
@@ -54,9 +56,13 @@ def yaml_path(directory: Path, name: str) -> Path:
 
 
 def load_ebpf_exporter_config(path: Path, *, prefix: str = DEFAULT_PREFIX,
+                              aggregation: str = DEFAULT_AGGREGATION,
                               map_types: Mapping[str, int] | None = None,
                               kallsyms: Path = KALLSYMS) -> ProgramConfig:
     """Read ``DIR/NAME.yaml`` as ebpf_exporter would (its object is ``DIR/NAME.bpf.o``).
+
+    Histograms get ``aggregation`` (default "explicit": ``le`` bounds equal to ebpf_exporter's,
+    so existing PromQL keeps working; "auto" sends exponential histograms where exact).
 
     ``map_types`` (map name → kernel map type) decides whether a trailing ``cpu`` label is the
     CPU of a per-CPU map; without it they are read from the object's ELF when it exists.
@@ -67,6 +73,8 @@ def load_ebpf_exporter_config(path: Path, *, prefix: str = DEFAULT_PREFIX,
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
     table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
+    for histogram in table.get("histograms", ()):
+        histogram["aggregation"] = aggregation
     if isinstance(data, Mapping) and data.get("kaddrs"):
         table["parameters"] = resolve_kaddrs(data["kaddrs"], errors, kallsyms)
     try:
@@ -413,6 +421,7 @@ class EbpfExporterConfig:
     dir: Path
     names: tuple[str, ...] | None = None  # None: every NAME.yaml in dir
     prefix: str = DEFAULT_PREFIX
+    aggregation: str = DEFAULT_AGGREGATION
 
     def paths(self) -> list[Path]:
         if self.names is None:
@@ -434,8 +443,9 @@ def read_ebpf_exporter_table(t: Table, base: Path) -> EbpfExporterConfig | None:
                 t.error(f"names[{i}]", f'"{name}" is not a config name',
                         'give the NAME of dir/NAME.yaml, e.g. "biolatency"')
     prefix = t.string("prefix", DEFAULT_PREFIX)
+    aggregation = t.string("aggregation", DEFAULT_AGGREGATION, choices=AGGREGATIONS)
     t.finish()
-    return EbpfExporterConfig(directory, names, prefix)
+    return EbpfExporterConfig(directory, names, prefix, aggregation)
 
 
 def parse_names(text: str) -> tuple[str, ...]:
@@ -457,8 +467,9 @@ def read_ebpf_exporter_configs(cfg: EbpfExporterConfig
                                        f"remove {path.stem!r} from the names")
             continue
         try:
-            configs[name] = replace(load_ebpf_exporter_config(path, prefix=cfg.prefix),
-                                    name=name)
+            config = load_ebpf_exporter_config(path, prefix=cfg.prefix,
+                                               aggregation=cfg.aggregation)
+            configs[name] = replace(config, name=name)
         except OtelbpfError as exc:
             errors[name] = exc
     return configs, errors
