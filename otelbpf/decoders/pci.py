@@ -58,7 +58,8 @@ class PciIds:
         return ids
 
     @classmethod
-    def load(cls, paths: tuple[Path, ...] = PCI_IDS_PATHS) -> PciIds | None:
+    def load(cls, paths: tuple[Path, ...] | None = None) -> PciIds | None:
+        paths = PCI_IDS_PATHS if paths is None else paths
         for path in paths:
             try:
                 return cls.parse(path.read_text(encoding="utf-8", errors="replace"))
