@@ -129,6 +129,31 @@ def _ebpf_exporter_option(args: argparse.Namespace):
     return EbpfExporterConfig(Path(args.ebpf_exporter_dir).absolute(), names, prefix)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """ebpf_exporter's NAME.yaml → the equivalent native NAME.toml (stdout, or -o FILE)."""
+    import os
+
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    source = Path(args.yaml)
+    out = Path(args.output) if args.output else None
+    object_path = source.with_name(source.name.removesuffix(".yaml") + ".bpf.o").absolute()
+    # Relative to where the TOML goes, when that is the object's own directory.
+    where = out.parent.absolute() if out else Path.cwd()
+    shown = (os.path.relpath(object_path, where) if object_path.parent == where
+             else str(object_path))
+    text = native_toml(source, prefix=args.prefix, aggregation=args.aggregation,
+                       object_path=shown)
+    parse_program_config(text, out or source.with_suffix(".toml"), where)  # must load back
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otelbpf", description=__doc__)
     parser.add_argument("--version", action="version", version=f"otelbpf {__version__}")
@@ -146,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config")
     _add_ebpf_exporter_options(check)
     check.set_defaults(func=cmd_check)
+    convert = sub.add_parser("convert", help="write the native TOML of an ebpf_exporter config")
+    convert.add_argument("yaml", metavar="DIR/NAME.yaml")
+    convert.add_argument("-o", "--output", metavar="conf.d/NAME.toml",
+                         help="file to write (default: stdout)")
+    convert.add_argument("--prefix", default="ebpf_exporter_",
+                         help='metric name prefix (default "ebpf_exporter_")')
+    convert.add_argument("--aggregation", default="explicit", choices=["explicit", "auto"],
+                         help="histograms: explicit le buckets (default) or exponential where exact")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 

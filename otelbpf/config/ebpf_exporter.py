@@ -473,3 +473,81 @@ def read_ebpf_exporter_configs(cfg: EbpfExporterConfig
         except OtelbpfError as exc:
             errors[name] = exc
     return configs, errors
+
+
+# -- convert ------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
+                aggregation: str = DEFAULT_AGGREGATION, object_path: str | None = None,
+                map_types: Mapping[str, int] | None = None) -> str:
+    """The native ``NAME.toml`` equivalent to ebpf_exporter's ``path`` (``otelbpf convert``).
+
+    The text is checked by loading it back: it must give the same metrics as the YAML. Configs
+    with ``kaddrs`` are refused: their addresses are looked up at every start (they change with
+    each boot), which a static TOML file cannot express.
+    """
+    path = Path(path)
+    data = read_yaml(path)
+    if map_types is None:
+        map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
+    table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
+    if isinstance(data, Mapping) and data.get("kaddrs"):
+        errors.add(None, "kaddrs", "cannot be converted: kernel addresses change with every boot, "
+                   "and otelbpf looks them up in /proc/kallsyms each time it loads the YAML",
+                   "keep this config in YAML and run it with --ebpf-exporter-dir")
+    errors.raise_if_any()
+    for histogram in table.get("histograms", ()):
+        histogram["aggregation"] = aggregation
+    table["object"] = object_path or table["object"]
+    lines = [f"# Converted from {path.name} (cloudflare/ebpf_exporter format) by otelbpf convert.",
+             f"object = {_toml_value(table['object'])}"]
+    for section in ("counters", "histograms"):
+        for item in table.get(section, ()):
+            lines += ["", f"[[{section}]]"] + _toml_pairs(item)
+    for stream in table.get("streams", ()):
+        counters = stream.pop("counters")
+        lines += ["", "[[streams]]"] + _toml_pairs(stream)
+        for counter in counters:
+            lines += ["", "[[streams.counters]]"] + _toml_pairs(counter)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_pairs(table: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key, value in table.items():
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            out.append(f"{_toml_key(key)} = [")
+            out += [f"  {_toml_value(v)}," for v in value]
+            out.append("]")
+        else:
+            out.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return out
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    # JSON's string escapes (\" \\ \n \uXXXX) are all valid in TOML basic strings.
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ValueError(f"cannot write {describe(value)} as TOML")

@@ -154,3 +154,44 @@ def test_ebpf_exporter_directory_same_series(tmp_path, bpf_build, victoria_metri
     # kaddrs: kaddr_schedule was set from /proc/kallsyms before load and equals the address
     # libbpf resolved for the program's own `schedule` ksym (ok="1" on every call).
     assert single(victoria_metrics, f'ebpf_exporter_ebpfx_kaddr_total{{ok="1",{sel}}}') == n
+
+
+def test_converted_toml_exports_identical_series(tmp_path, bpf_build, victoria_metrics, run_id,
+                                                 pin_dir):
+    """`otelbpf convert` output, run as a native program next to the YAML it came from, gives
+    the same series and values (kaddrs left out: they cannot be converted)."""
+    import yaml
+
+    from otelbpf.cli import main as otelbpf_main
+
+    directory = ebpfx_dir(tmp_path, bpf_build)
+    source = yaml.safe_load((directory / "ebpfx.yaml").read_text())
+    del source["kaddrs"]
+    (directory / "ebpfx.yaml").write_text(yaml.safe_dump(source))
+    natives = tmp_path / "conf.d"
+    natives.mkdir()
+    assert otelbpf_main(["convert", str(directory / "ebpfx.yaml"), "-o",
+                         str(natives / "ebpfx.toml"), "--prefix", "converted_"]) == 0
+    config = write_agent_config(tmp_path, endpoint=victoria_metrics.otlp_http_endpoint,
+                                programs=["ebpfx"], programs_dir=natives, pin_dir=pin_dir,
+                                extra=f'[ebpf_exporter]\ndir = "{directory}"\nnames = ["ebpfx"]\n')
+    with named_child(tmp_path) as child:
+        with AgentProcess(config, env={"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}) as agent:
+            agent.wait_event("agent started", programs=["ebpf_exporter-ebpfx", "ebpfx"])
+            agent.wait_log(lambda e: e.get("event") == "flushed" and e.get("ok"))
+            for v in VALUES:
+                child.call(SYS_GETPGID, v)
+            assert agent.stop() == 0
+
+    def series(prefix: str) -> dict:
+        samples = victoria_metrics.query(f'{{__name__=~"{prefix}ebpfx_.*",test_run="{run_id}"}}')
+        return {(s.labels["__name__"].removeprefix(prefix),
+                 tuple(sorted((k, v) for k, v in s.labels.items() if k != "__name__"))): s.value
+                for s in samples}
+
+    from_yaml, from_toml = series("ebpf_exporter_"), series("converted_")
+    assert len(from_yaml) > 60  # every counter and histogram series of the config
+    assert from_toml == from_yaml
+    kaddr = [v for (name, labels), v in from_yaml.items()
+             if name == "ebpfx_kaddr_total" and ("ok", "0") in labels]
+    assert kaddr == [len(VALUES)]  # without kaddrs the global stays 0

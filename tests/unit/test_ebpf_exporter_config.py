@@ -170,3 +170,66 @@ def test_agent_config_table(tmp_path):
 def test_cli_names_need_a_directory(capsys):
     assert main(["run", "--names", "a,b"]) == 2
     assert "--names and --ebpf-exporter-prefix need --ebpf-exporter-dir" in capsys.readouterr().err
+
+
+def comparable(cfg):
+    """A ProgramConfig without what names its source (file, entries): the metrics it defines."""
+    from dataclasses import replace
+
+    def strip(items):
+        return tuple(replace(m, entry="") for m in items)
+    streams = tuple(replace(s, entry="", counters=strip(s.counters)) for s in cfg.streams)
+    return (cfg.object, dict(cfg.parameters), strip(cfg.counters), strip(cfg.histograms), streams)
+
+
+CONVERTIBLE = COUNTER + """
+    - name: oom_kills
+      help: "quotes \\" and unicode \u00e9"
+      perf_event_array: true
+      labels:
+        - {name: comm, size: 16, padding: 8, decoders: [{name: string}, {name: regexp, regexps: ["^(k).*"]}]}
+  histograms:
+    - name: lat_seconds
+      help: x
+      bucket_type: fixed
+      bucket_keys: [1, 10, 100]
+      bucket_multiplier: 0.001
+      labels:
+        - {name: op, size: 4, decoders: [{name: uint}, {name: static_map, static_map: {1: read, 2: write}}]}
+        - {name: bucket, size: 4, decoders: [{name: uint}]}
+    - name: size_bytes
+      help: x
+      bucket_type: exp2zero
+      bucket_min: 1
+      bucket_max: 30
+      labels:
+        - {name: cg, size: 8, decoders: [{name: cgroup}]}
+        - {name: bucket, size: 4, decoders: [{name: uint}]}
+"""
+
+
+@pytest.mark.parametrize("aggregation", ["explicit", "auto"])
+def test_convert_gives_the_same_program_config(tmp_path, aggregation):
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, CONVERTIBLE)
+    types = {"softirqs_total": PERCPU_ARRAY}
+    from_yaml = load_ebpf_exporter_config(path, map_types=types, aggregation=aggregation)
+    text = native_toml(path, map_types=types, aggregation=aggregation)
+    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path)
+    assert comparable(from_toml) == comparable(from_yaml)
+
+
+def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
+    from otelbpf.config.program import load_program_config
+
+    path = write(tmp_path, COUNTER, "softirqs")
+    out = tmp_path / "softirqs.toml"
+    assert main(["convert", str(path), "-o", str(out)]) == 0
+    cfg = load_program_config(out, tmp_path)
+    assert cfg.object == tmp_path / "softirqs.bpf.o" and 'object = "softirqs.bpf.o"' in out.read_text()
+    assert cfg.counters[0].name == "ebpf_exporter_softirqs_total"
+    write(tmp_path, "kaddrs: [schedule]\n" + COUNTER, "withkaddrs")
+    assert main(["convert", str(tmp_path / "withkaddrs.yaml")]) == 2
+    assert "kaddrs: cannot be converted" in capsys.readouterr().err
