@@ -195,3 +195,20 @@ def test_converted_toml_exports_identical_series(tmp_path, bpf_build, victoria_m
     kaddr = [v for (name, labels), v in from_yaml.items()
              if name == "ebpfx_kaddr_total" and ("ok", "0") in labels]
     assert kaddr == [len(VALUES)]  # without kaddrs the global stays 0
+
+
+def test_check_reports_each_yaml_config(tmp_path, bpf_build, pin_dir):
+    import subprocess
+    import sys
+
+    directory = ebpfx_dir(tmp_path, bpf_build)
+    config = write_agent_config(tmp_path, endpoint=None, programs=[],
+                                programs_dir=tmp_path, pin_dir=pin_dir)
+    result = subprocess.run([sys.executable, "-m", "otelbpf", "check", "--config", str(config),
+                             "--ebpf-exporter-dir", str(directory), "--names", "ebpfx,missing"],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "FAIL program ebpf_exporter-missing: " in out and "missing.yaml: does not exist" in out
+    assert "ok   program ebpf_exporter-ebpfx/observe_value attached" in out
+    assert "ok   stream ebpf_exporter-ebpfx/ebpfx_events_total" in out
