@@ -40,6 +40,24 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } ebpfx_events_total SEC(".maps");
 
+/* One span per observed value (tests/ebpf_exporter/ebpfxspans.yaml): ids derived from v, so the
+ * test knows each span's trace, parent and own id; odd values have a parent, even ones are roots. */
+struct span_record {
+	__u64 trace_id[2];
+	__u64 parent_span_id;
+	__u64 span_id;
+	__u64 start_ns;
+	__u64 duration_ns;
+	char name[16];
+	__u32 value;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} ebpfx_spans SEC(".maps");
+
 #define EXP2_MAX 16
 #define LINEAR_MAX 20
 #define LINEAR_STEP 10
@@ -121,6 +139,20 @@ int observe_value(struct trace_event_raw_sys_enter *ctx)
 	fixed = fixed_slot(v);
 	map_add(&ebpfx_value_fixed, &fixed, 1);
 	map_add(&ebpfx_value_fixed, &fixed_sum, v);
+
+	struct span_record *span = bpf_ringbuf_reserve(&ebpfx_spans, sizeof(*span), 0);
+	if (span) {
+		__builtin_memset(span, 0, sizeof(*span));
+		span->trace_id[0] = v + 1;
+		span->trace_id[1] = 0x0123456789abcdefULL;
+		span->parent_span_id = (v & 1) ? v + 0x2000 : 0;
+		span->span_id = v + 0x1000;
+		span->start_ns = bpf_ktime_get_ns();
+		span->duration_ns = v * 1000;
+		__builtin_memcpy(span->name, "getpgid", 8);
+		span->value = v;
+		bpf_ringbuf_submit(span, 0);
+	}
 
 	mod = v % 3;
 	bpf_perf_event_output(ctx, &ebpfx_events_total, BPF_F_CURRENT_CPU, &mod, sizeof(mod));

@@ -141,7 +141,8 @@ class Agent:
         self._overflowing = {k for k in self._overflowing if k[0] != name}
         try:
             prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits,
-                                      drainer=self.drainer)
+                                      drainer=self.drainer, export=self.config.export,
+                                      resource=self.resource.as_dict())
         except OtelbpfError as exc:
             self.failed[name] = exc
             _log.error("program not loaded", program=name, config=str(pcfg.path), error=str(exc))

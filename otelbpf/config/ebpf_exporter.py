@@ -13,8 +13,8 @@ What ebpf_exporter does differently from otelbpf's defaults is spelled out in th
   keeps what matched, ``cgroup`` gives the absolute path or ``unknown_cgroup_id:<id>``;
 - ``kaddrs`` are looked up in /proc/kallsyms and set as ``kaddr_<symbol>`` parameters.
 
-Keys otelbpf cannot honour (``tracing``, ``cgroup_id_map``) are errors naming the config, never
-silently dropped. Errors name the YAML's own entries (``metrics.counters[0] "name"``).
+``tracing.spans`` become `SpanConfig`s (OTLP traces, see `otelbpf.traces.spans`). Keys otelbpf
+cannot honour (``cgroup_id_map``) are errors naming the config, never silently dropped. Errors name the YAML's own entries (``metrics.counters[0] "name"``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from otelbpf.aggregate.buckets import AGGREGATIONS
-from otelbpf.config.program import ProgramConfig, parse_program_config
+from otelbpf.config.program import ProgramConfig, SpanConfig, parse_program_config
 from otelbpf.config.tables import ErrorList, Table, describe, did_you_mean
 from otelbpf.errors import ConfigError, ConfigErrors, OtelbpfError
 
@@ -46,9 +47,9 @@ _HISTOGRAM_KEYS = ("name", "help", "bucket_type", "bucket_multiplier", "bucket_m
 _LABEL_KEYS = ("name", "size", "padding", "decoders")
 _DECODER_KEYS = ("name", "static_map", "regexps", "allow_unknown")
 _UNSUPPORTED = {
-    "tracing": "spans from ring buffers are not exported by otelbpf yet",
     "cgroup_id_map": "otelbpf does not fill cgroup id maps from user space yet",
 }
+_SPAN_KEYS = ("ringbuf", "name", "service", "labels")
 
 
 def yaml_path(directory: Path, name: str) -> Path:
@@ -77,12 +78,48 @@ def load_ebpf_exporter_config(path: Path, *, prefix: str = DEFAULT_PREFIX,
         histogram["aggregation"] = aggregation
     if isinstance(data, Mapping) and data.get("kaddrs"):
         table["parameters"] = resolve_kaddrs(data["kaddrs"], errors, kallsyms)
-    try:
-        config = parse_program_config(table, path, path.parent)
-    except ConfigErrors as exc:
-        errors.extend(replace(e, entry=_yaml_entry(e.entry, entries)) for e in exc.errors)
+    spans = span_configs(data, path, errors)
+    if spans and not any(table.get(k) for k in ("counters", "histograms", "streams")):
+        # The native reader wants a metric; a tracing-only config has none to check.
+        config = ProgramConfig(path.name.removesuffix(".yaml"), path, Path(table["object"]),
+                               MappingProxyType(table.get("parameters", {})))
+    else:
+        try:
+            config = parse_program_config(table, path, path.parent)
+        except ConfigErrors as exc:
+            errors.extend(replace(e, entry=_yaml_entry(e.entry, entries)) for e in exc.errors)
     errors.raise_if_any()
-    return _with_yaml_entries(config, entries)
+    return replace(_with_yaml_entries(config, entries), spans=spans)
+
+
+def span_configs(data: Any, path: Path, errors: ErrorList) -> tuple[SpanConfig, ...]:
+    """``tracing.spans`` → SpanConfigs; their labels are checked by the native label reader."""
+    root = data if isinstance(data, Mapping) else {}
+    translator = _Translator(errors, "", {})
+    tracing = translator.mapping(root.get("tracing"), None, "tracing")
+    translator.known_keys(tracing, ("spans",), "tracing")
+    out = []
+    for i, item in enumerate(translator.sequence(tracing.get("spans"), "tracing", "spans")):
+        span = translator.mapping(item, f"tracing.spans[{i}]", None)
+        entry = _entry("tracing.spans", i, span)
+        translator.known_keys(span, _SPAN_KEYS, entry)
+        ringbuf = span.get("ringbuf")
+        if not isinstance(ringbuf, str) or not ringbuf:
+            errors.add(entry, "ringbuf", "is required (the RINGBUF map the records come from)",
+                       "add ringbuf: <map name>")
+            continue
+        labels = [translator.label(x, f"{entry}.labels[{j}]")
+                  for j, x in enumerate(translator.sequence(span.get("labels"), entry, "labels"))]
+        check = {"counters": [{"name": "span", "map": ringbuf, "labels": labels}]}
+        try:
+            (counter,) = parse_program_config(check, path, path.parent).counters
+        except ConfigErrors as exc:
+            errors.extend(replace(e, entry=(e.entry or "").replace('counters[0] "span"', entry, 1))
+                          for e in exc.errors)
+            continue
+        out.append(SpanConfig(ringbuf, str(span.get("name") or ""), str(span.get("service") or ""),
+                              counter.labels, path.name.removesuffix(".yaml"), entry))
+    return tuple(out)
 
 
 def read_yaml(path: Path) -> Any:
@@ -494,6 +531,9 @@ def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
     table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
+    if isinstance(data, Mapping) and data.get("tracing"):
+        errors.add(None, "tracing", "cannot be converted: native TOML has no spans yet",
+                   "keep this config in YAML and run it with --ebpf-exporter-dir")
     if isinstance(data, Mapping) and data.get("kaddrs"):
         errors.add(None, "kaddrs", "cannot be converted: kernel addresses change with every boot, "
                    "and otelbpf looks them up in /proc/kallsyms each time it loads the YAML",

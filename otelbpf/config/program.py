@@ -235,6 +235,19 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class SpanConfig:
+    """Spans from a RINGBUF map, one per record (ebpf_exporter's ``tracing.spans``): ``labels``
+    lay out the record; see `otelbpf.traces.spans` for the labels that make the span."""
+
+    ringbuf: str
+    name: str
+    service: str
+    labels: tuple[LabelConfig, ...]
+    config_name: str = ""  # the ebpf_exporter config, sent as attribute ebpf_exporter.config
+    entry: str = ""
+
+
+@dataclass(frozen=True)
 class ProgramConfig:
     """Everything one ``NAME.toml`` says about ``NAME.bpf.o``."""
 
@@ -245,12 +258,13 @@ class ProgramConfig:
     counters: tuple[CounterConfig, ...] = ()
     histograms: tuple[HistogramConfig, ...] = ()
     streams: tuple[StreamConfig, ...] = ()
+    spans: tuple[SpanConfig, ...] = ()
 
     @property
     def maps(self) -> tuple[str, ...]:
         """Every map name the config reads, in config order, without duplicates."""
         names = [m.map for m in self.counters] + [m.map for m in self.histograms]
-        names += [s.map for s in self.streams]
+        names += [s.map for s in self.streams] + [s.ringbuf for s in self.spans]
         return tuple(dict.fromkeys(names))
 
 

@@ -105,6 +105,11 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
             error(stream.entry, "fields", f"a {stream.record_size}-byte record does not fit in "
                   f'ring buffer "{stream.map}" ({bpf_map.max_entries} bytes)',
                   "check the field offsets, or enlarge the ring buffer's max_entries")
+    for span in cfg.spans:
+        bpf_map = find(span.entry, span.ringbuf)
+        if bpf_map is not None and int(bpf_map.type) != RINGBUF:
+            error(span.entry, "ringbuf", f'map "{span.ringbuf}" is {type_name(bpf_map.type)}',
+                  "spans are read from a BPF_MAP_TYPE_RINGBUF map")
     return errors
 
 

@@ -114,8 +114,10 @@ metrics:
      'demo.yaml: metrics.counters[0] "x".labels[0] "a".decoders[0] "unit": name: unknown decoder "unit" (fix: did you mean "uint"?)'),
     ("metrics:\n  histograms:\n    - name: h\n      bucket_type: fixed\n      bucket_keys: [1, 0.5]\n      labels: [{name: b, size: 4}]\n",
      'demo.yaml: metrics.histograms[0] "h": bucket_keys: must hold integers only'),
-    ("tracing:\n  spans:\n    - name: s\n      ringbuf: r\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
-     "demo.yaml: tracing: is not supported: spans from ring buffers are not exported by otelbpf yet"),
+    ("tracing:\n  spans:\n    - name: s\n      labels: []\n",
+     'demo.yaml: tracing.spans[0] "s": ringbuf: is required'),
+    ("tracing:\n  spans:\n    - name: s\n      ringbuf: r\n      labels:\n        - {name: trace_id, size: 16, decoders: [{name: hexx}]}\n",
+     'demo.yaml: tracing.spans[0] "s".labels[0] "trace_id".decoders[0] "hexx": name: unknown decoder "hexx" (fix: did you mean "hex"?)'),
     ("cgroup_id_map:\n  name: m\n  type: hash\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
      "demo.yaml: cgroup_id_map: is not supported"),
     ("metrics:\n  counters: [\n", "demo.yaml: line 3, column 1: invalid YAML"),
@@ -233,3 +235,31 @@ def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
     write(tmp_path, "kaddrs: [schedule]\n" + COUNTER, "withkaddrs")
     assert main(["convert", str(tmp_path / "withkaddrs.yaml")]) == 2
     assert "kaddrs: cannot be converted" in capsys.readouterr().err
+
+
+def test_tracing_spans_become_span_configs(tmp_path):
+    path = write(tmp_path, """
+tracing:
+  spans:
+    - name: exec
+      ringbuf: exec_spans
+      service: exec-trace
+      labels:
+        - {name: trace_id, size: 16, decoders: [{name: hex}]}
+        - {name: span_id, size: 8, decoders: [{name: hex}]}
+        - {name: comm, size: 16, decoders: [{name: string}]}
+""")
+    cfg = load_ebpf_exporter_config(path, map_types={})
+    (span,) = cfg.spans
+    assert (span.ringbuf, span.name, span.service, span.config_name) == (
+        "exec_spans", "exec", "exec-trace", "demo")
+    assert [(label.name, label.size) for label in span.labels] == [
+        ("trace_id", 16), ("span_id", 8), ("comm", 16)]
+    assert cfg.maps == ("exec_spans",) and cfg.counters == ()
+    assert "tracing: cannot be converted" in " ".join(
+        str(e) for e in pytest.raises(ConfigErrors, _native_toml, path).value.errors)
+
+
+def _native_toml(path):
+    from otelbpf.config.ebpf_exporter import native_toml
+    return native_toml(path, map_types={})
