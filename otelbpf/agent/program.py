@@ -107,6 +107,12 @@ class LoadedProgram:
             for sc in cfg.streams:
                 streams.append(open_stream(sc, obj.maps, program=cfg.name,
                                            default_cardinality_limit=limits.cardinality))
+            if cfg.cgroup_id_map is not None:
+                from otelbpf.agent.cgroup_id_map import CgroupIdMapFiller
+
+                streams.append(CgroupIdMapFiller(cfg.cgroup_id_map,
+                                                 obj.maps[cfg.cgroup_id_map.name],
+                                                 program=cfg.name))
             if export is not None and cfg.spans:
                 # The OpenTelemetry SDK is imported only by programs that make spans.
                 from otelbpf.traces.spans import SpanSource, span_exporter

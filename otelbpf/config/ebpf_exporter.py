@@ -13,8 +13,9 @@ What ebpf_exporter does differently from otelbpf's defaults is spelled out in th
   keeps what matched, ``cgroup`` gives the absolute path or ``unknown_cgroup_id:<id>``;
 - ``kaddrs`` are looked up in /proc/kallsyms and set as ``kaddr_<symbol>`` parameters.
 
-``tracing.spans`` become `SpanConfig`s (OTLP traces, see `otelbpf.traces.spans`). Keys otelbpf
-cannot honour (``cgroup_id_map``) are errors naming the config, never silently dropped. Errors name the YAML's own entries (``metrics.counters[0] "name"``).
+``tracing.spans`` become `SpanConfig`s (OTLP traces, see `otelbpf.traces.spans`) and
+``cgroup_id_map`` a `CgroupIdMapConfig` (see `otelbpf.agent.cgroup_id_map`). Unknown keys are
+errors naming the config, never silently dropped. Errors name the YAML's own entries (``metrics.counters[0] "name"``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Any
 import yaml
 
 from otelbpf.aggregate.buckets import AGGREGATIONS
-from otelbpf.config.program import ProgramConfig, SpanConfig, parse_program_config
+from otelbpf.config.program import (CGROUP_ID_MAP_TYPES, CgroupIdMapConfig, ProgramConfig,
+                                    SpanConfig, parse_program_config)
 from otelbpf.config.tables import ErrorList, Table, describe, did_you_mean
 from otelbpf.errors import ConfigError, ConfigErrors, OtelbpfError
 
@@ -46,9 +48,7 @@ _HISTOGRAM_KEYS = ("name", "help", "bucket_type", "bucket_multiplier", "bucket_m
                    "bucket_keys", "labels")
 _LABEL_KEYS = ("name", "size", "padding", "decoders")
 _DECODER_KEYS = ("name", "static_map", "regexps", "allow_unknown")
-_UNSUPPORTED = {
-    "cgroup_id_map": "otelbpf does not fill cgroup id maps from user space yet",
-}
+_CGROUP_ID_MAP_KEYS = ("name", "type", "regexps")
 _SPAN_KEYS = ("ringbuf", "name", "service", "labels")
 
 
@@ -88,8 +88,37 @@ def load_ebpf_exporter_config(path: Path, *, prefix: str = DEFAULT_PREFIX,
             config = parse_program_config(table, path, path.parent)
         except ConfigErrors as exc:
             errors.extend(replace(e, entry=_yaml_entry(e.entry, entries)) for e in exc.errors)
+    id_map = cgroup_id_map_config(data, errors)
     errors.raise_if_any()
-    return replace(_with_yaml_entries(config, entries), spans=spans)
+    return replace(_with_yaml_entries(config, entries), spans=spans, cgroup_id_map=id_map)
+
+
+def cgroup_id_map_config(data: Any, errors: ErrorList) -> CgroupIdMapConfig | None:
+    """ebpf_exporter's ``cgroup_id_map: {name, type, regexps}`` (type defaults to hash)."""
+    root = data if isinstance(data, Mapping) else {}
+    if not root.get("cgroup_id_map"):
+        return None
+    translator = _Translator(errors, "", {})
+    table = translator.mapping(root["cgroup_id_map"], None, "cgroup_id_map")
+    translator.known_keys(table, _CGROUP_ID_MAP_KEYS, "cgroup_id_map")
+    name, kind = table.get("name"), table.get("type") or "hash"
+    regexps = translator.sequence(table.get("regexps"), "cgroup_id_map", "regexps")
+    ok = True
+    if not isinstance(name, str) or not name:
+        errors.add("cgroup_id_map", "name", "is required (the map to fill)", "add name: <map>")
+        ok = False
+    if kind not in CGROUP_ID_MAP_TYPES:
+        errors.add("cgroup_id_map", "type", f'"{kind}" is not a cgroup id map type',
+                   "use hash or cgrp_storage")
+        ok = False
+    for i, expr in enumerate(regexps):
+        try:
+            re.compile(expr)
+        except (re.error, TypeError) as exc:
+            errors.add("cgroup_id_map", f"regexps[{i}]", f"invalid regexp {expr!r}: {exc}",
+                       "write a regular expression matched against the cgroup's path")
+            ok = False
+    return CgroupIdMapConfig(name, kind, tuple(regexps)) if ok else None
 
 
 def span_configs(data: Any, path: Path, errors: ErrorList) -> tuple[SpanConfig, ...]:
@@ -202,11 +231,6 @@ class _Translator:
     def program(self, data: Any, path: Path) -> dict[str, Any]:
         root = self.mapping(data, None, None)
         self.known_keys(root, _TOP_KEYS, None)
-        for key, why in _UNSUPPORTED.items():
-            if root.get(key):
-                self.errors.add(None, key, f"is not supported: {why}",
-                                f"remove {key} from {path.name} to run its metrics, or keep "
-                                "running this config with ebpf_exporter")
         metrics = self.mapping(root.get("metrics"), None, "metrics")
         self.known_keys(metrics, ("counters", "histograms"), "metrics")
         table: dict[str, Any] = {"object": str(path.with_name(path.name[:-len(".yaml")]
@@ -531,9 +555,10 @@ def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
     table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
-    if isinstance(data, Mapping) and data.get("tracing"):
-        errors.add(None, "tracing", "cannot be converted: native TOML has no spans yet",
-                   "keep this config in YAML and run it with --ebpf-exporter-dir")
+    for key in ("tracing", "cgroup_id_map"):
+        if isinstance(data, Mapping) and data.get(key):
+            errors.add(None, key, "cannot be converted: native TOML has no equivalent yet",
+                       "keep this config in YAML and run it with --ebpf-exporter-dir")
     if isinstance(data, Mapping) and data.get("kaddrs"):
         errors.add(None, "kaddrs", "cannot be converted: kernel addresses change with every boot, "
                    "and otelbpf looks them up in /proc/kallsyms each time it loads the YAML",

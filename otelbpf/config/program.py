@@ -247,6 +247,21 @@ class SpanConfig:
     entry: str = ""
 
 
+CGROUP_ID_MAP_TYPES = ("hash", "cgrp_storage")
+
+
+@dataclass(frozen=True)
+class CgroupIdMapConfig:
+    """A map otelbpf keeps filled with the cgroups whose path matches ``regexps`` (ebpf_exporter's
+    ``cgroup_id_map``): ``hash`` maps are keyed by cgroup id, ``cgrp_storage`` by cgroup; the
+    value is 1. See `otelbpf.agent.cgroup_id_map`."""
+
+    name: str
+    type: str
+    regexps: tuple[str, ...]
+    entry: str = "cgroup_id_map"
+
+
 @dataclass(frozen=True)
 class ProgramConfig:
     """Everything one ``NAME.toml`` says about ``NAME.bpf.o``."""
@@ -259,6 +274,7 @@ class ProgramConfig:
     histograms: tuple[HistogramConfig, ...] = ()
     streams: tuple[StreamConfig, ...] = ()
     spans: tuple[SpanConfig, ...] = ()
+    cgroup_id_map: CgroupIdMapConfig | None = None
 
     @property
     def maps(self) -> tuple[str, ...]:

@@ -16,7 +16,8 @@ from otelbpf.errors import ConfigError
 
 # Kernel map type numbers (enum bpf_map_type in include/uapi/linux/bpf.h).
 HASH, ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY = 1, 2, 4, 5, 6
-LRU_HASH, LRU_PERCPU_HASH, RINGBUF = 9, 10, 27
+LRU_HASH, LRU_PERCPU_HASH, RINGBUF, CGRP_STORAGE = 9, 10, 27, 32
+HASH_MAP_TYPES = frozenset({HASH, LRU_HASH})
 
 MAP_TYPE_NAMES = {
     HASH: "HASH", ARRAY: "ARRAY", PERF_EVENT_ARRAY: "PERF_EVENT_ARRAY", PERCPU_HASH: "PERCPU_HASH",
@@ -105,6 +106,19 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
             error(stream.entry, "fields", f"a {stream.record_size}-byte record does not fit in "
                   f'ring buffer "{stream.map}" ({bpf_map.max_entries} bytes)',
                   "check the field offsets, or enlarge the ring buffer's max_entries")
+    id_map = cfg.cgroup_id_map
+    if id_map is not None:
+        bpf_map = find(id_map.entry, id_map.name)
+        # ebpf_exporter's layouts: u64 cgroup id → u64, or cgroup (fd) → u64 in CGRP_STORAGE.
+        want = {"hash": (HASH_MAP_TYPES, 8), "cgrp_storage": (frozenset({CGRP_STORAGE}), 4)}
+        types, key_size = want[id_map.type]
+        if bpf_map is not None and (int(bpf_map.type) not in types
+                                    or bpf_map.key_size != key_size or bpf_map.value_size != 8):
+            error(id_map.entry, "type", f'map "{id_map.name}" is {type_name(bpf_map.type)} with '
+                  f"{bpf_map.key_size}-byte keys and {bpf_map.value_size}-byte values",
+                  f'type "{id_map.type}" needs a '
+                  + ("HASH or LRU_HASH map with u64 keys" if id_map.type == "hash"
+                     else "CGRP_STORAGE map with int keys") + " and u64 values")
     for span in cfg.spans:
         bpf_map = find(span.entry, span.ringbuf)
         if bpf_map is not None and int(bpf_map.type) != RINGBUF:
