@@ -31,6 +31,13 @@ int count_cpu_clock(struct bpf_perf_event_data *ctx)
 	return 0;
 }
 
+/* PERF_TYPE_HARDWARE / PERF_COUNT_HW_CPU_CYCLES: needs a hardware PMU, which VMs often lack. */
+SEC("perf_event/type=0,config=0,frequency=99")
+int count_cycles(struct bpf_perf_event_data *ctx)
+{
+	return 0;
+}
+
 /* Counts UDP packets to port 9435 (ebpf_exporter's own port, unlikely to see other traffic) by
  * their first payload byte; every packet passes. */
 SEC("xdp/lo")

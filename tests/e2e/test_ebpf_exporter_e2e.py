@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -39,7 +40,7 @@ def ebpfx_dir(tmp_path: Path, bpf_build: Path) -> Path:
 
 def named_child(tmp_path: Path) -> SyscallChild:
     link = tmp_path / CHILD_COMM
-    os.symlink(os.path.realpath(os.sys.executable), link)
+    os.symlink(os.path.realpath(sys.executable), link)
     return SyscallChild(str(link))
 
 

@@ -5,6 +5,7 @@ the map at the next collection."""
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import struct
 import time
@@ -53,7 +54,7 @@ def test_cgroup_id_map_is_filled_and_kept_current(kind, tmp_path, objects, test_
     assert cfg.cgroup_id_map.type == kind
 
     link = tmp_path / "cgxchild"
-    os.symlink(os.path.realpath(os.sys.executable), link)
+    os.symlink(os.path.realpath(sys.executable), link)
     with SyscallChild(str(link)) as child:
         (inner / "cgroup.procs").write_text(str(child.pid))
         prog = LoadedProgram.load(cfg, state=AgentState(None, None), limits=LimitsConfig(100, 0))
