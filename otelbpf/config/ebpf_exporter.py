@@ -15,7 +15,8 @@ What ebpf_exporter does differently from otelbpf's defaults is spelled out in th
 
 ``tracing.spans`` become `SpanConfig`s (OTLP traces, see `otelbpf.traces.spans`) and
 ``cgroup_id_map`` a `CgroupIdMapConfig` (see `otelbpf.agent.cgroup_id_map`). Unknown keys are
-errors naming the config, never silently dropped. Errors name the YAML's own entries (``metrics.counters[0] "name"``).
+errors naming the config, never silently dropped. Errors name the YAML's own entries
+(``metrics.counters[0] "name"``).
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ class _Translator:
         for key in data:
             if key not in allowed:
                 self.errors.add(entry, str(key), "is not an ebpf_exporter config key",
-                                did_you_mean(str(key), allowed) or "known keys: " + ", ".join(allowed))
+                                did_you_mean(str(key), allowed)
+                                or "known keys: " + ", ".join(allowed))
 
     def mapping(self, value: Any, entry: str | None, field: str | None) -> Mapping:
         if value is None:
@@ -255,7 +257,8 @@ class _Translator:
             native = self.map_metric(histogram, entry, f"histograms[{len(histograms)}]")
             native.update(self.buckets(histogram, entry))
             histograms.append(native)
-        for key, items in (("counters", counters), ("histograms", histograms), ("streams", streams)):
+        for key, items in (("counters", counters), ("histograms", histograms),
+                           ("streams", streams)):
             if items:
                 table[key] = items
         return table
