@@ -370,6 +370,10 @@ def native_decoder(decoder: Mapping) -> dict[str, Any]:
         out["value"] = "match"
     elif name == "cgroup":
         out.update(path="absolute", unknown_prefix="unknown_cgroup_id:")
+    elif name == "majorminor":
+        out.update(encoding="userspace", unknown_prefix="unknown:")
+    elif name in ("errno", "ifname"):
+        out["unknown_prefix"] = "unknown:"
     else:
         out.update({k: v for k, v in decoder.items() if k != "name"})
     return out

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int, decimal
+from otelbpf.decoders.base import Decoder, as_int, decimal, unknown_prefix
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 _RESCAN_SECONDS = 5.0
@@ -70,10 +70,7 @@ class CgroupDecoder(Decoder):
             raise ValueError(f'path must be "relative" (below the cgroup2 mount) or "absolute", '
                              f"got {path!r}")
         self._absolute = path == "absolute"
-        prefix = options.get("unknown_prefix", "")
-        if not isinstance(prefix, str):
-            raise ValueError('unknown_prefix must be a string, e.g. "unknown_cgroup_id:"')
-        self._unknown_prefix = prefix.encode()
+        self._unknown_prefix = unknown_prefix(options)
         self._root = root
         self._paths: dict[int, bytes] = {}
         self._scanned = -_RESCAN_SECONDS

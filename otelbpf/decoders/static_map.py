@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otelbpf.decoders.base import Decoder
+from otelbpf.decoders.base import Decoder, unknown_prefix
 
 
 class StaticMapDecoder(Decoder):
@@ -33,13 +33,10 @@ class StaticMapDecoder(Decoder):
         if not isinstance(allow, bool):
             raise ValueError("allow_unknown must be true or false")
         self.allow_unknown = allow
-        prefix = options.get("unknown_prefix")
-        if prefix is not None and not isinstance(prefix, str):
-            raise ValueError('unknown_prefix must be a string, e.g. "unknown:"')
-        if prefix is not None and allow:
+        self.unknown_prefix = unknown_prefix(options) if "unknown_prefix" in options else None
+        if self.unknown_prefix is not None and allow:
             raise ValueError("allow_unknown keeps unknown values unchanged; unknown_prefix "
                              "prefixes them: use one of the two")
-        self.unknown_prefix = None if prefix is None else prefix.encode()
 
     def decode(self, raw: bytes) -> bytes | None:
         value = self.table.get(raw)

@@ -55,8 +55,10 @@ GOLDEN = [
     (({"name": "string"},), b"nginx\0\0\0", b"nginx"),
     # README dname: \x07example\x03com\x00 → example.com (used after string)
     (({"name": "dname"},), b"\x07example\x03com\x00", b"example.com"),
-    # README errno: → EPIPE (after uint)
+    # README errno: → EPIPE (after uint); decoder/errno.go: unknown:<n> for numbers without a name
     ((UINT, {"name": "errno"}), u32(32), b"EPIPE"),
+    ((UINT, {"name": "errno"}), u32(0), b"unknown:0"),
+    ((UINT, {"name": "errno"}), u32(9999), b"unknown:9999"),
     # README hex: bytes → their hex
     (({"name": "hex"},), b"\xde\xad\xbe\xef", b"deadbeef"),
     # README inet_ip: → 1.1.1.1
@@ -72,8 +74,28 @@ def test_documented_outputs(yaml_decoders, raw, expected):
 
 
 def test_ifname_loopback():
+    """README ifname: index → name like eth0; decoder/ifname.go: unknown:<index> otherwise."""
     index = socket.if_nametoindex("lo")
     assert chain({"name": "ifname"})(u32(index)) == b"lo"
+    unused = max(i for i, _ in socket.if_nameindex()) + 1000
+    assert chain({"name": "ifname"})(u32(unused)) == f"unknown:{unused}".encode()
+
+
+def test_majorminor_reads_ebpf_exporters_device_numbers(tmp_path, monkeypatch):
+    """README majorminor: the device name in /dev. ebpf_exporter's examples store
+    MKDEV(ma, mi) = (mi & 0xff) | (ma << 8) | ((mi & ~0xff) << 12) and its decoder reads the
+    raw u32 with the user-space major()/minor(); unknown devices read unknown:MAJ:MIN."""
+    from otelbpf.decoders.majorminor import MajorMinorDecoder
+
+    (tmp_path / "259:300").mkdir()
+    (tmp_path / "259:300" / "uevent").write_text("MAJOR=259\nMINOR=300\nDEVNAME=nvme1n1\n")
+    monkeypatch.setattr(MajorMinorDecoder, "root", tmp_path)
+
+    def mkdev(major: int, minor: int) -> int:
+        return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+    decoder = chain({"name": "majorminor"})
+    assert decoder(u32(mkdev(259, 300))) == b"nvme1n1"
+    assert decoder(u32(mkdev(8, 17))) == b"unknown:8:17"
 
 
 def test_cgroup_is_the_absolute_path(tmp_path):
