@@ -540,3 +540,68 @@ class TestCertificates:
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(self.ca_cert)
         return context
+
+
+class GrpcTraceReceiver:
+    """An in-process OTLP/gRPC receiver on 127.0.0.1 for traces (TraceService, every request
+    kept in ``requests``) that also accepts metrics (MetricsService, answered and dropped), so an
+    agent exporting both to one endpoint works against it."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+        self._condition = threading.Condition()
+        self._server = None
+        self.port: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spans(self) -> list[tuple]:
+        """(resource attributes, span) for every span received, in arrival order."""
+        out = []
+        with self._condition:
+            requests = list(self.requests)
+        for request in requests:
+            for rs in request.resource_spans:
+                resource = {a.key: a.value.string_value for a in rs.resource.attributes}
+                out += [(resource, span) for ss in rs.scope_spans for span in ss.spans]
+        return out
+
+    def start(self) -> GrpcTraceReceiver:
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import (metrics_service_pb2,
+                                                              metrics_service_pb2_grpc)
+        from opentelemetry.proto.collector.trace.v1 import (trace_service_pb2,
+                                                            trace_service_pb2_grpc)
+
+        receiver = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802 - generated interface
+                with receiver._condition:
+                    receiver.requests.append(request)
+                    receiver._condition.notify_all()
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):  # noqa: N802 - generated interface
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None)
+            self._server = None
+
+    def __enter__(self) -> GrpcTraceReceiver:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

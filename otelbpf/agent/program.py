@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from otelbpf import log
@@ -17,7 +17,7 @@ from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.aggregate.cardinality import CardinalityLimiter, MonotonicSeries
 from otelbpf.aggregate.maps import OutOfRangeSlots, counter_metric, histogram_metric
 from otelbpf.agent.state import AgentState
-from otelbpf.config.agent import LimitsConfig
+from otelbpf.config.agent import ExportConfig, LimitsConfig
 from otelbpf.config.program import CounterConfig, HistogramConfig, ProgramConfig
 from otelbpf.config.validate import validate_against_object
 from otelbpf.decode.labels import KeyDecoder
@@ -85,10 +85,14 @@ class LoadedProgram:
 
     @classmethod
     def load(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig,
-             drainer: StreamDrainer | None = None, histogram_aggregation: str = "auto") -> LoadedProgram:
+             drainer: StreamDrainer | None = None, histogram_aggregation: str = "auto",
+             export: ExportConfig | None = None,
+             resource: Mapping[str, object] | None = None) -> LoadedProgram:
         """Open, load, validate and attach. Raises OtelbpfError when nothing of it can run.
 
-        `histogram_aggregation` is what histograms left at aggregation = "auto" become."""
+        `histogram_aggregation` is what histograms left at aggregation = "auto" become.
+        ``export``/``resource``: where the spans of ``cfg.spans`` go (without: spans are not read).
+        """
         if not cfg.object.exists():
             raise ConfigError(cfg.path, None, "object", f"object file {cfg.object} does not exist",
                               "build it with `make -C bpf` or set `object = \"…\"` in this file")
@@ -111,6 +115,20 @@ class LoadedProgram:
                 streams.append(open_stream(sc, obj.maps, program=cfg.name,
                                            default_cardinality_limit=limits.cardinality,
                                            default_aggregation=histogram_aggregation))
+            if cfg.cgroup_id_map is not None:
+                from otelbpf.agent.cgroup_id_map import CgroupIdMapFiller
+
+                streams.append(CgroupIdMapFiller(cfg.cgroup_id_map,
+                                                 obj.maps[cfg.cgroup_id_map.name],
+                                                 program=cfg.name))
+            if export is not None and cfg.spans:
+                # The OpenTelemetry SDK is imported only by programs that make spans.
+                from otelbpf.traces.spans import SpanSource, span_exporter
+
+                for span in cfg.spans:
+                    streams.append(SpanSource(span, obj.maps[span.ringbuf], program=cfg.name,
+                                              exporter=span_exporter(export),
+                                              resource=resource or {}))
             links: dict[str, object] = {}
             problems: dict[str, OtelbpfError] = dict(obj.program_errors)
             for name, result in obj.attach_all().items():

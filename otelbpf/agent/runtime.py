@@ -22,6 +22,7 @@ from otelbpf.agent.watchdog import Watchdog
 from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES
 from otelbpf.aggregate.delta import DeltaConverter
 from otelbpf.config.agent import AgentConfig, load_agent_config
+from otelbpf.config.ebpf_exporter import EbpfExporterConfig, read_ebpf_exporter_configs
 from otelbpf.config.program import ProgramConfig, load_program_config
 from otelbpf.errors import ConfigError, OtelbpfError
 from otelbpf.export.exporter import build_exporter
@@ -35,9 +36,17 @@ _log = log.get("otelbpf.agent")
 SCOPE = "otelbpf"
 
 
-def read_program_configs(cfg: AgentConfig) -> tuple[dict[str, ProgramConfig], dict[str, OtelbpfError]]:
+def read_program_configs(cfg: AgentConfig, ebpf_exporter: EbpfExporterConfig | None = None
+                         ) -> tuple[dict[str, ProgramConfig], dict[str, OtelbpfError]]:
+    """Native program configs, then the ebpf_exporter YAML configs of ``ebpf_exporter`` (the
+    command line's) or else of the agent config's ``[ebpf_exporter]``."""
     configs: dict[str, ProgramConfig] = {}
     errors: dict[str, OtelbpfError] = {}
+    yaml_source = ebpf_exporter or cfg.ebpf_exporter
+    if yaml_source is not None:
+        yaml_configs, yaml_errors = read_ebpf_exporter_configs(yaml_source)
+        configs.update(yaml_configs)
+        errors.update(yaml_errors)
     for path in cfg.program_config_paths():
         if not path.exists():
             errors[path.stem] = ConfigError(
@@ -74,6 +83,7 @@ class Builtin:
 class Agent:
     config_path: Path
     config: AgentConfig | None = None
+    ebpf_exporter: EbpfExporterConfig | None = None  # run --ebpf-exporter-dir (wins over the file)
     programs: dict[str, LoadedProgram] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     failed: dict[str, OtelbpfError] = field(default_factory=dict)
@@ -96,7 +106,7 @@ class Agent:
         self.drainer = StreamDrainer()
         self.drainer.start()
         self._configure(self.config, at_start=True)
-        configs, errors = read_program_configs(self.config)
+        configs, errors = read_program_configs(self.config, self.ebpf_exporter)
         self.failed = dict(errors)
         for name, err in errors.items():
             _log.error("program config rejected", program=name, error=str(err))
@@ -132,7 +142,8 @@ class Agent:
         try:
             prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits,
                                       drainer=self.drainer,
-                                      histogram_aggregation=self.config.export.default_histogram_aggregation)
+                                      histogram_aggregation=self.config.export.default_histogram_aggregation,
+                                      export=self.config.export, resource=self.resource.as_dict())
         except OtelbpfError as exc:
             self.failed[name] = exc
             _log.error("program not loaded", program=name, config=str(pcfg.path), error=str(exc))
@@ -254,7 +265,7 @@ class Agent:
         """Apply a changed config, or keep everything as it is when the new one is bad."""
         try:
             new = load_agent_config(self.config_path)
-            configs, errors = read_program_configs(new)
+            configs, errors = read_program_configs(new, self.ebpf_exporter)
         except OtelbpfError as exc:
             _log.error("reload rejected: config invalid, keeping the running set", error=str(exc))
             return

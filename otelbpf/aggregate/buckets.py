@@ -100,8 +100,7 @@ def _scaled_sum(sum_value: int | float, multiplier: float) -> int | float:
     return float(sum_value) * multiplier
 
 
-def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int],
-                      bucket_keys: Sequence[int] = ()) -> tuple[float, ...]:
+def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int]) -> tuple[float, ...]:
     """The inclusive upper bound of each kernel slot in `slots`, in the metric's unit."""
     # Multiply the multiplier as written (its shortest repr, e.g. 1e-06) exactly and round once,
     # so 5 slots of 1e-06 give the bound 5e-06 rather than 4.9999999999999996e-06.
@@ -113,7 +112,7 @@ def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int],
     elif bucket_type == "linear":
         units = [Decimal(k) for k in slots]
     elif bucket_type == "fixed":
-        units = [Decimal(bucket_keys[k]) for k in slots]
+        units = [Decimal(k) for k in slots]  # fixed slots are keyed by their bound
     else:
         raise ValueError(f"unknown bucket_type {bucket_type!r}")
     with localcontext() as ctx:
@@ -128,6 +127,12 @@ class BucketLayout:
     ``slot_keys``: the kernel slot numbers that are buckets, lowest first. ``sum_key``: the slot
     number holding the sum of observed values. ``exponential``: True when points are
     `ExponentialHistogramPoint` (exp2/exp2zero with a power-of-two multiplier).
+
+    Counts are gathered into a dense table whose columns are `columns` of the kernel slot numbers:
+    for exp2/exp2zero/linear column == slot number (0..sum_key); for ``fixed``, whose slot numbers
+    are bucket values and may be sparse and large, column i is ``bucket_keys[i]`` and the last
+    column the sum. ``exponential`` bucket types are sparse (signed indexes) and take
+    `sparse_to_points` instead.
     """
 
     bucket_type: str
@@ -172,8 +177,10 @@ class BucketLayout:
         if bucket_type == "fixed":
             if not bucket_keys:
                 raise ValueError('bucket_type "fixed" needs bucket_keys')
-            slots = tuple(range(len(bucket_keys)))
-            sum_key = len(bucket_keys)
+            if bucket_keys[0] < 0 or any(b <= a for a, b in zip(bucket_keys, bucket_keys[1:])):
+                raise ValueError("bucket_keys must be non-negative and strictly increasing")
+            slots = tuple(int(k) for k in bucket_keys)
+            sum_key = slots[-1] + 1
         elif bucket_type in ("exp2", "exp2zero", "linear"):
             if not 0 <= bucket_min <= bucket_max:
                 raise ValueError(f"need 0 <= bucket_min ({bucket_min}) <= bucket_max ({bucket_max})")
@@ -186,25 +193,44 @@ class BucketLayout:
             raise ValueError(exponential_unavailable(bucket_type, multiplier))
         if j is not None and aggregation != "explicit":
             return cls(bucket_type, slots, sum_key, float(multiplier), True, j)
-        bounds = slot_upper_bounds(bucket_type, multiplier, slots, bucket_keys)
+        bounds = slot_upper_bounds(bucket_type, multiplier, slots)
         return cls(bucket_type, slots, sum_key, float(multiplier), False, 0, bounds)
 
     @property
-    def n_keys(self) -> int:
-        """Slot numbers 0..n_keys-1 cover every bucket slot and the sum slot."""
-        return self.sum_key + 1
+    def n_columns(self) -> int:
+        """Columns of the dense count table: every bucket column and the sum column."""
+        return len(self.slot_keys) + 1 if self.bucket_type == "fixed" else self.sum_key + 1
+
+    @property
+    def sum_column(self) -> int:
+        return self.n_columns - 1
+
+    def columns(self, slots: np.ndarray) -> np.ndarray:
+        """Kernel slot numbers (int64 array) → table columns; -1 for slots this layout never reads."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if self.bucket_type != "fixed":
+            return np.where((slots >= 0) & (slots <= self.sum_key), slots, -1)
+        known = np.asarray(self.slot_keys + (self.sum_key,), dtype=np.int64)
+        at = np.minimum(np.searchsorted(known, slots), known.size - 1)
+        return np.where(known[at] == slots, at, -1)
+
+    def _bucket_columns(self) -> tuple[int, int]:
+        """First and last table column that are buckets."""
+        if self.bucket_type == "fixed":
+            return 0, len(self.slot_keys) - 1
+        return self.slot_keys[0], self.slot_keys[-1]
 
     def to_points(self, table: np.ndarray, sums: Sequence[int | float], attributes: Sequence[Attributes],
                   start_ns: int, now_ns: int) -> list[ExponentialHistogramPoint | HistogramPoint]:
-        """Cumulative points, one per series: row r of `table` (n, >= sum_key) holds series r's
-        counts by kernel slot number (columns from sum_key on are ignored), `sums[r]` its raw
-        kernel sum (multiplied by the layout's multiplier here)."""
+        """Cumulative points, one per series: row r of `table` (n, >= sum_column) holds series r's
+        counts by table column (see `columns`; columns from sum_column on are ignored), `sums[r]`
+        its raw kernel sum (multiplied by the layout's multiplier here)."""
         table = np.asarray(table)
-        counts = np.zeros((table.shape[0], self.sum_key), dtype=np.int64)
-        width = min(table.shape[1], self.sum_key)
+        counts = np.zeros((table.shape[0], self.sum_column), dtype=np.int64)
+        width = min(table.shape[1], self.sum_column)
         counts[:, :width] = table[:, :width]
         totals = [_scaled_sum(x, self.multiplier) for x in sums]
-        lowest = self.slot_keys[0]
+        lowest, highest = self._bucket_columns()
         count = counts.sum(axis=1).tolist()
         if self.exponential:
             zero_slot = self.bucket_type == "exp2zero"
@@ -231,7 +257,6 @@ class BucketLayout:
                     scale=0, zero_count=zero[r], positive_offset=offset, positive_counts=positive,
                     zero_threshold=threshold))
             return points
-        highest = self.slot_keys[-1]
         buckets = np.zeros((counts.shape[0], len(self.slot_keys) + 1), dtype=np.int64)
         buckets[:, :-1] = counts[:, lowest:highest + 1]
         buckets[:, 0] += counts[:, :lowest].sum(axis=1)

@@ -11,7 +11,8 @@ numpy in one pass; the decoder runs once per distinct label prefix (and is cache
 intervals). Slots outside ``[bucket_min, bucket_max + 1]`` mean the program and the config
 disagree: their events are counted in ``otelbpf.histogram.out_of_range`` (`OutOfRangeSlots`) and
 logged once per metric. Slots below ``bucket_min`` still go into the lowest bucket (they are at or
-below its bound); slots above the sum slot have no bucket and are left out of the histogram.
+below its bound); slots above the sum slot (for ``fixed``: keys not in ``bucket_keys``) have no bucket and are left
+out of the histogram.
 """
 
 from __future__ import annotations
@@ -185,22 +186,23 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     values = snapshot.u64()
     ncpu = values.shape[1]
 
-    slot = _bucket_field(keys, offset, bucket_size)
+    raw_slot = _bucket_field(keys, offset, bucket_size)
     first, inverse = _group_prefixes(keys[:, :offset])
     if layout.sparse:
         # Signed bucket indexes (plus the zero and sum keys): one column per distinct key.
-        signed = np.where(slot >= 1 << 31, slot - (1 << 32), slot)
+        signed = np.where(raw_slot >= 1 << 31, raw_slot - (1 << 32), raw_slot)
         column_keys, slot = np.unique(signed, return_inverse=True)
         slot = slot.reshape(-1)
         valid = np.ones(slot.size, dtype=bool)
         n_groups, width = first.size, column_keys.size
     else:
-        valid = (slot >= 0) & (slot < layout.n_keys)
+        slot = layout.columns(raw_slot)
+        valid = slot >= 0
         if out_of_range is not None:
-            outside = (slot < layout.slot_keys[0]) | (slot > layout.sum_key)
+            outside = (raw_slot < layout.slot_keys[0]) | ~valid
             events = int(sum(int(x) for x in sum_cpus(values[outside]).tolist())) if outside.any() else 0
-            out_of_range.record(cfg, layout, slot[outside], events)
-        n_groups, width = first.size, layout.n_keys
+            out_of_range.record(cfg, layout, raw_slot[outside], events)
+        n_groups, width = first.size, layout.n_columns
 
     if per_cpu:
         rows = (inverse[valid][:, None] * ncpu + np.arange(ncpu)).reshape(-1)
@@ -247,7 +249,7 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
         return Metric(cfg.name, cfg.help, cfg.unit, kind,
                       tuple(layout.sparse_to_points(rows, column_keys, attributes, start_ns, now_ns)),
                       Temporality.CUMULATIVE)
-    sums = [int(x) for x in rows[:, layout.sum_key].tolist()]
-    points: list[Point] = layout.to_points(rows[:, :layout.sum_key].astype(np.int64), sums, attributes,
+    sums = [int(x) for x in rows[:, layout.sum_column].tolist()]
+    points: list[Point] = layout.to_points(rows[:, :layout.sum_column].astype(np.int64), sums, attributes,
                                            start_ns, now_ns)
     return Metric(cfg.name, cfg.help, cfg.unit, kind, tuple(points), Temporality.CUMULATIVE)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, HISTOGRAM_AGGREGATIONS, PROTOCOLS,
                                         TEMPORALITIES, EnvironmentDefaults, read_environment)
+from otelbpf.config.ebpf_exporter import EbpfExporterConfig, read_ebpf_exporter_table
 from otelbpf.config.tables import ErrorList, Table, parse_toml, read_toml
 from otelbpf.errors import ConfigError
 
@@ -91,6 +92,7 @@ class AgentConfig:
     state: StateConfig
     limits: LimitsConfig
     builtin: BuiltinConfig
+    ebpf_exporter: EbpfExporterConfig | None = None  # [ebpf_exporter]: YAML configs to run too
 
     def program_config_paths(self) -> list[Path]:
         """The program config files to load: ``programs`` in order, else every NAME.toml."""
@@ -178,9 +180,12 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
     builtin_config = BuiltinConfig(_read_map_pressure(builtin.table("map_pressure")),
                                    _read_program_stats(builtin.table("program_stats")))
     builtin.finish()
+    ebpf_exporter = read_ebpf_exporter_table(root.table("ebpf_exporter", entry="ebpf_exporter"),
+                                             base)
     root.finish()
     return AgentConfig(path, interval, programs_dir, objects_dir, programs, export,
-                       MappingProxyType(resource), state_config, limits_config, builtin_config)
+                       MappingProxyType(resource), state_config, limits_config, builtin_config,
+                       ebpf_exporter)
 
 
 def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig:

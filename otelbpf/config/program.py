@@ -244,6 +244,34 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class SpanConfig:
+    """Spans from a RINGBUF map, one per record (ebpf_exporter's ``tracing.spans``): ``labels``
+    lay out the record; see `otelbpf.traces.spans` for the labels that make the span."""
+
+    ringbuf: str
+    name: str
+    service: str
+    labels: tuple[LabelConfig, ...]
+    config_name: str = ""  # the ebpf_exporter config, sent as attribute ebpf_exporter.config
+    entry: str = ""
+
+
+CGROUP_ID_MAP_TYPES = ("hash", "cgrp_storage")
+
+
+@dataclass(frozen=True)
+class CgroupIdMapConfig:
+    """A map otelbpf keeps filled with the cgroups whose path matches ``regexps`` (ebpf_exporter's
+    ``cgroup_id_map``): ``hash`` maps are keyed by cgroup id, ``cgrp_storage`` by cgroup; the
+    value is 1. See `otelbpf.agent.cgroup_id_map`."""
+
+    name: str
+    type: str
+    regexps: tuple[str, ...]
+    entry: str = "cgroup_id_map"
+
+
+@dataclass(frozen=True)
 class ProgramConfig:
     """Everything one ``NAME.toml`` says about ``NAME.bpf.o``."""
 
@@ -254,12 +282,14 @@ class ProgramConfig:
     counters: tuple[CounterConfig, ...] = ()
     histograms: tuple[HistogramConfig, ...] = ()
     streams: tuple[StreamConfig, ...] = ()
+    spans: tuple[SpanConfig, ...] = ()
+    cgroup_id_map: CgroupIdMapConfig | None = None
 
     @property
     def maps(self) -> tuple[str, ...]:
         """Every map name the config reads, in config order, without duplicates."""
         names = [m.map for m in self.counters] + [m.map for m in self.histograms]
-        names += [s.map for s in self.streams]
+        names += [s.map for s in self.streams] + [s.ringbuf for s in self.spans]
         return tuple(dict.fromkeys(names))
 
 
@@ -303,7 +333,7 @@ class _ProgramReader:
 
     def read(self) -> ProgramConfig:
         root = self.root
-        name = self.path.name.removesuffix(".toml")
+        name = re.sub(r"\.(toml|yaml)$", "", self.path.name)  # .yaml: an ebpf_exporter config
         object_path = self.objects_dir / f"{name}.bpf.o"
         object_text = root.string("object", "", non_empty=root.has("object"))
         if object_text:
@@ -505,7 +535,8 @@ class _ProgramReader:
         elif labels:
             self.check_cpu_label(t, per_cpu, labels[:-1])
             size = labels[-1].size
-            slots = len(bucket_keys) if fixed else bucket_max + 1
+            # fixed slots are keyed by the bucket value (ebpf_exporter's semantics)
+            slots = bucket_keys[-1] + 1 if fixed and bucket_keys else bucket_max + 1
             # The sum of observed values sits in the slot after the last bucket.
             if size in _BUCKET_LABEL_SIZES and slots >= 1 << (8 * size):
                 t.error("labels", f"the {size}-byte bucket label cannot hold slot {slots} "
@@ -543,6 +574,10 @@ class _ProgramReader:
             return ()
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
             t.error("bucket_keys", "must hold integers only", "write bucket_keys = [1, 10, 100]")
+            return ()
+        if value[0] < 0:
+            t.error("bucket_keys[0]", f"{value[0]} is negative",
+                    "fixed slots are keyed by the bucket value, a non-negative integer")
             return ()
         for i in range(1, len(value)):
             if value[i] <= value[i - 1]:

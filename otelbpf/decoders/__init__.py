@@ -21,6 +21,8 @@ from otelbpf.decoders.inet_ip import InetIpDecoder
 from otelbpf.decoders.kstack import KstackDecoder
 from otelbpf.decoders.ksym import KsymDecoder
 from otelbpf.decoders.majorminor import MajorMinorDecoder
+from otelbpf.decoders.pci import (PciClassDecoder, PciDeviceDecoder, PciSubclassDecoder,
+                                  PciVendorDecoder)
 from otelbpf.decoders.regexp import RegexpDecoder
 from otelbpf.decoders.signal import SignalDecoder
 from otelbpf.decoders.sint import IntDecoder
@@ -43,6 +45,10 @@ _BUILTIN: tuple[type[Decoder], ...] = (
     KstackDecoder,
     KsymDecoder,
     MajorMinorDecoder,
+    PciClassDecoder,
+    PciDeviceDecoder,
+    PciSubclassDecoder,
+    PciVendorDecoder,
     RegexpDecoder,
     SignalDecoder,
     StaticMapDecoder,

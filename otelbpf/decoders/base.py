@@ -78,5 +78,14 @@ def decimal(number: int) -> bytes:
     return str(number).encode()
 
 
+def unknown_prefix(options: Mapping[str, Any]) -> bytes:
+    """The ``unknown_prefix`` option of decoders whose lookups can miss: text put before the
+    value that could not be resolved (ebpf_exporter writes ``unknown:<value>``). Default none."""
+    prefix = options.get("unknown_prefix", "")
+    if not isinstance(prefix, str):
+        raise ValueError('unknown_prefix must be a string, e.g. "unknown:"')
+    return prefix.encode()
+
+
 def as_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")

@@ -224,6 +224,10 @@ bpf_program__set_log_level = _proto("bpf_program__set_log_level", c_int, c_void_
 bpf_program__set_log_buf = _proto("bpf_program__set_log_buf", c_int, c_void_p, c_void_p, c_size_t)
 bpf_program__attach = _proto("bpf_program__attach", c_void_p, c_void_p)
 bpf_program__attach_perf_event = _proto("bpf_program__attach_perf_event", c_void_p, c_void_p, c_int)
+bpf_program__attach_xdp = _proto("bpf_program__attach_xdp", c_void_p, c_void_p, c_int)
+bpf_program__set_type = _proto("bpf_program__set_type", c_int, c_void_p, c_int)
+bpf_program__set_expected_attach_type = _proto("bpf_program__set_expected_attach_type", c_int, c_void_p,
+                                               c_int)
 bpf_program__attach_iter = _proto("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(BpfIterAttachOpts))
 bpf_program__attach_tracepoint = _proto(
     "bpf_program__attach_tracepoint", c_void_p, c_void_p, c_char_p, c_char_p

@@ -17,6 +17,7 @@ import ctypes
 import errno
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,14 @@ LOG_TAIL_LINES = 30
 
 # Sections whose programs have no attach target of their own (libbpf cannot auto-attach them).
 MANUAL_ATTACH_PREFIXES = ("perf_event", "syscall", "socket", "xdp", "tc", "classifier", "action")
+
+# Sections ebpf_exporter attaches itself (exporter/perf_event.go, exporter/xdp.go), which libbpf
+# does not know: their program type is set here, and attach() reads the target from the section.
+# Values of enum bpf_prog_type / bpf_attach_type (include/uapi/linux/bpf.h).
+BPF_PROG_TYPE_XDP, BPF_PROG_TYPE_PERF_EVENT = 6, 7
+BPF_XDP, BPF_PERF_EVENT = 37, 41
+TARGET_SECTIONS = {"perf_event/": (BPF_PROG_TYPE_PERF_EVENT, BPF_PERF_EVENT),
+                   "xdp/": (BPF_PROG_TYPE_XDP, BPF_XDP)}
 
 _FAILED_PROG = re.compile(r"prog '([^']+)': failed to load")
 _ANY_PROG_FAILURE = re.compile(r"prog '([^']+)': .*(?:fail|error|invalid)", re.IGNORECASE)
@@ -186,6 +195,11 @@ class BpfObject:
         prog = lb.bpf_object__next_program(ptr, None)
         while prog:
             self._prog_ptrs[lb.bpf_program__name(prog).decode()] = prog
+            section = lb.bpf_program__section_name(prog).decode()
+            for prefix, (prog_type, attach_type) in TARGET_SECTIONS.items():
+                if section.startswith(prefix):
+                    lb.bpf_program__set_type(prog, prog_type)
+                    lb.bpf_program__set_expected_attach_type(prog, attach_type)
             prog = lb.bpf_object__next_program(ptr, prog)
         m = lb.bpf_object__next_map(ptr, None)
         rodata_ptr = 0
@@ -413,8 +427,21 @@ class BpfObject:
         return prog, self._prog_ptrs[name]
 
     def attach(self, name: str) -> BpfLink:
-        """Attach one program to the target its section names; AttachError says why not."""
+        """Attach one program to the target its section names; AttachError says why not.
+
+        ``perf_event/type=T,config=C,frequency=F`` (or ``period=P``) opens that perf event on
+        every online CPU, and ``xdp/IFNAME`` attaches to that interface, as ebpf_exporter does;
+        the returned link is the first of a perf event's per-CPU links (all are kept).
+        """
         prog, ptr = self._loaded_program(name)
+        if prog.kind == "perf_event" and prog.section.startswith("perf_event/"):
+            try:
+                target = perf_event_target(prog.section)
+            except ValueError as exc:
+                raise AttachError(self.path, name, prog.section, str(exc)) from None
+            return self.attach_perf_event(name, **target)[0]
+        if prog.kind == "xdp" and prog.section.startswith("xdp/"):
+            return self._attach_xdp(prog, ptr)
         if prog.kind in MANUAL_ATTACH_PREFIXES:
             raise AttachError(self.path, name, prog.section,
                               f"SEC(\"{prog.section}\") programs have no attach target in their section"
@@ -432,7 +459,8 @@ class BpfObject:
         """Attach every loaded program that has its target in its section; failures don't stop the rest."""
         results: dict[str, BpfLink | AttachError] = {}
         for name, prog in self.programs.items():
-            if not prog.loaded or prog.kind in MANUAL_ATTACH_PREFIXES:
+            targeted = prog.section.startswith(tuple(TARGET_SECTIONS))
+            if not prog.loaded or (prog.kind in MANUAL_ATTACH_PREFIXES and not targeted):
                 continue
             try:
                 results[name] = self.attach(name)
@@ -481,6 +509,24 @@ class BpfObject:
         self.links.extend(links)
         return links
 
+    def _attach_xdp(self, prog: BpfProgram, ptr: int) -> BpfLink:
+        device = prog.section.removeprefix("xdp/")
+        try:
+            ifindex = socket.if_nametoindex(device)
+        except OSError:
+            raise AttachError(self.path, prog.name, prog.section,
+                              f'no network interface "{device}" on this host') from None
+        with lb.capture_messages() as messages:
+            link = lb.bpf_program__attach_xdp(ptr, ifindex)
+            err = ctypes.get_errno()
+        if not link:
+            raise AttachError(self.path, prog.name, prog.section,
+                              f"attach XDP to {device}: {lb.errno_name(err or errno.EINVAL)}"
+                              + (f" ({_messages_tail(messages, 1)})" if messages else ""))
+        result = BpfLink(link, prog.name, target=prog.section)
+        self.links.append(result)
+        return result
+
     # --- lifecycle --------------------------------------------------------------------------------
 
     def detach(self) -> None:
@@ -508,6 +554,23 @@ class BpfObject:
 
     def __repr__(self) -> str:
         return f"BpfObject({str(self.path)!r}, programs={sorted(self.programs)}, maps={sorted(self.maps)})"
+
+
+def perf_event_target(section: str) -> dict[str, int]:
+    """``perf_event/type=1,config=0,frequency=99`` → `BpfObject.attach_perf_event` arguments;
+    ValueError saying what to write instead."""
+    names = {"type": "type", "config": "config", "frequency": "sample_freq",
+             "period": "sample_period"}
+    out: dict[str, int] = {}
+    for item in section.removeprefix("perf_event/").split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in names or not value.isdigit():
+            raise ValueError(f'cannot read "{item}": write type=N,config=N and frequency=N or '
+                             "period=N (integers), as ebpf_exporter does")
+        out[names[key]] = int(value)
+    if "type" not in out or "config" not in out or ("sample_freq" in out) == ("sample_period" in out):
+        raise ValueError("needs type=, config= and one of frequency= or period=")
+    return out
 
 
 def attach_reason(prog: BpfProgram, err: int, messages: list[str]) -> str:
@@ -539,4 +602,4 @@ def attach_reason(prog: BpfProgram, err: int, messages: list[str]) -> str:
     return f"attach failed: {lb.errno_name(err)}" + (f" ({detail})" if detail else "")
 
 
-__all__ = ["BpfObject", "BpfProgram", "attach_reason"]
+__all__ = ["BpfObject", "BpfProgram", "attach_reason", "perf_event_target"]

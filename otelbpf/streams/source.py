@@ -20,7 +20,35 @@ from otelbpf.streams.ringbuf import RingBufferReader
 DROPS_SUFFIX = "_drops"
 
 
-class StreamSource:
+class DrainedSource:
+    """What the `StreamDrainer` keeps for every source it drains: whether it is up, why it failed
+    and when to try again. A source whose reader cannot be rebuilt is simply marked up again on
+    restart; sources with per-CPU rings override `discard`/`open_new_cpus`."""
+
+    up = True
+    error: str | None = None  # why the source last failed
+    failures = 0  # failures since the last successful restart
+    retry_at = 0.0  # time.monotonic() of the next restart attempt
+
+    def failed(self, error: BaseException, backoff: float) -> None:
+        """Reading failed: the source is down until `retry_at` (now + `backoff`)."""
+        self.up = False
+        self.error = f"{type(error).__name__}: {error}"
+        self.failures += 1
+        self.retry_at = time.monotonic() + backoff
+
+    def restart(self) -> None:
+        self.up = True
+        self.error = None
+
+    def discard(self, max_batches: int = 64) -> None:
+        """Called instead of `drain` while the source is down."""
+
+    def open_new_cpus(self) -> list[int]:
+        return []
+
+
+class StreamSource(DrainedSource):
     """A reader and its aggregator. `drain()` moves everything readable into the aggregator.
 
     `up` is False while the source is waiting to be restarted after a failure (`failed`,
@@ -36,10 +64,6 @@ class StreamSource:
         self.name = f"{aggregator.program}/{aggregator.name}"
         self._lost_seen = 0
         self.caught_up = True
-        self.up = True
-        self.error: str | None = None  # why the source last failed
-        self.failures = 0  # failures since the last successful restart
-        self.retry_at = 0.0  # time.monotonic() of the next restart attempt
 
     def filenos(self) -> list[int]:
         return self.reader.filenos()
@@ -50,13 +74,6 @@ class StreamSource:
         `caught_up` says which of the two happened."""
         total, self.caught_up, self._lost_seen = _drain(self.reader, self.aggregator, self._lost_seen, max_batches)
         return total
-
-    def failed(self, error: BaseException, backoff: float) -> None:
-        """Reading failed: the source is down until `retry_at` (now + `backoff`)."""
-        self.up = False
-        self.error = f"{type(error).__name__}: {error}"
-        self.failures += 1
-        self.retry_at = time.monotonic() + backoff
 
     def restart(self) -> None:
         """Replace the reader with a fresh one of the same map, then read what the old one still

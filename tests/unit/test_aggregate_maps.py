@@ -151,7 +151,9 @@ def test_histogram_merges_equal_labels_and_drops_none():
 def test_histogram_per_cpu_label_and_fixed():
     cfg = hist_cfg(bucket_type="fixed", keys=(10, 100), per_cpu="label")
     layout = BucketLayout.from_config(cfg)
-    snap = snapshot([hkey(1, 1, 0), hkey(1, 1, 1), hkey(1, 1, 2)], [[1, 0], [0, 2], [5, 150]])
+    # fixed slots are keyed by bucket value: keys 10 and 100, the sum at 101; key 2 is not read
+    snap = snapshot([hkey(1, 1, 10), hkey(1, 1, 100), hkey(1, 1, 101), hkey(1, 1, 2)],
+                    [[1, 0], [0, 2], [5, 150], [40, 40]])
     metric = histogram_metric(cfg, snap, KeyDecoder(cfg.series_labels, 8), layout, 0, 1)
     assert [(p.attributes[-1], p.bucket_counts, p.sum) for p in metric.points] == [
         (("cpu", "0"), (1, 0, 0), 5), (("cpu", "1"), (0, 2, 0), 150)]
@@ -193,7 +195,7 @@ def test_histogram_matches_per_key_reference(n_series):
         counts = {k: c for k, c in slots.items() if k <= 20}
         if not counts and 21 not in slots:
             continue
-        row = np.zeros((1, layout.n_keys), dtype=np.int64)
+        row = np.zeros((1, layout.n_columns), dtype=np.int64)
         for slot, count in counts.items():
             row[0, slot] = count
         assert got[attrs] == layout.to_points(row, [slots.get(21, 0)], [attrs], 0, 1)[0]

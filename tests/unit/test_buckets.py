@@ -34,10 +34,11 @@ def linear_slot(v: int) -> int:
 
 
 def fixed_slot(v: int, keys) -> int:
-    for i, key in enumerate(keys):
+    """ebpf_exporter's fixed histograms key a slot by its bucket value: the first key >= v."""
+    for key in keys:
         if v <= key:
-            return i
-    return len(keys) - 1  # clamped; the test keeps v <= keys[-1]
+            return key
+    return keys[-1]  # clamped; the test keeps v <= keys[-1]
 
 
 def clamp(slot: int, lo: int, hi: int) -> int:
@@ -74,11 +75,14 @@ def observations(limit: int) -> list[int]:
 
 
 def point_of(layout: BucketLayout, slot_counts, sum_value, attributes=(), start_ns: int = 0, now_ns: int = 1):
-    """One series' point through `to_points`: `slot_counts` maps kernel slot → count."""
+    """One series' point through `to_points`: `slot_counts` maps kernel slot → count (slots the
+    layout never reads are left out, as `histogram_metric` leaves them out)."""
     items = slot_counts.items() if isinstance(slot_counts, dict) else enumerate(slot_counts)
-    row = np.zeros((1, layout.n_keys), dtype=np.int64)
+    row = np.zeros((1, layout.n_columns), dtype=np.int64)
     for slot, count in items:
-        row[0, slot] += count
+        column = int(layout.columns(np.array([slot]))[0])
+        if column >= 0:
+            row[0, column] += count
     return layout.to_points(row, [sum_value], [attributes], start_ns, now_ns)[0]
 
 
@@ -143,7 +147,7 @@ def test_explicit_observations_stay_in_their_bucket(bucket_type, bucket_min, buc
     assert not layout.exponential
     if bucket_type == "fixed":
         top, slot_of = keys[-1], (lambda v: fixed_slot(v, keys))
-        assert layout.slot_keys == tuple(range(len(keys))) and layout.sum_key == len(keys)
+        assert layout.slot_keys == keys and layout.sum_key == keys[-1] + 1
     elif bucket_type == "linear":
         top, slot_of = bucket_max, linear_slot
     elif bucket_type == "exp2":
@@ -260,14 +264,15 @@ def test_every_slot_in_one_batch_matches_the_slot_alone(bucket_type, bucket_min,
     gives each series the point of its slot alone: the rows never leak into each other."""
     layout = BucketLayout.create(bucket_type, bucket_min=bucket_min, bucket_max=bucket_max,
                                  bucket_keys=keys, multiplier=multiplier)
-    n = layout.sum_key
-    table = np.eye(n, layout.n_keys, dtype=np.int64) * 3
-    attrs = [(("slot", str(s)),) for s in range(n)]
+    n = layout.sum_column
+    table = np.eye(n, layout.n_columns, dtype=np.int64) * 3
+    slots = [int(s) for s in layout.slot_keys] if bucket_type == "fixed" else list(range(n))
+    attrs = [(("slot", str(s)),) for s in slots]
     batch = layout.to_points(table, list(range(n)), attrs, 5, 6)
     assert len(batch) == n
-    for s in range(n):
-        assert batch[s] == point_of(layout, {s: 3}, s, attrs[s], 5, 6), s
-        assert batch[s].count == 3
+    for c, s in enumerate(slots):
+        assert batch[c] == point_of(layout, {s: 3}, c, attrs[c], 5, 6), s
+        assert batch[c].count == 3
 
 
 def test_from_config_uses_histogram_config():
@@ -279,7 +284,18 @@ def test_from_config_uses_histogram_config():
     cfg2 = HistogramConfig(name="lat", help="", unit="s", map="m", labels=cfg.labels, bucket_type="fixed",
                            bucket_keys=(1, 2, 5), bucket_multiplier=1e-6)
     layout2 = BucketLayout.from_config(cfg2)
-    assert not layout2.exponential and layout2.sum_key == 3 and layout2.bounds == (1e-6, 2e-6, 5e-6)
+    assert not layout2.exponential and layout2.sum_key == 6 and layout2.bounds == (1e-6, 2e-6, 5e-6)
+
+
+def test_fixed_slots_are_keyed_by_bucket_value():
+    """ebpf_exporter: buckets[key] for each key in bucket_keys, le = key × multiplier, sum at
+    bucket_keys[-1] + 1; keys not listed are not read."""
+    layout = BucketLayout.create("fixed", bucket_keys=(10, 100, 1000), multiplier=0.5)
+    point = point_of(layout, {10: 3, 100: 4, 1000: 5, 1001: 777, 50: 9, 0: 2}, 777)
+    assert point.bounds == (5.0, 50.0, 500.0)
+    assert point.bucket_counts == (3, 4, 5, 0) and point.count == 12 and point.sum == 388.5
+    cols = layout.columns(np.array([10, 100, 1000, 1001, 50, 0, 5000]))
+    assert cols.tolist() == [0, 1, 2, 3, -1, -1, -1] and layout.sum_column == 3
 
 
 def test_power_of_two_exponent():

@@ -195,6 +195,9 @@ ERRORS = [
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nlabels = [{name="b", size=3}]', 'histograms[0] "h".labels[0] "b"', "size", "bucket label"),
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nlabels = [{name="b", size=4, decoders=[{name="hex"}]}]', 'histograms[0] "h".labels[0] "b"', "decoders", "read as a number"),
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 255\nlabels = [{name="b", size=1}]', 'histograms[0] "h"', "labels", "cannot hold slot 256"),
+    # fixed slots are keyed by value: the sum of bucket_keys = [10, 255] sits at slot 256
+    ('[[histograms]]\nname = "h"\nbucket_type = "fixed"\nbucket_keys = [10, 255]\nlabels = [{name="b", size=1}]', 'histograms[0] "h"', "labels", "cannot hold slot 256"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "fixed"\nbucket_keys = [-1, 5]\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "bucket_keys[0]", "is negative"),
     ('[[streams]]\nfields = [{name="v", type="u64"}]\n[[streams.counters]]\nname="c"', 'streams[0]', "map", "is required"),
     ('[[streams]]\nmap = "rb"\n[[streams.counters]]\nname="c"', 'streams[0] "rb"', "fields", "is required"),
     ('[[streams]]\nmap = "rb"\nfields = []\n[[streams.counters]]\nname="c"', 'streams[0] "rb"', "fields", "is empty"),
