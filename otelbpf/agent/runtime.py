@@ -96,6 +96,7 @@ class Agent:
         self.drainer = StreamDrainer()
         self.drainer.start()
         self._configure(self.config, at_start=True)
+        self._detach_removed(self.config)
         configs, errors = read_program_configs(self.config)
         self.failed = dict(errors)
         for name, err in errors.items():
@@ -108,9 +109,26 @@ class Agent:
                   exporter=self.exporter.describe())
 
     def _configure(self, cfg: AgentConfig, *, at_start: bool = False) -> None:
-        self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
-        self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
-        self.exporter = build_exporter(cfg.export)
+        """Build the state, resource and exporter ``cfg`` asks for, then swap them in.
+
+        Everything is built before anything is replaced: a ConfigError (an unwritable state_dir,
+        an exporter that cannot be built) leaves the running exporter and state as they were.
+        """
+        state = AgentState(cfg.state.pin_dir, cfg.state.state_dir,
+                           keep_attached=cfg.state.keep_attached)
+        state.check_writable(cfg.path)
+        state.claim_pin_dir(cfg.path)
+        resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
+        try:
+            exporter = build_exporter(cfg.export)
+        except ValueError as exc:  # endpoint, headers or TLS files the transport refuses
+            raise ConfigError(cfg.path, "export", None, str(exc),
+                              "correct the [export] settings (or the OTEL_EXPORTER_OTLP_* "
+                              "variables)") from None
+        old_exporter = self.exporter
+        self.state, self.resource, self.exporter = state, resource, exporter
+        if old_exporter is not None:
+            old_exporter.shutdown()
         # A reload that keeps delta temporality keeps the exported baselines: starting them over
         # would send every series' whole cumulative value again as one delta (double counting).
         # At start, the baselines saved by the previous process: its pinned maps kept counting.
@@ -146,6 +164,41 @@ class Agent:
         self.failed.pop(name, None)
         _log.info("program loaded", program=name, attached=sorted(prog.links),
                   not_attached=sorted(set(prog.problems) - set(prog.links)))
+
+    def _replace_program(self, name: str, pcfg: ProgramConfig, digest: str) -> None:
+        """Swap in the new version only once it has loaded and attached; else keep the old one."""
+        running = self.programs[name]
+        try:
+            new = LoadedProgram.prepare(pcfg, state=self.state, limits=self.config.limits)
+        except (OtelbpfError, OSError) as exc:
+            error = exc if isinstance(exc, OtelbpfError) else ConfigError(pcfg.path, None, "object",
+                                                                           str(exc))
+            _log.error("reload rejected for program: keeping the running version", program=name,
+                       config=str(pcfg.path), error=str(error))
+            return
+        try:
+            new.go_live(state=self.state, drainer=self.drainer, replacing=running)
+        except OtelbpfError as exc:
+            new.close()
+            _log.error("reload rejected for program: keeping the running version", program=name,
+                       config=str(pcfg.path), error=str(exc),
+                       fix="make every BPF program of the new version load and attach")
+            return
+        running.close()
+        self._overflowing = {k for k in self._overflowing if k[0] != name}
+        self.programs[name] = new
+        self.digests[name] = digest
+        _log.info("program loaded", program=name, attached=sorted(new.links),
+                  not_attached=sorted(set(new.problems) - set(new.links)))
+
+    def _detach_removed(self, cfg: AgentConfig) -> None:
+        """At start: programs an earlier agent pinned that are no longer configured go for good."""
+        configured = {p.stem for p in cfg.program_config_paths()}
+        for name in self.state.programs_pinned():
+            if name not in configured:
+                _log.info("program removed: detaching and unpinning what an earlier agent left",
+                          program=name)
+                self.state.unpin_program(name)
 
     def _start_builtins(self, cfg: AgentConfig) -> None:
         for b in self.builtins:
@@ -265,12 +318,18 @@ class Agent:
         old = self.config
         assert old is not None
         if (new.export, new.resource, new.state) != (old.export, old.resource, old.state):
-            self.exporter.shutdown()
-            self._configure(new)
+            try:
+                self._configure(new)
+            except OtelbpfError as exc:
+                _log.error("reload rejected: config invalid, keeping the running set",
+                           error=str(exc))
+                return
         self.config = new
         for name in sorted(set(self.programs) - set(configs)):
             _log.info("program removed", program=name)
-            self.programs.pop(name).close()
+            removed = self.programs.pop(name)
+            removed.detach()
+            removed.close()
             self.digests.pop(name, None)
             self.state.unpin_program(name)
             if self.delta is not None:
@@ -282,11 +341,10 @@ class Agent:
                     and self.programs[name].config == pcfg:
                 continue
             if name in self.programs:
-                # Close first: two versions attached at once would count events twice in the
-                # shared pinned maps; a few milliseconds without counting is the lesser harm.
                 _log.info("program changed, reloading", program=name)
-                self.programs.pop(name).close()
-            self._load_program(name, pcfg)
+                self._replace_program(name, pcfg, digest)
+            else:
+                self._load_program(name, pcfg)
         if (new.builtin, new.objects_dir, new.interval) != (old.builtin, old.objects_dir, old.interval):
             self._start_builtins(new)
         _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed))
@@ -332,9 +390,11 @@ class Agent:
                     done += 1
                     if iterations is not None and done >= iterations:
                         break
-            # Detach first, so the final export holds exactly what the kernel counted.
-            for prog in self.programs.values():
-                prog.detach()
+            # Detach first, so the final export holds exactly what the kernel counted; with
+            # keep_attached the pinned links stay and the kernel counts on for the next agent.
+            if not self.state.keep_attached:
+                for prog in self.programs.values():
+                    prog.detach()
             if self.drainer is not None:
                 self.drainer.stop()  # joins the thread, then drains what the kernel had written
             self._safe_flush(final=True)

@@ -16,6 +16,7 @@ from agentproc import AgentProcess, grpc_points, programs_dir, syscalls_toml, wr
 from reliability_harness import no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
+from otelbpf.agent.state import AgentState
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.maps import BpfMap
 
@@ -121,6 +122,7 @@ def test_pinned_map_with_another_layout_is_replaced(tmp_path, bpf_build, grpc_re
         programs = programs_dir(tmp_path, child.pid)
         config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
                                     programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
+        AgentState(pin_dir, tmp_path / "state").claim_pin_dir(config)  # pin_dir is the agent's
         (pin_dir / "syscalls").mkdir(parents=True)
         with BpfMap.create(1, 4, 16, 8, name="stale_counts") as stale:  # HASH, 16-byte values
             stale.update(SYS_GETPID.to_bytes(4, "little"), (99).to_bytes(16, "little"))
