@@ -6,18 +6,22 @@ not inherit old counts: it gets a fresh map, a new start time and a log line tha
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
-from agentproc import AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
+from agentproc import REPO, AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
 from reliability_harness import no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
 from otelbpf.agent.state import AgentState
 from otelbpf.kernel import libbpf as lb
+from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
@@ -156,3 +160,86 @@ def test_kill_9_restart_with_delta_sends_each_count_once(tmp_path, bpf_build, gr
     assert sum(p.as_int for p in points) == 312
     for prev, cur in itertools.pairwise(points):
         assert cur.start_time_unix_nano == prev.time_unix_nano, (prev, cur)
+
+
+def keep_attached(config) -> None:
+    config.write_text(config.read_text().replace("[state]\n", "[state]\nkeep_attached = true\n"))
+
+
+def link_ids(pin_dir) -> dict[str, int]:
+    """{BPF program: link id} of the links pinned for syscalls."""
+    ids = {}
+    for path in sorted((pin_dir / "syscalls" / "@links").iterdir()):
+        link = BpfLink.open_pinned(path, path.name)
+        try:
+            ids[path.name] = link_info_id(link.fd)
+        finally:
+            link.close()
+    return ids
+
+
+def link_info_id(fd: int) -> int:
+    info = (ctypes.c_uint32 * 16)()  # struct bpf_link_info starts: u32 type, u32 id
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    assert lb.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) == 0
+    return info[1]
+
+
+def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victoria_metrics,
+                                                      run_id, pin_dir):
+    """Events made while the agent is stopped (SIGTERM), killed (-9) or replaced by one with a
+    changed program are in the totals after the restart, exactly; `otelbpf detach` ends it."""
+    vm = victoria_metrics
+    sel = f'syscall="getpid",test_run="{run_id}"'
+    env = {"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}
+    with GetpidChild() as child:
+        programs = programs_dir(tmp_path, child.pid)
+        config = write_agent_config(tmp_path, endpoint=vm.otlp_http_endpoint, programs=["syscalls"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config, env=env) as agent:
+            wait_flushes(agent, ok=True)
+            child.getpid(100)
+            assert agent.stop() == 0  # SIGTERM
+        first = link_ids(pin_dir)
+        assert first  # still attached, through the pins
+        child.getpid(40)  # nobody is running: only the kernel counts
+
+        with AgentProcess(config, env=env) as agent:
+            adopted = agent.wait_event("program adopted: still attached since the previous agent")
+            child.getpid(5)
+            wait_flushes(agent, ok=True)
+            assert vm.value(f"syscalls_count_total{{{sel}}}") == 145
+            agent.kill()  # kill -9: nothing runs at exit
+        assert link_ids(pin_dir) == first  # the same links, never detached
+        child.getpid(30)
+
+        # A changed program (new help text): its new version replaces the pinned one at start.
+        text = (programs / "syscalls.toml").read_text()
+        (programs / "syscalls.toml").write_text(text.replace(
+            'help = "System calls entered, by system call"', 'help = "System calls (v2)"'))
+        with AgentProcess(config, env=env) as agent:
+            loaded = agent.wait_event("program loaded", program="syscalls")
+            child.getpid(1)
+            assert agent.stop() == 0
+        assert agent.count_events("program adopted: still attached since the previous agent") == 0
+        assert set(link_ids(pin_dir)) == set(first) and not set(link_ids(pin_dir).values()) & set(first.values())
+        child.getpid(9)
+        with AgentProcess(config, env=env) as agent:
+            agent.wait_event("program adopted: still attached since the previous agent")
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert vm.value(f"syscalls_count_total{{{sel}}}") == 185
+        assert vm.value(f"resets(syscalls_count_total{{{sel}}}[1h])") == 0
+
+        last = link_ids(pin_dir)
+        done = subprocess.run([sys.executable, "-m", "otelbpf", "detach", "--config", str(config)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        assert "detached syscalls" in done.stdout
+        assert not (pin_dir / "syscalls").exists()
+        for link_id in last.values():
+            assert lb.bpf_link_get_fd_by_id(link_id) < 0  # detached: the kernel dropped the link
+    assert adopted["attached"] == sorted(first)
+    assert loaded["attached"] == sorted(first)
