@@ -243,3 +243,95 @@ def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victo
             assert lb.bpf_link_get_fd_by_id(link_id) < 0  # detached: the kernel dropped the link
     assert adopted["attached"] == sorted(first)
     assert loaded["attached"] == sorted(first)
+
+
+def test_changed_parameters_start_the_maps_fresh(tmp_path, bpf_build, grpc_receiver, pin_dir):
+    """A [parameters] value is part of what a count means: a new value gets a fresh map and a
+    new start time (with a log line); the same value again keeps counting."""
+    with GetpidChild() as child, GetpidChild() as other:
+        programs = programs_dir(tmp_path, child.pid)
+        config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
+        run_then_kill(config, child, 50)
+        (programs / "syscalls.toml").write_text(syscalls_toml(other.pid))
+        before = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:
+            line = agent.wait_event("series start", program="syscalls")
+            wait_flushes(agent, ok=True)
+            other.getpid(6)
+            wait_flushes(agent, ok=True)
+            agent.kill()
+        middle = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:  # same parameters: the counts go on
+            wait_flushes(agent, ok=True)
+            other.getpid(4)
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert line["map"] == "syscall_counts" and line["reason"] == "replaced: parameters changed"
+    assert not [e for e in agent.logs if e.get("event") == "series start"]
+    old = grpc_points(grpc_receiver.received[:before], "syscalls.count", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:middle], "syscalls.count", syscall="getpid")
+    last = grpc_points(grpc_receiver.received[middle:], "syscalls.count", syscall="getpid")
+    assert old[-1].as_int == 50 and new[-1].as_int == 6 and last[-1].as_int == 10
+    assert new[-1].start_time_unix_nano > old[-1].time_unix_nano
+    assert last[-1].start_time_unix_nano == new[-1].start_time_unix_nano
+
+
+def test_pin_without_a_saved_start_time_starts_fresh(tmp_path, bpf_build, grpc_receiver, pin_dir):
+    """Old counts are never reported with start = now: without its start time a pin is replaced."""
+    with GetpidChild() as child:
+        config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=["syscalls"],
+                                    programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
+        run_then_kill(config, child, 50)
+        (tmp_path / "state" / "start_times.json").unlink()
+        before = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:
+            line = agent.wait_event("series start", program="syscalls")
+            wait_flushes(agent, ok=True)
+            child.getpid(3)
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert line["reason"] == "replaced: pinned map without a saved start time"
+    new = grpc_points(grpc_receiver.received[before:], "syscalls.count", syscall="getpid")
+    assert new[-1].as_int == 3
+
+
+def refused_start(tmp_path, pin_dir, state_dir=None) -> str:
+    """Start the agent with this [state]; it must exit 2 with one line on stderr, which is returned."""
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()), pin_dir=pin_dir,
+                                state_dir=state_dir)
+    done = subprocess.run([sys.executable, "-m", "otelbpf", "run", "--config", str(config)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("otelbpf: ")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_unwritable_state_dir_refuses_to_start(tmp_path, bpf_build, pin_dir):
+    (tmp_path / "a-file").write_text("")
+    line = refused_start(tmp_path, pin_dir, tmp_path / "a-file" / "state")
+    assert "state: state_dir: cannot write" in line and "fix: make it writable" in line, line
+    assert not pin_dir.exists()  # refused before anything was pinned
+
+
+def test_pin_dir_must_be_ours_alone(tmp_path, bpf_build, bpffs, pin_dir):
+    line = refused_start(tmp_path, bpffs)
+    assert f"pin_dir: {bpffs} is the root of a BPF filesystem" in line, line
+    # A directory with someone else's pin: refused, and their pin is left alone.
+    pin_dir.mkdir()
+    with BpfMap.create(2, 4, 4, 1, name="not_ours") as theirs:
+        assert lb.bpf_obj_pin(theirs.fd, os.fsencode(pin_dir / "their_map")) == 0
+    line = refused_start(tmp_path, pin_dir)
+    assert "holds pins otelbpf did not create (their_map)" in line, line
+    assert (pin_dir / "their_map").exists()
+    (pin_dir / "their_map").unlink()
+    # An empty directory is taken (and marked); the agent then runs.
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()), pin_dir=pin_dir)
+    assert subprocess.run([sys.executable, "-m", "otelbpf", "run", "--config", str(config),
+                           "--iterations", "1"], capture_output=True, cwd=REPO,
+                          timeout=60).returncode == 0
+    assert (pin_dir / "@otelbpf").exists() and (pin_dir / "syscalls" / "syscall_counts").exists()
