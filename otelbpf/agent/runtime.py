@@ -2,7 +2,8 @@
 
 One thread runs the flush loop; stream readers drain on their own thread so a slow collector never
 stalls the kernel side. Signals only set flags and wake the loop:
-SIGTERM/SIGINT → detach, one last collection and export, exit 0; SIGHUP → reload the config.
+SIGTERM/SIGINT → detach (unless [state] keep_attached), drain the streams, one last collection and
+export within the export timeout, exit 0; SIGHUP → reload the config.
 """
 
 from __future__ import annotations
@@ -278,8 +279,11 @@ class Agent:
         if self.delta is not None:
             batches, tokens = self._to_delta(batches)
         # Retries must end before the next interval: the next collection carries fresh totals.
+        # The last export at shutdown gets one export timeout, so that stopping is bounded (the
+        # bound is in docs/reliability.md, "Shutdown").
+        budget = self.config.export.timeout if final else self.config.interval
         outcome = self.exporter.export(self.resource, batches,
-                                       deadline=time.monotonic() + self.config.interval)
+                                       deadline=time.monotonic() + budget)
         ok = outcome.success
         if ok and tokens:
             for converter, token in tokens:
