@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from agentproc import REPO, AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
@@ -185,6 +186,24 @@ def link_info_id(fd: int) -> int:
     return info[1]
 
 
+def link_alive(link_id: int) -> bool:
+    fd = lb.bpf_link_get_fd_by_id(link_id)
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+def links_gone(ids, timeout: float = 5.0) -> bool:
+    """The kernel frees an unpinned link from a work queue: give it a moment."""
+    deadline = time.monotonic() + timeout
+    while any(link_alive(i) for i in ids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victoria_metrics,
                                                       run_id, pin_dir):
     """Events made while the agent is stopped (SIGTERM), killed (-9) or replaced by one with a
@@ -239,8 +258,7 @@ def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victo
         assert done.returncode == 0, done.stderr
         assert "detached syscalls" in done.stdout
         assert not (pin_dir / "syscalls").exists()
-        for link_id in last.values():
-            assert lb.bpf_link_get_fd_by_id(link_id) < 0  # detached: the kernel dropped the link
+        assert links_gone(last.values())  # detached: the kernel dropped them
     assert adopted["attached"] == sorted(first)
     assert loaded["attached"] == sorted(first)
 
@@ -335,3 +353,26 @@ def test_pin_dir_must_be_ours_alone(tmp_path, bpf_build, bpffs, pin_dir):
                            "--iterations", "1"], capture_output=True, cwd=REPO,
                           timeout=60).returncode == 0
     assert (pin_dir / "@otelbpf").exists() and (pin_dir / "syscalls" / "syscall_counts").exists()
+
+
+def test_program_removed_while_down_is_detached_at_start(tmp_path, bpf_build, pin_dir):
+    with GetpidChild() as child:
+        programs = programs_dir(tmp_path, child.pid, biolatency=True)
+        config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            assert agent.stop() == 0
+        left = link_ids(pin_dir)
+        assert left and all(link_alive(i) for i in left.values())
+        config.write_text(config.read_text().replace('programs = ["syscalls"]',
+                                                     'programs = ["biolatency"]'))
+        with AgentProcess(config) as agent:
+            agent.wait_event("program removed: detaching and unpinning what an earlier agent left",
+                             program="syscalls")
+            agent.wait_event("agent started")
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert not (pin_dir / "syscalls").exists() and (pin_dir / "biolatency").exists()
+    assert links_gone(left.values())
