@@ -173,3 +173,43 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
         no_traceback(agent)
     assert vm.value(getpid) == total
     assert vm.value(f"resets({getpid}[1h])") == 0
+
+
+def test_layout_change_keeps_the_old_pin_until_the_new_version_is_live(tmp_path, bpf_build, pin_dir):
+    """A reload that must start a map fresh (its key now read as two labels) creates the new map
+    unpinned: when the new version is then rejected (verifier), the running version keeps its
+    pinned map; when it goes live, the new map takes the pin."""
+    programs = tmp_path / "conf.d"
+    programs.mkdir()
+    one_label = 'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n'
+    two_labels = ('labels = [{ name = "lo", size = 2, decoders = [{ name = "uint" }] },\n'
+                  '          { name = "hi", size = 2, decoders = [{ name = "uint" }] }]\n')
+    bad = programs / "bad.toml"
+
+    def program(obj: str, labels: str) -> None:
+        bad.write_text(f'object = "tests/{obj}"\n[[counters]]\nname = "values.count"\n'
+                       f'map = "values"\n{labels}')
+
+    program("kernel_bad.bpf.o", one_label)  # `fine` attaches, `broken` is rejected
+    config = write_agent_config(tmp_path, endpoint=None, programs=["bad"], programs_dir=programs,
+                                pin_dir=pin_dir)
+    pin = pin_dir / "bad" / "values"
+    with AgentProcess(config) as agent:
+        agent.wait_event("agent started")
+        with BpfMap.from_pin(pin) as m:
+            first = m.id
+        program("kernel_bad_only.bpf.o", two_labels)  # new layout, and nothing of it loads
+        line = reload(agent, "reload rejected for program: keeping the running version")
+        assert "the verifier rejected the program" in line["error"]
+        with BpfMap.from_pin(pin) as m:
+            assert m.id == first
+        assert agent.count_events("series start") == 1  # only the first start
+
+        program("kernel_bad.bpf.o", two_labels)  # new layout, loads and attaches
+        reload(agent)
+        line = agent.wait_event("series start", program="bad", reason="replaced: metric layout "
+                                "changed (labels or buckets)")
+        with BpfMap.from_pin(pin) as m:
+            assert m.id != first
+        assert agent.stop() == 0
+    no_traceback(agent)
