@@ -172,7 +172,8 @@ class LoadedProgram:
 
         With ``replacing``, a version that would run less than it (a program that fails to load
         or attach) is refused: the running version is attached again and keeps its pins, and
-        SwapRejected says why. There is no moment when both versions count into shared maps.
+        SwapRejected says why. There is no moment when both versions count into shared maps;
+        the price is a moment when neither counts, logged as ``uncounted_ms``.
         """
         cfg = self.config
         if self.adopt:
@@ -182,27 +183,31 @@ class LoadedProgram:
         else:
             earlier = state.pinned_links(cfg.name) if replacing is None else {}
             if replacing is not None:
+                # A program the verifier rejected is known now: refuse before touching anything.
+                self._refuse_losses(replacing, self.obj.program_errors, attached=False)
+            detached_at = time.monotonic()
+            if replacing is not None:
                 replacing.detach()
                 replacing.pause_streams()
             for link in earlier.values():  # a changed version left attached by an earlier process
                 link.unpin()
                 link.close()
             self.problems.update(self._attach())
-            lost = sorted(n for n in self.problems if replacing is not None
-                          and n not in replacing.problems and n in self.obj.programs)
             try:
-                if replacing is not None and (lost or not self.links):
-                    raise SwapRejected("; ".join(f"{n}: {self.problems[n]}" for n in lost)
-                                       or "no program of the new version attached")
+                if replacing is not None:
+                    self._refuse_losses(replacing, self.problems, attached=True)
                 self.obj.commit_pins()
                 self._pin_links(state)
+                if replacing is not None:
+                    _log.info("program swapped", program=cfg.name,
+                              uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3))
             except (OtelbpfError, OSError) as exc:
                 for path in self._pinned_link_paths(state).values():
                     path.unlink(missing_ok=True)
                 self.obj.detach()
                 self.links = {}
                 if replacing is not None:
-                    replacing.reattach(state)
+                    replacing.reattach(state, detached_at)
                     replacing.resume_streams()
                 raise exc if isinstance(exc, SwapRejected) else SwapRejected(str(exc)) from None
         now_ns = time.time_ns()
@@ -217,6 +222,15 @@ class LoadedProgram:
             state.save_identity(cfg.name, self.identity)
         self.drainer = drainer
         self.resume_streams()
+
+    def _refuse_losses(self, running: LoadedProgram, problems: dict[str, OtelbpfError], *,
+                       attached: bool) -> None:
+        """SwapRejected when this version would run a BPF program less than ``running`` does."""
+        lost = sorted(n for n in problems if n not in running.problems and n in self.obj.programs)
+        if lost:
+            raise SwapRejected("; ".join(f"{n}: {problems[n]}" for n in lost))
+        if attached and running.links and not self.links:
+            raise SwapRejected("no program of the new version attached")
 
     def _attach(self) -> dict[str, OtelbpfError]:
         """Attach every program; the ones that failed, each logged once."""
@@ -243,13 +257,14 @@ class LoadedProgram:
             path.unlink(missing_ok=True)
             self.links[name].pin(path)
 
-    def reattach(self, state: AgentState) -> None:
+    def reattach(self, state: AgentState, detached_at: float) -> None:
         """Attach this (running) version again after a new version failed to take over."""
         self.links = {}
         self._attach()
         self._pin_links(state)
         _log.info("program kept: the running version is attached again", program=self.name,
-                  attached=sorted(self.links))
+                  attached=sorted(self.links),
+                  uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3))
 
     def pause_streams(self) -> None:
         # One reader per ring at a time: a kept-attached ring buffer is shared by both versions.

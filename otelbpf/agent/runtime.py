@@ -9,8 +9,8 @@ export within the export timeout, exit 0; SIGHUP → reload the config.
 from __future__ import annotations
 
 import os
+import select
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -64,6 +64,36 @@ def file_digest(*paths: Path) -> str:
     return "|".join(parts)
 
 
+class Wakeup:
+    """Wakes the flush loop, also from a signal handler.
+
+    A pipe, not a threading.Event: a Python signal handler runs between two bytecodes of the
+    main thread, possibly while that thread holds the Event's internal lock inside wait(); taking
+    that lock again in the handler deadlocks the agent for good (seen with SIGHUP). Writing to a
+    pipe takes no lock. It stays open for the agent's lifetime: a signal may come at any time.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:  # the pipe is full: a wake-up is pending anyway
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until set() or ``timeout``; consumes every pending wake-up."""
+        select.select([self._read], [], [], timeout)
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
 @dataclass
 class Builtin:
     source: object
@@ -86,7 +116,7 @@ class Agent:
     delta: dict[str, DeltaConverter] | None = None
     watchdog: Watchdog = field(default_factory=Watchdog)
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
-    _wake: threading.Event = field(default_factory=threading.Event)
+    _wake: Wakeup = field(default_factory=Wakeup)
     _stop: bool = False
     _reload: bool = False
 
@@ -376,7 +406,6 @@ class Agent:
         try:
             while not self._stop:
                 self._wake.wait(max(0.0, next_flush - time.monotonic()))
-                self._wake.clear()
                 if self._reload:
                     self._reload = False
                     self.reload()

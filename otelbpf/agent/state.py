@@ -1,19 +1,23 @@
-"""State that outlives the agent process: pinned aggregate maps, their series start times and,
-with delta temporality, the last exported cumulative values.
+"""State that outlives the agent process: pinned maps (and, with keep_attached, links), their
+series start times and, with delta temporality, the last exported cumulative values.
 
 Kernel maps that hold counters and histograms are pinned under ``pin_dir/PROGRAM/MAP`` so a
 restart or an upgrade reuses them and the kernel's counts continue. A cumulative series must keep
 its start time for as long as its map lives, so the start time of every pinned map is persisted in
-``state_dir/start_times.json`` next to a fingerprint of the map's layout. When the kernel layer
-reports that a pin was created or replaced (incompatible layout), the series starts anew.
+``state_dir/start_times.json`` with what the counts mean: the config's reading of the map's bytes
+(``config_layout`` in agent/program.py) and the program's ``[parameters]``.
 
-Two kinds of layout change make old counts meaningless, and both must give a fresh map:
-- the map itself changed (type, key/value size, max_entries): the kernel layer sees it on the
-  pin and replaces the pin (``pin_states`` "replaced: <why>");
-- the *config's* reading of the same bytes changed (label sizes/padding, bucket settings): the
-  kernel cannot see that, so ``pin_paths`` gets each map's config layout (``config_layout`` in
-  agent/program.py) and unlinks a pin whose saved layout differs, so that the kernel creates a
-  new, empty map.
+A pinned map's old counts are reused only when they still mean what the config says
+(``pin_plan``); otherwise the map starts empty with a new start time:
+- the map itself changed (type, key/value size, max_entries): the kernel layer sees it;
+- the config reads the same bytes differently, or the parameters changed, or the start time is
+  lost: only this state can tell.
+Nothing is unlinked while planning: the kernel layer creates such maps unpinned and pins them
+when the new version goes live, so a rejected reload leaves the running version's pins intact.
+
+``pin_dir`` belongs to otelbpf alone (``claim_pin_dir``): a marker pin says so, and unpinning
+only ever removes ``pin_dir/PROGRAM``. With ``keep_attached`` the links are pinned under
+``pin_dir/PROGRAM/@links`` with the program's identity, so the next agent can adopt them.
 
 With delta temporality the agent exports differences against the last *exported* cumulative
 values. Pinned maps keep counting across a restart, so that baseline must survive it too, or the
@@ -112,10 +116,10 @@ class AgentState:
             if marker.exists():
                 return
             self.pin_dir.mkdir(parents=True, exist_ok=True)
-            entries = [p for p in self.pin_dir.iterdir()]
-        except OSError as exc:
-            raise ConfigError(config_path, "state", "pin_dir",
-                              f"cannot use {self.pin_dir}: {exc.strerror or exc}", fix) from None
+            entries = list(self.pin_dir.iterdir())
+        except OSError as exc:  # e.g. bpffs not mounted: /sys/fs/bpf is then read-only sysfs
+            self._pinning_off(f"cannot create {self.pin_dir}: {exc.strerror or exc}")
+            return
         with self._lock:
             known = {key.split("/", 1)[0] for key in self._starts}
         foreign = [p.name for p in entries if not (p.is_dir() and p.name in known)]
@@ -124,8 +128,20 @@ class AgentState:
                               f"{self.pin_dir} holds pins otelbpf did not create "
                               f"({', '.join(sorted(foreign)[:5])}); they are not ours to replace",
                               fix)
-        with BpfMap.create(MapType.ARRAY, 4, 4, 1, name="otelbpf_pin_dir") as mark:
-            lb.check(lb.bpf_obj_pin(mark.fd, os.fsencode(marker)), f"bpf_obj_pin({marker})")
+        try:
+            with BpfMap.create(MapType.ARRAY, 4, 4, 1, name="otelbpf_pin_dir") as mark:
+                lb.check(lb.bpf_obj_pin(mark.fd, os.fsencode(marker)), f"bpf_obj_pin({marker})")
+        except lb.LibbpfError as exc:  # not on a BPF filesystem
+            self._pinning_off(f"cannot pin in {self.pin_dir}: {exc.strerror}")
+
+    def _pinning_off(self, why: str) -> None:
+        """Run unpinned rather than not at all: counts then restart with the agent (and say so)."""
+        _log.warning("pinning disabled: counters start from zero whenever the agent starts",
+                     reason=why, keep_attached_ignored=self.keep_attached,
+                     fix="mount bpffs (mount -t bpf bpf /sys/fs/bpf) and keep pin_dir on it, "
+                         "or set [state] pin_dir = \"\" to silence this")
+        self.pin_dir = None
+        self.keep_attached = False
 
     # -- pins -------------------------------------------------------------------------------
 

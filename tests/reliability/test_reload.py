@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
-from agentproc import CONF_D, AgentProcess, programs_dir, write_agent_config
+from agentproc import CONF_D, REPO, AgentProcess, programs_dir, write_agent_config
 from reliability_harness import no_traceback, wait_flushes
 from workloads import GetpidChild, fsync_writes
 
@@ -100,11 +102,16 @@ BAD_SYSCALLS = {
         lambda t: 'object = "tests/kernel_bad_only.bpf.o"\n[[counters]]\nname = "bad.count"\n'
                   'map = "values"\nlabels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n',
         ["kernel_bad_only.bpf.o", "the verifier rejected the program"]),
-    "attach_fails": (
+    "some_programs_fail_to_load_or_attach": (
         lambda t: 'object = "tests/kernel_attach.bpf.o"\n[parameters]\ntarget_tgid = 1\n'
                   '[[counters]]\nname = "attach.hits"\nmap = "hits"\n'
                   'labels = [{ name = "hit", size = 4, decoders = [{ name = "uint" }] }]\n',
-        ["on_missing", "sys_enter_otelbpf_missing"]),
+        ["kernel_attach.bpf.o"]),
+    "attach_fails": (  # every program loads; one uprobe names a symbol libc does not have
+        lambda t: 'object = "tests/kernel_uprobe.bpf.o"\n[[counters]]\nname = "uprobe.hits"\n'
+                  'map = "uprobe_hits"\n'
+                  'labels = [{ name = "hit", size = 4, decoders = [{ name = "uint" }] }]\n',
+        ["on_missing_symbol", "otelbpf_no_such_function"]),
     "bad_parameter": (lambda t: t.replace("[parameters]\n", "[parameters]\nno_such_knob = 3\n"),
                       ["parameters", "unknown parameter(s) no_such_knob",
                        "fix: use the names and types of the program's const volatile globals"]),
@@ -154,8 +161,9 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
                 seen = agent.count_events(event)
                 agent.signal(signal.SIGHUP)
                 child.getpid(500)  # while the reload is being tried
-                line = agent.wait_log(lambda e: e.get("event") == event
-                                      and agent.count_events(event) > seen)
+                agent.wait_log(lambda e: e.get("event") == event
+                               and agent.count_events(event) > seen)
+                line = [e for e in agent.logs if e.get("event") == event][seen]
                 for part in expected:
                     assert part in line["error"], (name, part, line)
                 child.getpid(7)
@@ -213,3 +221,26 @@ def test_layout_change_keeps_the_old_pin_until_the_new_version_is_live(tmp_path,
             assert m.id != first
         assert agent.stop() == 0
     no_traceback(agent)
+
+
+STORM = """
+import signal, sys, time
+from otelbpf.agent.runtime import Wakeup
+wake = Wakeup()
+signal.signal(signal.SIGALRM, lambda *_: wake.set())
+signal.setitimer(signal.ITIMER_REAL, 0.0003, 0.0003)
+end = time.monotonic() + 2
+while time.monotonic() < end:
+    wake.wait(0.001)
+signal.setitimer(signal.ITIMER_REAL, 0)
+print("alive")
+"""
+
+
+def test_signals_landing_inside_the_loop_wait_never_wedge_it():
+    """The agent's signal handlers wake the flush loop through `Wakeup`. A signal every 0.3 ms for
+    2 s lands at every bytecode of wait(); with a threading.Event in its place this process
+    deadlocks or dies (the SIGHUP deadlock once seen in test_reload_add_change_remove_and_reject)."""
+    done = subprocess.run([sys.executable, "-c", STORM], capture_output=True, text=True,
+                          cwd=REPO, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr[-2000:]
