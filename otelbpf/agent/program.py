@@ -171,11 +171,13 @@ class LoadedProgram:
         left pinned: detach them, attach this version, then pin its new maps and links.
 
         With ``replacing``, a version that would run less than it (a program that fails to load
-        or attach) is refused: the running version is attached again and keeps its pins, and
-        SwapRejected says why. There is no moment when both versions count into shared maps;
-        the price is a moment when neither counts, logged as ``uncounted_ms``.
+        or attach) is refused: the running version keeps (or gets back) its links and keeps its
+        pins, and SwapRejected says why. There is no moment when both versions count into shared
+        maps; the price, when they share one, is a moment when neither counts, logged as
+        ``uncounted_ms``.
         """
         cfg = self.config
+        start_ns = time.time_ns()  # before attaching: no counted event predates its series
         if self.adopt:
             self.links = {name: BpfLink.open_pinned(path, name) for name, path in self.adopt.items()}
             _log.info("program adopted: still attached since the previous agent", program=cfg.name,
@@ -185,8 +187,12 @@ class LoadedProgram:
             if replacing is not None:
                 # A program the verifier rejected is known now: refuse before touching anything.
                 self._refuse_losses(replacing, self.obj.program_errors, attached=False)
+            # Sharing a map, the versions must never be attached together (events would count
+            # twice): detach first. Sharing none, the new one is attached first and the running
+            # one detached only once the new one is known good: nothing goes uncounted.
+            detach_first = replacing is not None and self._shares_maps_with(replacing)
             detached_at = time.monotonic()
-            if replacing is not None:
+            if detach_first:
                 replacing.detach()
                 replacing.pause_streams()
             for link in earlier.values():  # a changed version left attached by an earlier process
@@ -196,25 +202,29 @@ class LoadedProgram:
             try:
                 if replacing is not None:
                     self._refuse_losses(replacing, self.problems, attached=True)
+                    if not detach_first:
+                        detached_at = time.monotonic()
+                        replacing.detach()
+                        replacing.pause_streams()
                 self.obj.commit_pins()
                 self._pin_links(state)
                 if replacing is not None:
                     _log.info("program swapped", program=cfg.name,
-                              uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3))
+                              uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3)
+                              if detach_first else 0.0)
             except (OtelbpfError, OSError) as exc:
                 for path in self._pinned_link_paths(state).values():
                     path.unlink(missing_ok=True)
                 self.obj.detach()
                 self.links = {}
-                if replacing is not None:
+                if replacing is not None and not replacing.links:
                     replacing.reattach(state, detached_at)
                     replacing.resume_streams()
                 raise exc if isinstance(exc, SwapRejected) else SwapRejected(str(exc)) from None
-        now_ns = time.time_ns()
         pin_states = self.obj.pin_states
         for mm in self.map_metrics:
             start = state.map_start(cfg.name, mm.config.map, pin_states.get(mm.config.map),
-                                    self.layouts[mm.config.map], self.parameters, now_ns)
+                                    self.layouts[mm.config.map], self.parameters, start_ns)
             if start.reason != "reused":
                 _log.info("series start", program=cfg.name, map=mm.config.map, reason=start.reason)
             mm.start_ns = start.start_ns
@@ -222,6 +232,10 @@ class LoadedProgram:
             state.save_identity(cfg.name, self.identity)
         self.drainer = drainer
         self.resume_streams()
+
+    def _shares_maps_with(self, other: LoadedProgram) -> bool:
+        ids = {m.id for m in self.obj.maps.values() if m.id}
+        return bool(ids & {m.id for m in other.obj.maps.values() if m.id})
 
     def _refuse_losses(self, running: LoadedProgram, problems: dict[str, OtelbpfError], *,
                        attached: bool) -> None:

@@ -11,12 +11,14 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
-from agentproc import REPO, AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
+from agentproc import CONF_D, REPO, AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
 from reliability_harness import no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
@@ -376,3 +378,37 @@ def test_program_removed_while_down_is_detached_at_start(tmp_path, bpf_build, pi
         no_traceback(agent)
     assert not (pin_dir / "syscalls").exists() and (pin_dir / "biolatency").exists()
     assert links_gone(left.values())
+
+
+def test_keep_attached_stream_records_written_while_down_are_read_after(tmp_path, bpf_build,
+                                                                        grpc_receiver, pin_dir):
+    """With keep_attached the ring buffer is pinned too: execs while the agent is down wait in it
+    and the next agent, adopting the still-attached program, reads them."""
+    name = f"otb{uuid.uuid4().hex[:12]}"
+    path = tmp_path / name
+    shutil.copy("/bin/true", path)
+    programs = tmp_path / "conf.d"
+    programs.mkdir()
+    shutil.copy(CONF_D / "execsnoop.toml", programs / "execsnoop.toml")
+    config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                programs=["execsnoop"], programs_dir=programs, pin_dir=pin_dir)
+    keep_attached(config)
+    with AgentProcess(config) as agent:
+        wait_flushes(agent, ok=True)
+        for _ in range(3):
+            subprocess.run([path], check=True)
+        assert agent.stop() == 0
+    before = len(grpc_receiver.received)
+    for _ in range(4):
+        subprocess.run([path], check=True)  # nobody reads: the records wait in the pinned ring
+    with AgentProcess(config) as agent:
+        agent.wait_event("program adopted: still attached since the previous agent")
+        wait_flushes(agent, ok=True)
+        subprocess.run([path], check=True)
+        assert agent.stop() == 0
+    no_traceback(agent)
+    first = grpc_points(grpc_receiver.received[:before], "execsnoop.execs", command=name)
+    second = grpc_points(grpc_receiver.received[before:], "execsnoop.execs", command=name)
+    assert first[-1].as_int == 3 and second[-1].as_int == 5
+    lost = grpc_points(grpc_receiver.received, "otelbpf.stream.lost")
+    assert lost and sum(p.as_int for p in lost) == 0

@@ -282,3 +282,11 @@ def test_config_is_frozen(tmp_path):
         cfg.interval = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.export.headers["x"] = "y"  # type: ignore[index]
+
+
+def test_keep_attached(tmp_path):
+    assert load("", tmp_path).state.keep_attached is False
+    assert load("[state]\nkeep_attached = true\n", tmp_path).state.keep_attached is True
+    (error,) = errors_of('[state]\npin_dir = ""\nkeep_attached = true\n', tmp_path)
+    assert (error.entry, error.field) == ("state", "keep_attached")
+    assert "needs pinning" in error.message and "set pin_dir" in error.fix
