@@ -191,6 +191,7 @@ class LoadedProgram:
             # twice): detach first. Sharing none, the new one is attached first and the running
             # one detached only once the new one is known good: nothing goes uncounted.
             detach_first = replacing is not None and self._shares_maps_with(replacing)
+            detached = detach_first
             detached_at = time.monotonic()
             if detach_first:
                 replacing.detach()
@@ -203,7 +204,7 @@ class LoadedProgram:
                 if replacing is not None:
                     self._refuse_losses(replacing, self.problems, attached=True)
                     if not detach_first:
-                        detached_at = time.monotonic()
+                        detached, detached_at = True, time.monotonic()
                         replacing.detach()
                         replacing.pause_streams()
                 self.obj.commit_pins()
@@ -217,7 +218,7 @@ class LoadedProgram:
                     path.unlink(missing_ok=True)
                 self.obj.detach()
                 self.links = {}
-                if replacing is not None and not replacing.links:
+                if replacing is not None and detached:
                     replacing.reattach(state, detached_at)
                     replacing.resume_streams()
                 raise exc if isinstance(exc, SwapRejected) else SwapRejected(str(exc)) from None
@@ -323,11 +324,11 @@ class LoadedProgram:
         return points
 
     def detach(self) -> None:
-        """Stop counting (pinned links too): after this the maps hold their final values."""
+        """Stop counting (pinned links too): after this the maps hold their final values. The
+        closed links stay listed: the last export still says what was attached until now."""
         for link in self.links.values():
             link.unpin()
             link.close()
-        self.links = {}
         self.obj.detach()
 
     def close(self) -> None:
