@@ -412,3 +412,30 @@ def test_keep_attached_stream_records_written_while_down_are_read_after(tmp_path
     assert first[-1].as_int == 3 and second[-1].as_int == 5
     lost = grpc_points(grpc_receiver.received, "otelbpf.stream.lost")
     assert lost and sum(p.as_int for p in lost) == 0
+
+
+def test_detach_named_programs(tmp_path, bpf_build, pin_dir):
+    """`otelbpf detach NAME` removes that program only; an unknown name exits 1 and says which
+    programs are pinned; without names every program goes."""
+    programs = programs_dir(tmp_path, os.getpid(), biolatency=True)
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls", "biolatency"],
+                                programs_dir=programs, pin_dir=pin_dir)
+    keep_attached(config)
+    with AgentProcess(config) as agent:
+        agent.wait_event("agent started")
+        assert agent.stop() == 0
+    left = link_ids(pin_dir)
+
+    def detach(*names):
+        return subprocess.run([sys.executable, "-m", "otelbpf", "detach", "--config", str(config),
+                               *names], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    done = detach("biolatency", "nosuch")
+    assert done.returncode == 1
+    assert "not pinned under" in done.stderr and "nosuch" in done.stderr, done.stderr
+    assert "pinned: biolatency, syscalls" in done.stderr, done.stderr
+    assert not (pin_dir / "biolatency").exists() and link_ids(pin_dir) == left
+    done = detach()
+    assert done.returncode == 0 and "detached syscalls" in done.stdout, done
+    assert not (pin_dir / "syscalls").exists() and links_gone(left.values())
+    assert (pin_dir / "@otelbpf").exists()  # pin_dir stays marked as otelbpf's
