@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf import log
-from otelbpf.kernel import libbpf as lb
 from otelbpf.errors import ConfigError
+from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap, MapType
 from otelbpf.metrics.model import (
