@@ -154,6 +154,32 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_detach(args: argparse.Namespace) -> int:
+    """Detach programs left attached ([state] keep_attached) and remove their pins for good."""
+    from otelbpf.agent.state import AgentState
+    from otelbpf.config.agent import load_agent_config
+
+    cfg = load_agent_config(_config_path(args.config))
+    if cfg.state.pin_dir is None:
+        print("nothing to detach: [state] pin_dir is empty, nothing is pinned")
+        return EXIT_OK
+    state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
+    if cfg.state.pin_dir.exists():
+        state.claim_pin_dir(cfg.path)  # never unpin in a directory that is not ours
+    pinned = state.programs_pinned()
+    unknown = sorted(set(args.programs) - set(pinned))
+    for name in args.programs or pinned:
+        if name in unknown:
+            continue
+        state.unpin_program(name)
+        print(f"detached {name}: its links and pinned maps under {cfg.state.pin_dir / name} are gone")
+    if unknown:
+        print(f"otelbpf: not pinned under {cfg.state.pin_dir}: {', '.join(unknown)} "
+              f"(pinned: {', '.join(pinned) or 'none'})", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otelbpf", description=__doc__)
     parser.add_argument("--version", action="version", version=f"otelbpf {__version__}")
@@ -180,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--aggregation", default="explicit", choices=["explicit", "auto"],
                          help="histograms: explicit le buckets (default) or exponential where exact")
     convert.set_defaults(func=cmd_convert)
+    detach = sub.add_parser("detach", help="detach programs left attached and remove their pins "
+                                           "(stop the agent first)")
+    detach.add_argument("programs", nargs="*", metavar="PROGRAM",
+                        help="programs to detach (default: every program pinned under pin_dir)")
+    detach.add_argument("--config")
+    detach.set_defaults(func=cmd_detach)
     return parser
 
 

@@ -48,6 +48,9 @@ class ExportConfig:
 class StateConfig:
     pin_dir: Path | None  # None: do not pin aggregate maps
     state_dir: Path
+    # Pin the programs' links too: the kernel keeps counting while the agent is stopped,
+    # restarting or crashed (see docs/reliability.md, "Zero-gap restarts").
+    keep_attached: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,8 +170,12 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
     state = root.table("state", entry="state")
     pin_text = state.string("pin_dir", "/sys/fs/bpf/otelbpf")
     state_dir = state.string("state_dir", "/var/lib/otelbpf", non_empty=True)
+    keep_attached = state.boolean("keep_attached", False)
+    if keep_attached and not pin_text:
+        state.error("keep_attached", "keep_attached needs pinning, but pin_dir is empty",
+                    "set pin_dir (e.g. \"/sys/fs/bpf/otelbpf\") or keep_attached = false")
     state_config = StateConfig(_relative_to(base, pin_text) if pin_text else None,
-                               _relative_to(base, state_dir))
+                               _relative_to(base, state_dir), keep_attached)
     state.finish()
 
     limits = root.table("limits", entry="limits")

@@ -238,6 +238,7 @@ bpf_program__attach_uprobe = _proto(
 )
 
 bpf_link__fd = _proto("bpf_link__fd", c_int, c_void_p)
+bpf_link__open = _proto("bpf_link__open", c_void_p, c_char_p)
 bpf_link__pin = _proto("bpf_link__pin", c_int, c_void_p, c_char_p)
 bpf_link__unpin = _proto("bpf_link__unpin", c_int, c_void_p)
 bpf_link__destroy = _proto("bpf_link__destroy", c_int, c_void_p)

@@ -137,6 +137,12 @@ class BpfObject:
         self.rodata: dict[str, RodataVar] = {}
         self.program_errors: dict[str, OtelbpfError] = {}
         self.pin_states: dict[str, str] = {}
+        # Maps that must start empty even though a pin exists (the caller knows their old
+        # counts mean something else): {name: why}. See set_pin_paths.
+        self.fresh_pins: dict[str, str] = {}
+        # New maps whose pin is written only by commit_pins(): until then an old pin at that
+        # path (and the running version reading it) stays untouched.
+        self.staged_pins: dict[str, Path] = {}
         self.links: list[BpfLink] = []
         self.loaded = False
         self._load_failed = False
@@ -168,9 +174,15 @@ class BpfObject:
             raise
         return obj
 
-    def set_pin_paths(self, pin_maps: Mapping[str, os.PathLike | str]) -> None:
-        """Pin these maps at load (reusing compatible pins). Callable between open and load, so a
-        config can be validated against the object's maps before anything is pinned."""
+    def set_pin_paths(self, pin_maps: Mapping[str, os.PathLike | str],
+                      fresh: Mapping[str, str] | None = None) -> None:
+        """Pin these maps (reusing compatible pins). Callable between open and load, so a
+        config can be validated against the object's maps before anything is pinned.
+
+        ``fresh`` names maps whose existing pin must not be reused, with the reason. Such maps
+        and those with no or an incompatible pin are created unpinned and pinned only by
+        ``commit_pins()``: loading a new version never disturbs the pins of the running one.
+        """
         if self.loaded:
             raise RuntimeError(f"{self.path}: pin paths must be set before load()")
         unknown = sorted(set(pin_maps) - set(self.maps))
@@ -179,6 +191,7 @@ class BpfObject:
                 f"{self.path}: cannot pin unknown map(s) {', '.join(unknown)}; maps: {', '.join(sorted(self.maps)) or 'none'}"
             )
         self.pin_maps = {name: Path(p) for name, p in pin_maps.items()}
+        self.fresh_pins = dict(fresh or {})
 
     def _open_elf(self) -> None:
         if not self.path.is_file():
@@ -260,7 +273,7 @@ class BpfObject:
     # --- pins -------------------------------------------------------------------------------------
 
     def _check_pins(self) -> None:
-        """Decide per pinned map: reuse, create, or unlink an incompatible pin and create anew."""
+        """Decide per pinned map: reuse a compatible pin, or create a new map to pin at commit."""
         for name, path in self.pin_maps.items():
             want = self.maps[name]
             if name in self.pin_states:  # decided on the first load attempt
@@ -271,18 +284,31 @@ class BpfObject:
                 if exc.errno != errno.ENOENT:
                     raise LoadError(self.path, None, f"map '{name}': cannot open pin {path}: {exc.strerror}") from None
                 self.pin_states[name] = "created"
+                self.staged_pins[name] = path
                 continue
             try:
-                why = self._pin_mismatch(want, fd)
+                # libbpf would refuse to load with an incompatible pin (map_is_reuse_compat);
+                # the layout changed on purpose (new program version), so that map starts afresh.
+                why = self._pin_mismatch(want, fd) or self.fresh_pins.get(name)
             finally:
                 os.close(fd)
             if why is None:
                 self.pin_states[name] = "reused"
             else:
-                # libbpf would refuse to load with an incompatible pin (map_is_reuse_compat);
-                # the layout changed on purpose (new program version), so start that map afresh.
-                os.unlink(path)
                 self.pin_states[name] = f"replaced: {why}"
+                self.staged_pins[name] = path
+
+    def commit_pins(self) -> None:
+        """Pin the maps created by load() in place of whatever their paths held (the old version's
+        maps, which the old version no longer counts into once it is detached)."""
+        for name, path in sorted(self.staged_pins.items()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            lb.check(lb.bpf_obj_pin(self.maps[name].fd, os.fsencode(path)), f"bpf_obj_pin({path})")
+            del self.staged_pins[name]
 
     @staticmethod
     def _pin_mismatch(want: BpfMap, fd: int) -> str | None:
@@ -308,18 +334,24 @@ class BpfObject:
 
     def _set_pin_paths(self) -> None:
         for name, path in self.pin_maps.items():
+            if name in self.staged_pins:
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             lb.check(lb.bpf_map__set_pin_path(self._map_ptrs[name], os.fsencode(path)),
                      f"bpf_map__set_pin_path({name}, {path})")
 
     # --- load -------------------------------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, *, maps_only: bool = False, stage_pins: bool = False) -> None:
         """Create maps and load programs.
 
         With ``isolate`` (default), a program that fails to load is recorded in ``program_errors``
         (and on its ``BpfProgram.error``) and the others are loaded without it; LoadError is raised
         only when no program loads. Without ``isolate`` the first failure raises.
+        ``maps_only``: create (or reuse the pinned) maps and load no program, for reading the
+        maps of programs that stay attached through pinned links of an earlier process.
+        ``stage_pins``: leave new maps unpinned until ``commit_pins()`` (a reload that may still
+        be rejected); otherwise they are pinned before load() returns.
         """
         if self.loaded or self._load_failed:
             raise ValueError(f"{self.path}: load() was already called; open the object again to retry")
@@ -328,7 +360,7 @@ class BpfObject:
         while True:
             self._set_pin_paths()
             for name, p in self._prog_ptrs.items():
-                if name in self.program_errors:
+                if name in self.program_errors or maps_only:
                     lb.bpf_program__set_autoload(p, False)
                     continue
                 # Log level 0: libbpf loads without a log and, only on failure, reloads that
@@ -360,6 +392,8 @@ class BpfObject:
         self._load_failed = False
         self.loaded = True
         self._collect_loaded()
+        if not stage_pins:
+            self.commit_pins()
 
     def _load_error(self, err: int, messages: list[str]) -> LoadError:
         program = None

@@ -306,3 +306,11 @@ def test_unknown_histogram_aggregation_names_the_choices(tmp_path):
     (error,) = errors_of('[export]\ndefault_histogram_aggregation = "explicit"', tmp_path)
     assert (error.entry, error.field) == ("export", "default_histogram_aggregation")
     assert "explicit_bucket_histogram" in error.message + (error.fix or "")
+
+
+def test_keep_attached(tmp_path):
+    assert load("", tmp_path).state.keep_attached is False
+    assert load("[state]\nkeep_attached = true\n", tmp_path).state.keep_attached is True
+    (error,) = errors_of('[state]\npin_dir = ""\nkeep_attached = true\n', tmp_path)
+    assert (error.entry, error.field) == ("state", "keep_attached")
+    assert "needs pinning" in error.message and "set pin_dir" in error.fix
