@@ -226,7 +226,9 @@ class StreamAggregator:
     """Aggregates one stream's records as its config says.
 
     `program` names the BPF program (the `otelbpf.program` attribute of the self metrics);
-    `start_ns` is the start time of every cumulative point (default: now).
+    `start_ns` (default: now) is the start time of the self metrics and of series created before
+    the first collection; a series created later starts at the collection before it (it had
+    nothing until then).
     """
 
     def __init__(self, config, *, program: str, start_ns: int | None = None,
