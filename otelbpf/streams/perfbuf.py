@@ -148,14 +148,21 @@ class PerfBufferReader:
         self._rings.append(ring)
         return fd
 
-    def open_new_cpus(self) -> list[int]:
-        """Rings for CPUs that came online since the reader opened (a CPU without one loses every
-        sample written there); the new fds, for the caller's epoll set. A CPU whose ring cannot
-        be opened now is logged and tried again at the next call; the other rings keep working."""
-        have = {r.cpu for r in self._rings}
+    def track_online_cpus(self) -> list[int]:
+        """Follow CPU hotplug; the fds of new rings, for the caller's epoll set.
+
+        A CPU that came online since the reader opened gets a ring (without one, every sample
+        written there is lost). A CPU that went offline and came back has its event switched off
+        by the kernel, which stays off until enabled again (kernel/events/core.c,
+        perf_event_exit_cpu), so every online CPU's event is enabled again: a no-op for one that
+        is on. A CPU whose ring cannot be opened now is logged and tried again at the next call;
+        the other rings keep working."""
+        online = online_cpus()
+        have = {r.cpu: r for r in self._rings}
         fds = []
-        for cpu in online_cpus():
+        for cpu in online:
             if cpu in have:
+                fcntl.ioctl(have[cpu].fd, PERF_EVENT_IOC_ENABLE, 0)
                 continue
             try:
                 fd = self._open_cpu(cpu)
