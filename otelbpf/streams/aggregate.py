@@ -2,9 +2,15 @@
 
 Everything per record is a numpy pass over the whole batch: view the records through the
 configured layout, turn each record's label bytes into a key id (grouping.KeyIndex), map key ids
-to series ids (decoding each raw key once, when first seen), then `bincount` for counters and
-`ExponentialHistograms.record` / `ExplicitHistograms.record` for histograms. Python code runs per batch, per metric and per new
+to series ids (decoding each raw key with the map labels' `KeyDecoder` when first seen, again when
+an unstable decoder chain refreshes), then `bincount` for counters and
+`ExponentialHistograms.record` / `ExplicitHistograms.record` for histograms. Python code runs per
+batch, per metric and per new
 label key, never per record.
+
+Records that would corrupt a series (an impossible sample rate, a value a counter cannot take)
+are skipped and counted by reason in `otelbpf.stream.dropped`. At each collection, series without
+records for the stream's `idle_intervals` collections end and leave the cardinality budget.
 
 Thread use: the drain thread calls `add`/`add_lost`; `collect` may run on any thread. Both hold
 one lock, `collect` only long enough to copy the state; building points happens outside it.
@@ -230,8 +236,10 @@ class StreamAggregator:
     """Aggregates one stream's records as its config says.
 
     `program` names the BPF program (the `otelbpf.program` attribute of the self metrics);
-    `start_ns` is the start time of every cumulative point (default: now);
-    `default_aggregation` is what a histogram left at "auto" becomes ("auto" keeps it exponential).
+    `start_ns` (default: now) is the start time of the self metrics and of series created before
+    the first collection; a series created later starts at the collection before it (it had
+    nothing until then). `default_aggregation` is what a histogram left at "auto" becomes ("auto"
+    keeps it exponential).
     """
 
     def __init__(self, config, *, program: str, start_ns: int | None = None,

@@ -17,8 +17,8 @@ Export never blocks draining: the flush loop calls `StreamSource.collect`, which
 aggregator's lock only to copy the state. A stream whose reader fails is taken out of the epoll
 set (the others keep running), logged with the reason, reported as `otelbpf.stream.up` 0, and
 restarted with a fresh reader after a backoff that doubles per consecutive failure
-(`restart_backoff`). Perf buffers get a ring for each CPU that comes online later
-(checked every `cpu_check_interval` seconds).
+(`restart_backoff`). Perf buffers follow CPU hotplug every `cpu_check_interval` seconds: a ring
+for each CPU that comes online later, the event of a CPU that went offline and back enabled again.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class StreamDrainer:
                 try:
                     if check_cpus:
                         with self._lock:
-                            self._watch(source, source.open_new_cpus())
+                            self._watch(source, source.track_online_cpus())
                     total += source.drain()
                     source.failures = 0
                     self.pending |= not source.caught_up

@@ -21,7 +21,6 @@ import fcntl
 import logging
 import mmap
 import os
-import select
 import struct
 
 import numpy as np
@@ -109,7 +108,7 @@ class PerfBufferReader:
     `pages_per_cpu` must be a power of two. `wakeup_events` = samples per wake-up (1 wakes the
     reader for every sample, as libbpf does); with `wakeup_bytes` set instead, the kernel wakes the
     reader when that many bytes are waiting (a watermark), which costs fewer wake-ups under load.
-    The drain loop must still poll with a timeout so that a quiet tail below the watermark is read.
+    Whoever polls `filenos()` must still use a timeout so that a quiet tail below the watermark is read.
     """
 
     def __init__(self, bpf_map, pages_per_cpu: int = 64, *, wakeup_events: int = 1,
@@ -119,11 +118,10 @@ class PerfBufferReader:
         self.map = bpf_map
         self.name = bpf_map.name
         self.lost = 0  # samples the kernel could not write (PERF_RECORD_LOST), since open
-        self.records_read = 0
         self._pages = pages_per_cpu
         self._wakeup = (wakeup_events, wakeup_bytes)
         self._rings: list[_CpuRing] = []
-        self._epoll = select.epoll()
+        self._closed = False
         try:
             for cpu in cpus if cpus is not None else online_cpus():
                 self._open_cpu(cpu)
@@ -144,21 +142,27 @@ class PerfBufferReader:
         try:
             self.map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
             fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
-            self._epoll.register(fd, select.EPOLLIN)
         except BaseException:
             ring.close()
             raise
         self._rings.append(ring)
         return fd
 
-    def open_new_cpus(self) -> list[int]:
-        """Rings for CPUs that came online since the reader opened (a CPU without one loses every
-        sample written there); the new fds, for the caller's epoll set. A CPU whose ring cannot
-        be opened now is logged and tried again at the next call; the other rings keep working."""
-        have = {r.cpu for r in self._rings}
+    def track_online_cpus(self) -> list[int]:
+        """Follow CPU hotplug; the fds of new rings, for the caller's epoll set.
+
+        A CPU that came online since the reader opened gets a ring (without one, every sample
+        written there is lost). A CPU that went offline and came back has its event switched off
+        by the kernel, which stays off until enabled again (kernel/events/core.c,
+        perf_event_exit_cpu), so every online CPU's event is enabled again: a no-op for one that
+        is on. A CPU whose ring cannot be opened now is logged and tried again at the next call;
+        the other rings keep working."""
+        online = online_cpus()
+        have = {r.cpu: r for r in self._rings}
         fds = []
-        for cpu in online_cpus():
+        for cpu in online:
             if cpu in have:
+                fcntl.ioctl(have[cpu].fd, PERF_EVENT_IOC_ENABLE, 0)
                 continue
             try:
                 fd = self._open_cpu(cpu)
@@ -192,9 +196,7 @@ class PerfBufferReader:
             ring.release(head)
         if not batches:
             return RecordBatch.empty()
-        batch = batches[0] if len(batches) == 1 else _concat(batches)
-        self.records_read += len(batch)
-        return batch
+        return batches[0] if len(batches) == 1 else _concat(batches)
 
     def _parse(self, buf: np.ndarray) -> RecordBatch:
         """Walk one CPU's copied region: runs of same-size samples are checked in one vectorised step."""
@@ -221,12 +223,9 @@ class PerfBufferReader:
         seg[:, 0] += _SAMPLE_HEADER
         return RecordBatch.from_runs(buf, seg[:, :3], seg[:, 3])
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return bool(self._epoll.poll(-1 if timeout is None else timeout))
-
     @property
     def closed(self) -> bool:
-        return self._epoll.closed
+        return self._closed
 
     def close(self, *, clear_map: bool = True) -> None:
         """Unmap and close every ring; `clear_map=False` leaves the map's slots alone (a new reader
@@ -239,8 +238,7 @@ class PerfBufferReader:
                     pass  # the map may already be gone with its object
             ring.close()
         self._rings = []
-        if not self._epoll.closed:
-            self._epoll.close()
+        self._closed = True
 
     def __enter__(self) -> PerfBufferReader:
         return self

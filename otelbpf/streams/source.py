@@ -114,9 +114,10 @@ class StreamSource(DrainedSource):
                 return
             self.aggregator.add_dropped("stream_down", len(batch))
 
-    def open_new_cpus(self) -> list[int]:
-        """A perf reader's rings for CPUs that came online later; their fds (none for a ring buffer)."""
-        return self.reader.open_new_cpus() if isinstance(self.reader, PerfBufferReader) and self.up else []
+    def track_online_cpus(self) -> list[int]:
+        """A perf reader follows CPU hotplug (`PerfBufferReader.track_online_cpus`); the fds of its
+        new rings (none for a ring buffer)."""
+        return self.reader.track_online_cpus() if isinstance(self.reader, PerfBufferReader) and self.up else []
 
     def dropped(self) -> int:
         """Reserve failures the BPF program counted in its per-CPU `<map>_drops` array (key 0)."""

@@ -159,9 +159,9 @@ def test_perf_reader_opens_rings_for_cpus_that_come_online(stream_test):
     bpf_map = stream_test.maps["test_perf"]
     with PerfBufferReader(bpf_map, 8, cpus=[cpus[0]]) as reader:
         assert len(reader.filenos()) == 1
-        new = reader.open_new_cpus()
+        new = reader.track_online_cpus()
         assert len(new) == len(cpus) - 1 and len(reader.filenos()) == len(cpus)
-        assert reader.open_new_cpus() == []
+        assert reader.track_online_cpus() == []
         stream_test.attach("perf_burst")
         for cpu in cpus:  # a sample from every CPU arrives
             os.sched_setaffinity(0, {cpu})
@@ -255,5 +255,35 @@ def test_perf_losses_are_counted_while_the_stream_is_down(stream_test):
             counted = {m.name: m.points for m in source.collect(time.time_ns())}
             assert [p.value for p in counted["otelbpf.stream.up"]] == [0]
             assert counted["otelbpf.stream.lost"][0].value == source.aggregator.lost
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count())))
+
+
+def test_perf_reader_enables_again_an_event_a_cpu_hotplug_switched_off(stream_test):
+    """A CPU that goes offline leaves its perf event switched off until someone enables it again.
+    Hotplug cannot be driven here, so the test switches the event off the same way (the
+    PERF_EVENT_IOC_DISABLE state) and checks that the next CPU check brings the ring back."""
+    import fcntl
+
+    from otelbpf.streams.perfbuf import PerfBufferReader
+
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    stream_test.attach("perf_burst")
+    try:
+        with PerfBufferReader(stream_test.maps["test_perf"], 8) as reader:
+            (fd,) = [r.fd for r in reader._rings if r.cpu == cpu]
+            fcntl.ioctl(fd, 0x2401, 0)  # PERF_EVENT_IOC_DISABLE: the state hotplug leaves behind
+            try:
+                os.getpgid(5)
+            except ProcessLookupError:
+                pass
+            assert len(reader.read()) == 0  # switched off: the samples are lost
+            reader.track_online_cpus()
+            try:
+                os.getpgid(5)
+            except ProcessLookupError:
+                pass
+            assert len(reader.read()) == 5
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count())))

@@ -95,3 +95,24 @@ def test_exponential_merge_uses_the_coarser_scale():
 def test_bad_limit():
     with pytest.raises(ValueError):
         CardinalityLimiter(0)
+
+
+def test_histogram_series_never_go_down_when_keys_are_recreated():
+    """MonotonicSeries on histogram points: a recreated key's series keeps its old buckets and adds
+    the new ones; a folded key that disappears leaves its buckets in the overflow series."""
+    from otelbpf.aggregate.cardinality import MonotonicSeries
+
+    layout = BucketLayout.create("linear", bucket_min=0, bucket_max=2)
+
+    def read(now, rows):
+        points = tuple(layout.to_points(np.array([row]), [sum(row)], [attrs(i)], 0, now)[0]
+                       for i, row in rows.items())
+        return Metric("h", "", "", MetricKind.HISTOGRAM, points)
+
+    series = MonotonicSeries(CardinalityLimiter(2))  # one series of its own + overflow
+    first = series.apply(read(10, {0: [1, 2, 0], 1: [0, 3, 0]}), 10)
+    assert [p.count for p in first.points] == [3, 3]
+    second = series.apply(read(20, {0: [0, 1, 0]}), 20)  # key 0 recreated, key 1 (folded) gone
+    by = {p.attributes: p for p in second.points}
+    assert by[attrs(0)].bucket_counts == (1, 3, 0, 0) and by[attrs(0)].count == 4
+    assert by[OVERFLOW_ATTRIBUTES].bucket_counts == (0, 3, 0, 0) and by[OVERFLOW_ATTRIBUTES].time_ns == 20
