@@ -198,6 +198,8 @@ def _value(value: AttributeValue) -> str:
         if not value or _NEEDS_QUOTES.intersection(value):
             return json.dumps(value, ensure_ascii=False)
         return value
+    if isinstance(value, tuple):
+        return "[" + ",".join(_value(v) for v in value) + "]"
     return _number(value)
 
 

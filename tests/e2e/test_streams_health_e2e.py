@@ -74,11 +74,11 @@ def test_streams_and_health_reach_victoria_metrics(tmp_path, bpf_build, victoria
     assert events and events[0].value >= EXECS
 
     # Host BPF health covers our own maps and programs like any other.
-    ring = victoria_metrics.query(f'bpf_ringbuf_size_bytes{{bpf_map_name="exec_events",{sel}}}')
+    ring = victoria_metrics.query(f'bpf_ringbuf_limit_bytes{{bpf_map_name="exec_events",{sel}}}')
     assert ring and ring[0].value > 0
-    hist = victoria_metrics.query(f'bpf_map_max_entries{{bpf_map_name="signal_events",{sel}}}')
+    hist = victoria_metrics.query(f'bpf_map_entry_limit{{bpf_map_name="signal_events",{sel}}}')
     assert hist, "perf event array missing from map pressure"
-    runs = victoria_metrics.query(f'bpf_program_run_count_total{{bpf_program_name="execsnoop",{sel}}}')
+    runs = victoria_metrics.query(f'bpf_program_runs_total{{bpf_program_name="execsnoop",{sel}}}')
     assert runs and runs[0].value >= EXECS
     attached = victoria_metrics.query(f"otelbpf_program_attached{{{sel}}}")
     assert {s.labels["bpf_program_name"]: s.value for s in attached} == {"execsnoop": 1, "signals": 1}
