@@ -191,7 +191,7 @@ def main() -> int:
             "stream_lost": lost,
             # syscalls counts every process here (target_tgid = 0): a liveness figure, not exact.
             "exported_getpid_all_processes": vm_value(
-                vm, f'syscalls_count_total{{syscall="getpid",{sel}}}'),
+                vm, f'syscalls_total{{syscall="getpid",{sel}}}'),
             # The agent's own process.* metrics, as the backend stored them.
             "exported_agent_metrics": {
                 s.labels["__name__"] + (f'{{cpu_mode="{s.labels["cpu_mode"]}"}}' if "cpu_mode" in s.labels else ""): s.value

@@ -57,16 +57,16 @@ def test_streams_and_health_reach_victoria_metrics(tmp_path, bpf_build, victoria
         assert agent.stop() == 0
 
     sel = f'test_run="{run_id}"'
-    execs = victoria_metrics.query(f'execsnoop_execs_total{{command="{exec_name}",{sel}}}')
+    execs = victoria_metrics.query(f'execsnoop_execs_total{{process_executable_name="{exec_name}",{sel}}}')
     assert [s.value for s in execs] == [EXECS]
     with open("/proc/self/comm") as f:
         assert execs[0].labels["parent_command"] == f.read().strip()  # this test process ran them
     sigs = victoria_metrics.query(
-        f'signals_generated_total{{command="{sig_name}",signal="SIGWINCH",{sel}}}')
+        f'signals_generated_total{{process_executable_name="{sig_name}",signal="SIGWINCH",{sel}}}')
     assert [s.value for s in sigs] == [SIGNALS]
     # SIGKILL from the cleanup is one more signal to the same process, under its own label.
     assert victoria_metrics.query(
-        f'signals_generated_total{{command="{sig_name}",signal="SIGKILL",{sel}}}')[0].value == 1
+        f'signals_generated_total{{process_executable_name="{sig_name}",signal="SIGKILL",{sel}}}')[0].value == 1
 
     lost = victoria_metrics.query(f"otelbpf_stream_lost_total{{{sel}}}")
     assert lost and all(s.value == 0 for s in lost)

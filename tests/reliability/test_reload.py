@@ -23,7 +23,7 @@ def reload(agent: AgentProcess, event: str = "config reloaded") -> dict:
 def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
     vm = victoria_metrics
     sel = f'test_run="{run_id}"'
-    getpid = f'syscalls_count_total{{syscall="getpid",{sel}}}'
+    getpid = f'syscalls_total{{syscall="getpid",{sel}}}'
     with GetpidChild() as child:
         programs = programs_dir(tmp_path, child.pid)
         write = lambda names: write_agent_config(
@@ -84,4 +84,4 @@ def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metri
             assert agent.stop() == 0
         no_traceback(agent)
     assert vm.value(getpid) == 127
-    assert vm.value(f"resets(syscalls_count_total{{syscall=\"getpid\",{sel}}}[1h])") == 0
+    assert vm.value(f"resets(syscalls_total{{syscall=\"getpid\",{sel}}}[1h])") == 0

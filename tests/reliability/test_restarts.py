@@ -41,7 +41,7 @@ def test_kill_9_restart_continues_the_cumulative_series_in_victoria_metrics(
                                     programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
         first = run_then_kill(config, child, 600, env)
         assert first.proc.returncode == -9
-        assert vm.value(f"syscalls_count_total{{{sel}}}") == 600
+        assert vm.value(f"syscalls_total{{{sel}}}") == 600
         with AgentProcess(config, env=env) as agent:
             started = agent.wait_event("program loaded", program="syscalls")
             child.getpid(45)
@@ -50,9 +50,9 @@ def test_kill_9_restart_continues_the_cumulative_series_in_victoria_metrics(
     assert started  # loaded from the pinned map: no "series start" line for a reused pin
     assert not [e for e in agent.logs if e.get("event") == "series start"]
     # One series (stable service.instance.id), the exact total, and no counter reset in between.
-    assert vm.value(f"syscalls_count_total{{{sel}}}") == 645
-    assert vm.value(f"resets(syscalls_count_total{{{sel}}}[1h])") == 0
-    assert len(vm.query(f"count_over_time(syscalls_count_total{{{sel}}}[1h])")) == 1
+    assert vm.value(f"syscalls_total{{{sel}}}") == 645
+    assert vm.value(f"resets(syscalls_total{{{sel}}}[1h])") == 0
+    assert len(vm.query(f"count_over_time(syscalls_total{{{sel}}}[1h])")) == 1
 
 
 def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_receiver, pin_dir):
@@ -67,9 +67,9 @@ def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_rec
             child.getpid(12)
             assert agent.stop() == 0
         no_traceback(agent)
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
-    old = grpc_points(grpc_receiver.received[:before], "syscalls.count", syscall="getpid")
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
+    old = grpc_points(grpc_receiver.received[:before], "syscalls", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:], "syscalls", syscall="getpid")
     assert old and new
     assert {p.start_time_unix_nano for p in points} == {old[0].start_time_unix_nano}
     assert new[-1].as_int == 312
@@ -95,7 +95,7 @@ def test_changed_key_layout_gets_a_fresh_map_and_start_time(tmp_path, bpf_build,
         config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
                                     programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
         run_then_kill(config, child, 100)
-        old = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+        old = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
         (programs / "syscalls.toml").write_text(split_label_config(child.pid))
         before = len(grpc_receiver.received)
         with AgentProcess(config) as agent:
@@ -106,7 +106,7 @@ def test_changed_key_layout_gets_a_fresh_map_and_start_time(tmp_path, bpf_build,
         no_traceback(agent)
     assert line["map"] == "syscall_counts"
     assert "layout changed" in line["reason"], line
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count",
+    new = grpc_points(grpc_receiver.received[before:], "syscalls",
                       syscall=str(SYS_GETPID), high="0")
     # Only what happened after the change: the old 100 calls are not read with the new layout.
     assert new[-1].as_int == 7
@@ -133,7 +133,7 @@ def test_pinned_map_with_another_layout_is_replaced(tmp_path, bpf_build, grpc_re
             assert agent.stop() == 0
         no_traceback(agent)
     assert line["reason"] == "replaced: type HASH -> PERCPU_HASH", line
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     assert points[-1].as_int == 5
 
 
@@ -148,7 +148,7 @@ def test_kill_9_restart_with_delta_sends_each_count_once(tmp_path, bpf_build, gr
             child.getpid(12)
             assert agent.stop() == 0
         no_traceback(agent)
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     # The baseline persisted in state_dir: the restarted agent continues the chain of intervals
     # where the killed one left it, instead of re-sending everything since the series start.
     assert sum(p.as_int for p in points) == 312
