@@ -7,7 +7,7 @@ Plain classes and functions, so any test directory can build its own fixtures::
     vm = VictoriaMetrics()            # fetches the binary on first use (scripts/victoria-metrics)
     vm.start()                        # free 127.0.0.1 port, temporary storage
     push to vm.otlp_http_endpoint     # base URL: http://127.0.0.1:PORT/opentelemetry
-    vm.query('syscalls_count_total{syscall="read"}')  # -> [Sample(labels, value)], flushes first
+    vm.query('syscalls_total{syscall="read"}')  # -> [Sample(labels, value)], flushes first
     vm.restart()                      # same port, same data
     vm.stop()
 
@@ -19,7 +19,7 @@ How VictoriaMetrics 1.112 with -opentelemetry.usePrometheusNaming names OTLP dat
   ``wait`` ms → ``wait_milliseconds``, ``latency.seconds`` s → ``latency_seconds``,
   ``bytes.sent`` By → ``bytes_sent`` (already contains "bytes"), ns → ``nanoseconds``.
 - Monotonic sums get ``_total`` (not doubled: ``requests.total`` → ``requests_total``):
-  ``syscalls.count`` {call} → ``syscalls_count_total``; unit "1" sum ``packets`` →
+  ``syscalls`` {call} → ``syscalls_total``; unit "1" sum ``packets`` →
   ``packets_total``.
   Non-monotonic sums and gauges get no suffix: ``queue.depth`` {item} gauge → ``queue_depth``,
   ``mem.used`` By gauge → ``mem_used_bytes``.

@@ -146,7 +146,7 @@ class ExplicitHistograms:
         self._record_stats(g, v, w)
 
     def _record_stats(self, g: np.ndarray, v: np.ndarray, w: np.ndarray | None) -> None:
-        touched = np.unique(g)
+        touched = np.flatnonzero(np.bincount(g, minlength=self._cap))
         if v.dtype.kind == "f":
             lo, hi = np.full(self._cap, np.inf), np.full(self._cap, -np.inf)
             # Sequentially from the running sum, in event order: the SDK's `sum += v`, same rounding.

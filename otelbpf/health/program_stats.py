@@ -22,16 +22,19 @@ from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint
 
 log = logging.getLogger("otelbpf.health.program_stats")
 
+# Durations in seconds, as the semantic conventions ask: the kernel's ns become a double (exact
+# to the ns for the first 2^53 ns, 104 days, of run time; within one part in 2^53 after that).
 SUMS: dict[str, tuple[str, str]] = {
-    "bpf.program.run.count": ("Times the program ran while run-time statistics were on", "{run}"),
-    "bpf.program.run.time": ("Total run time of the program while statistics were on", "ns"),
+    "bpf.program.runs": ("Times the program ran while run-time statistics were on", "{run}"),
+    "bpf.program.run.time": ("Total run time of the program while statistics were on", "s"),
     "bpf.program.recursion.misses": ("Runs skipped because the program was already running on the CPU", "{miss}"),
 }
 GAUGES: dict[str, tuple[str, str]] = {
-    "bpf.program.run.average_time": ("Average run time per run over the last interval", "ns"),
-    "bpf.program.runs_per_second": ("Runs per second over the last interval", "{run}/s"),
+    "bpf.program.run.average_time": ("Average run time per run over the last interval", "s"),
+    "bpf.program.run.rate": ("Runs per second over the last interval", "{run}/s"),
     "bpf.program.cpu.utilization": ("Share of one CPU spent in the program over the last interval", "1"),
 }
+_NS = 1e9
 
 
 @dataclass(frozen=True)
@@ -93,18 +96,18 @@ class ProgramStats:
             def add(name: str, value: int | float, start_ns: int = 0) -> None:
                 points[name].append(NumberPoint(attrs, value, now_ns, start_ns))
 
-            add("bpf.program.run.count", pi.run_cnt, start)
-            add("bpf.program.run.time", pi.run_time_ns, start)
+            add("bpf.program.runs", pi.run_cnt, start)
+            add("bpf.program.run.time", pi.run_time_ns / _NS, start)
             add("bpf.program.recursion.misses", pi.recursion_misses, start)
             if previous is None or reset or mono <= previous.monotonic_ns:
                 continue
             wall = mono - previous.monotonic_ns
             runs = pi.run_cnt - previous.run_cnt
             run_time = pi.run_time_ns - previous.run_time_ns
-            add("bpf.program.runs_per_second", runs * 1e9 / wall)
+            add("bpf.program.run.rate", runs * _NS / wall)
             add("bpf.program.cpu.utilization", run_time / wall)
             if runs:
-                add("bpf.program.run.average_time", run_time / runs)
+                add("bpf.program.run.average_time", run_time / runs / _NS)
         self._previous = current  # programs that are gone stop being exported
         metrics = [
             Metric(name, desc, unit, MetricKind.SUM, tuple(points[name]), monotonic=True)

@@ -132,9 +132,9 @@ class StreamSource(DrainedSource):
                              "{stream}", self.aggregator.self_attributes, int(self.up), now_ns))
         if isinstance(self.reader, RingBufferReader) and not self.reader.closed:
             attrs = self.aggregator.self_attributes
-            metrics.append(gauge("otelbpf.stream.ringbuf.used", "Bytes written to the ring buffer and not read yet.",
+            metrics.append(gauge("otelbpf.stream.ringbuf.usage", "Bytes written to the ring buffer and not read yet.",
                                  "By", attrs, self.reader.available(), now_ns))
-            metrics.append(gauge("otelbpf.stream.ringbuf.size", "Data size of the ring buffer.",
+            metrics.append(gauge("otelbpf.stream.ringbuf.limit", "Data size of the ring buffer.",
                                  "By", attrs, self.reader.size, now_ns))
         return metrics
 

@@ -30,7 +30,7 @@ def test_check_default_config_passes(bpf_build):
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     for expected in ("ok   program syscalls/count_syscall attached",
-                     "ok   metric syscalls.count (sum,",
+                     "ok   metric syscalls (sum,",
                      "ok   map biolatency/bio_latency type=HASH",
                      "ok   stream execsnoop/exec_events"):
         assert any(line.startswith(expected) for line in lines), (expected, out.stdout)

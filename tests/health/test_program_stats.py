@@ -44,16 +44,19 @@ def test_run_count_grows_by_exactly_the_runs(tracepoint):
     finally:
         stats.close()
 
-    count0, count1 = first["bpf.program.run.count"][prog_id], second["bpf.program.run.count"][prog_id]
+    count0, count1 = first["bpf.program.runs"][prog_id], second["bpf.program.runs"][prog_id]
     assert count1.value - count0.value == RUNS
     time0, time1 = first["bpf.program.run.time"][prog_id], second["bpf.program.run.time"][prog_id]
     assert time1.value > time0.value
-    assert second["bpf.program.run.average_time"][prog_id].value == (time1.value - time0.value) / RUNS
+    # Seconds now, from the kernel's ns: the same interval, to within the doubles' rounding.
+    assert second["bpf.program.run.average_time"][prog_id].value == pytest.approx((time1.value - time0.value) / RUNS,
+                                                                                  rel=1e-9)
+    assert second["bpf.program.run.average_time"][prog_id].value < 1e-3  # seconds, not ns
     assert 0 < second["bpf.program.cpu.utilization"][prog_id].value < 1
-    assert second["bpf.program.runs_per_second"][prog_id].value > 0
+    assert second["bpf.program.run.rate"][prog_id].value > 0
     assert second["bpf.program.recursion.misses"][prog_id].value == 0
     # No interval yet at the first sight of a program: no rates.
-    assert prog_id not in first.get("bpf.program.runs_per_second", {})
+    assert prog_id not in first.get("bpf.program.run.rate", {})
 
     # Cumulative series start at the program's load time, and keep that start.
     assert count0.start_time_ns == count1.start_time_ns == time1.start_time_ns
@@ -71,7 +74,7 @@ def test_unloaded_programs_stop_being_exported(bpf_build):
         obj.load()
         link = obj.attach("health_tp")
         prog_id = obj.programs["health_tp"].id
-        assert prog_id in points_by(stats.collect(time.time_ns()), "bpf.program.id")["bpf.program.run.count"]
+        assert prog_id in points_by(stats.collect(time.time_ns()), "bpf.program.id")["bpf.program.runs"]
         link.close()
         obj.close()
         deadline = time.monotonic() + 10

@@ -364,7 +364,7 @@ def test_config_describes_the_map_keys(bpf_build, program):
 def test_biolatency_operation_names_cover_every_op():
     config = load_program_config(CONF_D / "biolatency.toml", REPO / "bpf" / "build")
     (histogram,) = config.histograms
-    operation = next(label for label in histogram.labels if label.name == "operation")
+    operation = next(label for label in histogram.labels if label.name == "disk.io.direction")
     static_map = next(d for d in operation.decoders if d.name == "static_map")
     assert {int(k): v for k, v in static_map.options["static_map"].items()} == {
         v: k for k, v in BIO_OPS.items()}

@@ -28,7 +28,7 @@ def reload(agent: AgentProcess, event: str = "config reloaded") -> dict:
 def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
     vm = victoria_metrics
     sel = f'test_run="{run_id}"'
-    getpid = f'syscalls_count_total{{syscall="getpid",{sel}}}'
+    getpid = f'syscalls_total{{syscall="getpid",{sel}}}'
     with GetpidChild() as child:
         programs = programs_dir(tmp_path, child.pid)
         write = lambda names: write_agent_config(
@@ -89,7 +89,7 @@ def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metri
             assert agent.stop() == 0
         no_traceback(agent)
     assert vm.value(getpid) == 127
-    assert vm.value(f"resets(syscalls_count_total{{syscall=\"getpid\",{sel}}}[1h])") == 0
+    assert vm.value(f"resets(syscalls_total{{syscall=\"getpid\",{sel}}}[1h])") == 0
 
 
 BAD_SYSCALLS = {
@@ -136,7 +136,7 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
     """SIGHUP with each bad case while calls are being made: the running syscalls keeps counting
     (exact totals, no reset), keeps its pinned map and the agent lives on."""
     vm = victoria_metrics
-    getpid = f'syscalls_count_total{{syscall="getpid",test_run="{run_id}"}}'
+    getpid = f'syscalls_total{{syscall="getpid",test_run="{run_id}"}}'
     (tmp_path / "key.pem").write_text("not a key\n")
     with GetpidChild() as child:
         programs = programs_dir(tmp_path, child.pid)

@@ -50,7 +50,7 @@ def test_kill_9_restart_continues_the_cumulative_series_in_victoria_metrics(
                                     programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
         first = run_then_kill(config, child, 600, env)
         assert first.proc.returncode == -9
-        assert vm.value(f"syscalls_count_total{{{sel}}}") == 600
+        assert vm.value(f"syscalls_total{{{sel}}}") == 600
         with AgentProcess(config, env=env) as agent:
             started = agent.wait_event("program loaded", program="syscalls")
             child.getpid(45)
@@ -59,9 +59,9 @@ def test_kill_9_restart_continues_the_cumulative_series_in_victoria_metrics(
     assert started  # loaded from the pinned map: no "series start" line for a reused pin
     assert not [e for e in agent.logs if e.get("event") == "series start"]
     # One series (stable service.instance.id), the exact total, and no counter reset in between.
-    assert vm.value(f"syscalls_count_total{{{sel}}}") == 645
-    assert vm.value(f"resets(syscalls_count_total{{{sel}}}[1h])") == 0
-    assert len(vm.query(f"count_over_time(syscalls_count_total{{{sel}}}[1h])")) == 1
+    assert vm.value(f"syscalls_total{{{sel}}}") == 645
+    assert vm.value(f"resets(syscalls_total{{{sel}}}[1h])") == 0
+    assert len(vm.query(f"count_over_time(syscalls_total{{{sel}}}[1h])")) == 1
 
 
 def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_receiver, pin_dir):
@@ -76,9 +76,9 @@ def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_rec
             child.getpid(12)
             assert agent.stop() == 0
         no_traceback(agent)
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
-    old = grpc_points(grpc_receiver.received[:before], "syscalls.count", syscall="getpid")
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
+    old = grpc_points(grpc_receiver.received[:before], "syscalls", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:], "syscalls", syscall="getpid")
     assert old and new
     assert {p.start_time_unix_nano for p in points} == {old[0].start_time_unix_nano}
     assert new[-1].as_int == 312
@@ -104,7 +104,7 @@ def test_changed_key_layout_gets_a_fresh_map_and_start_time(tmp_path, bpf_build,
         config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
                                     programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
         run_then_kill(config, child, 100)
-        old = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+        old = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
         (programs / "syscalls.toml").write_text(split_label_config(child.pid))
         before = len(grpc_receiver.received)
         with AgentProcess(config) as agent:
@@ -115,7 +115,7 @@ def test_changed_key_layout_gets_a_fresh_map_and_start_time(tmp_path, bpf_build,
         no_traceback(agent)
     assert line["map"] == "syscall_counts"
     assert "layout changed" in line["reason"], line
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count",
+    new = grpc_points(grpc_receiver.received[before:], "syscalls",
                       syscall=str(SYS_GETPID), high="0")
     # Only what happened after the change: the old 100 calls are not read with the new layout.
     assert new[-1].as_int == 7
@@ -143,7 +143,7 @@ def test_pinned_map_with_another_layout_is_replaced(tmp_path, bpf_build, grpc_re
             assert agent.stop() == 0
         no_traceback(agent)
     assert line["reason"] == "replaced: type HASH -> PERCPU_HASH", line
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     assert points[-1].as_int == 5
 
 
@@ -158,7 +158,7 @@ def test_kill_9_restart_with_delta_sends_each_count_once(tmp_path, bpf_build, gr
             child.getpid(12)
             assert agent.stop() == 0
         no_traceback(agent)
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     # The baseline persisted in state_dir: the restarted agent continues the chain of intervals
     # where the killed one left it, instead of re-sending everything since the series start.
     assert sum(p.as_int for p in points) == 312
@@ -231,7 +231,7 @@ def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victo
             adopted = agent.wait_event("program adopted: still attached since the previous agent")
             child.getpid(5)
             wait_flushes(agent, ok=True)
-            assert vm.value(f"syscalls_count_total{{{sel}}}") == 145
+            assert vm.value(f"syscalls_total{{{sel}}}") == 145
             agent.kill()  # kill -9: nothing runs at exit
         assert link_ids(pin_dir) == first  # the same links, never detached
         child.getpid(30)
@@ -252,8 +252,8 @@ def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victo
             wait_flushes(agent, ok=True)
             assert agent.stop() == 0
         no_traceback(agent)
-        assert vm.value(f"syscalls_count_total{{{sel}}}") == 185
-        assert vm.value(f"resets(syscalls_count_total{{{sel}}}[1h])") == 0
+        assert vm.value(f"syscalls_total{{{sel}}}") == 185
+        assert vm.value(f"resets(syscalls_total{{{sel}}}[1h])") == 0
 
         last = link_ids(pin_dir)
         done = subprocess.run([sys.executable, "-m", "otelbpf", "detach", "--config", str(config)],
@@ -290,9 +290,9 @@ def test_changed_parameters_start_the_maps_fresh(tmp_path, bpf_build, grpc_recei
         no_traceback(agent)
     assert line["map"] == "syscall_counts" and line["reason"] == "replaced: parameters changed"
     assert not [e for e in agent.logs if e.get("event") == "series start"]
-    old = grpc_points(grpc_receiver.received[:before], "syscalls.count", syscall="getpid")
-    new = grpc_points(grpc_receiver.received[before:middle], "syscalls.count", syscall="getpid")
-    last = grpc_points(grpc_receiver.received[middle:], "syscalls.count", syscall="getpid")
+    old = grpc_points(grpc_receiver.received[:before], "syscalls", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:middle], "syscalls", syscall="getpid")
+    last = grpc_points(grpc_receiver.received[middle:], "syscalls", syscall="getpid")
     assert old[-1].as_int == 50 and new[-1].as_int == 6 and last[-1].as_int == 10
     assert new[-1].start_time_unix_nano > old[-1].time_unix_nano
     assert last[-1].start_time_unix_nano == new[-1].start_time_unix_nano
@@ -314,7 +314,7 @@ def test_pin_without_a_saved_start_time_starts_fresh(tmp_path, bpf_build, grpc_r
             assert agent.stop() == 0
         no_traceback(agent)
     assert line["reason"] == "replaced: pinned map without a saved start time"
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:], "syscalls", syscall="getpid")
     assert new[-1].as_int == 3
 
 

@@ -66,7 +66,7 @@ def test_drains_ring_and_perf_streams_in_the_background(stream_test):
     assert perf_totals[("records", (("key", "0"),))] == 1000
     assert perf_totals[("otelbpf.stream.lost", perf.aggregator.self_attributes)] == 0
     assert ring_totals[("otelbpf.stream.lost", ring.aggregator.self_attributes)] == 0
-    assert ring_totals[("otelbpf.stream.ringbuf.used", ring.aggregator.self_attributes)] == 0
+    assert ring_totals[("otelbpf.stream.ringbuf.usage", ring.aggregator.self_attributes)] == 0
 
 
 def test_collect_is_not_blocked_by_draining(stream_test):
