@@ -6,6 +6,10 @@ its type needs it, a ring buffer position read or a key walk (map_types.py decid
 closed before the next map: holding another process's map would keep it alive after its owner
 frees it, and a freed map must vanish from the export.
 
+Opening a map by id needs CAP_SYS_ADMIN: without it (the agent drops it after start), memory and
+ring buffer fill are not reported, while element counts from the iterator are. The programs that
+use each map come from the iter/bpf_prog program, which needs no CAP_SYS_ADMIN.
+
 Without the iterator object, or on kernels where it cannot load (no iter/bpf_map, no BTF), the
 maps are enumerated with BPF_MAP_GET_NEXT_ID and hash maps are counted by key iteration.
 """
@@ -13,6 +17,7 @@ maps are enumerated with BPF_MAP_GET_NEXT_ID and hash maps are counted by key it
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -74,6 +79,9 @@ class MapPressure:
                 "map pressure: %s; enumerating maps by id and counting hash maps by key iteration",
                 self.fallback_reason,
             )
+        from otelbpf.health.program_stats import open_prog_iterator
+
+        self._prog_iterator, _ = open_prog_iterator(build_dir)
 
     @property
     def method(self) -> str:
@@ -81,7 +89,7 @@ class MapPressure:
         return "iterator" if self._iterator is not None else "syscalls"
 
     def collect(self, now_ns: int) -> list[Metric]:
-        owners = owners_by_map(_program_maps())
+        owners = owners_by_map(_program_maps(self._prog_iterator))
         observations = []
         for record in self._records():
             if not self._accept(record.name):
@@ -95,6 +103,9 @@ class MapPressure:
         if self._iterator is not None:
             self._iterator.close()
             self._iterator = None
+        if self._prog_iterator is not None:
+            self._prog_iterator.close()
+            self._prog_iterator = None
 
     def _records(self) -> list[MapRecord]:
         if self._iterator is None:
@@ -142,6 +153,8 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
     except LibbpfError as exc:
         if exc.errno == errno.ENOENT:
             return None
+        if exc.errno == errno.EPERM:
+            _say_cannot_open_by_id()
         log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
         fd = -1
     if fd >= 0:
@@ -168,6 +181,14 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _say_cannot_open_by_id() -> None:
+    """Once per process: the agent runs without CAP_SYS_ADMIN (see docs/security.md)."""
+    log.info("map pressure: maps cannot be opened by id without CAP_SYS_ADMIN; "
+             "bpf.map.memory and ring buffer fill are not reported (add CAP_SYS_ADMIN to "
+             "[security] keep_capabilities for them)")
+
+
 def _wrap(fd: int, record: MapRecord) -> BpfMap:
     return BpfMap(
         fd,
@@ -191,6 +212,6 @@ def _records_by_id() -> list[MapRecord]:
     ]
 
 
-def _program_maps() -> list[tuple[str, tuple[int, ...]]]:
+def _program_maps(iterator=None) -> list[tuple[str, tuple[int, ...]]]:
     """(name, map_ids) of every program on the host, for the ``bpf.map.programs`` attribute."""
-    return [(pi.name, pi.map_ids) for pi in info.prog_infos()]
+    return [(pi.name, pi.map_ids) for pi in info.prog_infos(iterator)]
