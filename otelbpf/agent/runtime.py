@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from otelbpf import __version__, log
+from otelbpf.agent.privileges import RunTimePrivileges, enter_run_time
 from otelbpf.agent.program import LoadedProgram, attach_metric
 from otelbpf.agent.state import AgentState
 from otelbpf.agent.watchdog import Watchdog
@@ -84,6 +85,7 @@ class Agent:
     # unless exporting with delta temporality.
     delta: dict[str, DeltaConverter] | None = None
     watchdog: Watchdog = field(default_factory=Watchdog)
+    privileges: RunTimePrivileges | None = None  # set by start(): what was kept
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: bool = False
@@ -93,10 +95,12 @@ class Agent:
 
     def start(self) -> None:
         self.config = load_agent_config(self.config_path)
+        configs, errors = read_program_configs(self.config)
+        # Before any thread starts: capabilities are per thread.
+        self.privileges = enter_run_time(self.config, configs.values())
         self.drainer = StreamDrainer()
         self.drainer.start()
         self._configure(self.config, at_start=True)
-        configs, errors = read_program_configs(self.config)
         self.failed = dict(errors)
         for name, err in errors.items():
             _log.error("program config rejected", program=name, error=str(err))
@@ -164,7 +168,9 @@ class Agent:
             try:
                 from otelbpf.health.program_stats import ProgramStats
 
-                self.builtins.append(Builtin(ProgramStats(ps), ps.interval or cfg.interval))
+                stats = self.privileges.run_stats if self.privileges is not None else None
+                self.builtins.append(Builtin(ProgramStats(ps, cfg.objects_dir, stats),
+                                             ps.interval or cfg.interval))
             except (OtelbpfError, OSError) as exc:
                 _log.error("program stats disabled", error=str(exc))
 
@@ -177,6 +183,8 @@ class Agent:
         for b in self.builtins:
             b.source.close()
         self.builtins = []
+        if self.privileges is not None:
+            self.privileges.close()
         if self.exporter is not None:
             self.exporter.shutdown()
 
@@ -264,6 +272,8 @@ class Agent:
             return
         old = self.config
         assert old is not None
+        if self.privileges is not None:
+            self.privileges.say_missing(new, configs.values())
         if (new.export, new.resource, new.state) != (old.export, old.resource, old.state):
             self.exporter.shutdown()
             self._configure(new)

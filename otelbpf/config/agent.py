@@ -77,6 +77,19 @@ class BuiltinConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    # None: what the loaded programs need at run time (agent/privileges.py decides).
+    keep_capabilities: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class HealthEndpointConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 13133
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     path: Path | None
     interval: float  # seconds
@@ -88,6 +101,8 @@ class AgentConfig:
     state: StateConfig
     limits: LimitsConfig
     builtin: BuiltinConfig
+    security: SecurityConfig = SecurityConfig()
+    health_endpoint: HealthEndpointConfig = HealthEndpointConfig()
 
     def program_config_paths(self) -> list[Path]:
         """The program config files to load: ``programs`` in order, else every NAME.toml."""
@@ -175,9 +190,12 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
     builtin_config = BuiltinConfig(_read_map_pressure(builtin.table("map_pressure")),
                                    _read_program_stats(builtin.table("program_stats")))
     builtin.finish()
+    security = _read_security(root.table("security", entry="security"))
+    health_endpoint = _read_health_endpoint(root.table("health_endpoint", entry="health_endpoint"))
     root.finish()
     return AgentConfig(path, interval, programs_dir, objects_dir, programs, export,
-                       MappingProxyType(resource), state_config, limits_config, builtin_config)
+                       MappingProxyType(resource), state_config, limits_config, builtin_config,
+                       security, health_endpoint)
 
 
 def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig:
@@ -286,3 +304,36 @@ def _read_program_stats(t: Table) -> ProgramStatsConfig:
     include, exclude = _filters(t)
     t.finish()
     return ProgramStatsConfig(enabled, interval, include, exclude)
+
+
+def _read_security(t: Table) -> SecurityConfig:
+    from otelbpf.agent.privileges import CAPABILITIES  # the one list of capability names
+
+    keep = None
+    if t.has("keep_capabilities"):
+        names = t.strings("keep_capabilities", (), unique=True)
+        keep = set()
+        for i, name in enumerate(names):
+            canonical = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+            if canonical in CAPABILITIES:
+                keep.add(canonical)
+            else:
+                t.error(f"keep_capabilities[{i}]", f'"{name}" is not a Linux capability',
+                        'use names such as "CAP_BPF", "CAP_PERFMON", "CAP_SYSLOG"')
+        keep = frozenset(keep)
+    t.finish()
+    return SecurityConfig(keep)
+
+
+def _read_health_endpoint(t: Table) -> HealthEndpointConfig:
+    enabled = t.boolean("enabled", False)
+    address = t.string("address", "127.0.0.1:13133", non_empty=True)
+    host, port = "127.0.0.1", 13133
+    match_ = _HOST_PORT.fullmatch(address)
+    if match_ is None or not 0 < int(match_.group(2)) < 65536:
+        t.error("address", f'"{address}" is not HOST:PORT',
+                'use "127.0.0.1:13133" (or "0.0.0.0:13133" to be reachable from outside the host)')
+    else:
+        host, port = match_.group(1).strip("[]"), int(match_.group(2))
+    t.finish()
+    return HealthEndpointConfig(enabled, host, port)

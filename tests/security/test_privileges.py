@@ -1,0 +1,98 @@
+"""The running agent holds exactly the capabilities docs/security.md lists, read from /proc/PID/status."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from agentproc import AgentProcess, programs_dir, write_agent_config
+
+from otelbpf.agent.privileges import process_capabilities, run_time_needs
+from otelbpf.config.program import parse_program_config
+
+pytestmark = pytest.mark.kernel
+RUN_TIME = frozenset({"CAP_BPF", "CAP_PERFMON"})
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    if os.geteuid() != 0 or "CAP_SYS_ADMIN" not in process_capabilities()["CapEff"]:
+        pytest.skip("needs root with CAP_SYS_ADMIN, to see the agent drop it")
+
+
+def every_thread(pid: int) -> list[dict[str, frozenset[str]]]:
+    return [process_capabilities(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def wait_run_counts(agent: AgentProcess, program: str, n: int, timeout: float = 20.0) -> list[int]:
+    """Run counts of ``program`` the console exporter printed, once there are ``n`` of them."""
+    pattern = re.compile(r"bpf\.program\.run\.count\{[^}]*bpf\.program\.name=" + program + r"[,}].* (\d+) ")
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = [int(m.group(1)) for line in list(agent.stdout_lines) if (m := pattern.search(line))]
+        if len(counts) >= n or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
+def test_agent_drops_everything_but_bpf_and_perfmon(tmp_path: Path, bpf_build: Path) -> None:
+    """Steady state without CAP_SYS_ADMIN, in every thread, with both health sources still working:
+    run-time statistics were switched on before the drop, programs are listed by iter/bpf_prog."""
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()), builtins=True)
+    with AgentProcess(config, log_level="info") as agent:
+        counts = wait_run_counts(agent, "count_syscall", 2)
+        threads = every_thread(agent.proc.pid)
+        assert agent.stop() == 0
+    assert len(threads) >= 2  # the stream drainer started after the drop, and holds no more
+    for caps in threads:
+        assert caps["CapEff"] == RUN_TIME
+        assert caps["CapPrm"] == RUN_TIME
+        assert caps["CapBnd"] == RUN_TIME
+        assert caps["CapInh"] == frozenset() and caps["CapAmb"] == frozenset()
+    assert [e["kept"] for e in agent.logs if e.get("event") == "capabilities dropped"] == [sorted(RUN_TIME)]
+    assert len(counts) >= 2 and counts[-1] > counts[0] > 0, counts
+    assert not [e for e in agent.logs if e.get("level") in ("error", "warning")]
+
+
+def test_keep_capabilities_is_the_exact_set(tmp_path: Path, bpf_build: Path) -> None:
+    keep = {"CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"}
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()),
+                                extra='[security]\nkeep_capabilities = ["CAP_BPF", "perfmon", "CAP_SYS_ADMIN"]\n')
+    with AgentProcess(config, log_level="info") as agent:
+        agent.wait_event("agent started")
+        caps = process_capabilities(agent.proc.pid)
+        assert agent.stop() == 0
+    assert caps["CapEff"] == caps["CapBnd"] == keep
+
+
+def test_reload_that_needs_a_dropped_capability_says_which(tmp_path: Path, bpf_build: Path) -> None:
+    """program_stats off at start: CAP_SYS_ADMIN is gone, so switching it on by reload cannot work
+    and the agent says so in one line naming the capability (and keeps running)."""
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()))
+    with AgentProcess(config, log_level="info") as agent:
+        agent.wait_event("agent started")
+        config.write_text(config.read_text().replace(
+            "[builtin.program_stats]\nenabled = false", "[builtin.program_stats]\nenabled = true"))
+        agent.signal(signal.SIGHUP)
+        agent.wait_event("config reloaded")
+        assert agent.stop() == 0
+    lines = [e for e in agent.logs if e.get("event") == "reload needs a capability the agent dropped after start"]
+    assert [(e["capability"], e["level"]) for e in lines] == [("CAP_SYS_ADMIN", "error")]
+    assert "keep_capabilities" in lines[0]["fix"]
+
+
+def test_kallsyms_decoders_keep_cap_syslog(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "conf/conf.d/syscalls.toml").read_text()
+    plain = parse_program_config(text, tmp_path / "syscalls.toml", tmp_path)
+    with_ksym = parse_program_config(
+        text.replace('{ name = "uint" }, { name = "syscall" }', '{ name = "ksym" }'),
+        tmp_path / "syscalls.toml", tmp_path)
+    assert run_time_needs([plain]) == RUN_TIME
+    assert run_time_needs([plain, with_ksym]) == RUN_TIME | {"CAP_SYSLOG"}
