@@ -48,6 +48,11 @@ LOAD = frozenset({"CAP_BPF", "CAP_PERFMON"})
 # Reading real addresses from /proc/kallsyms: checked when the file is opened, and the ksym and
 # kstack decoders open it on first use, i.e. at run time.
 KALLSYMS_DECODERS = frozenset({"ksym", "kstack"})
+# Program sections whose attach needs more than LOAD (measured on Linux 6.18, docs/security.md):
+# the uprobe perf event is refused (EACCES) without CAP_SYS_ADMIN; a classic tracepoint reads its
+# id from tracefs, which is root-only, so a non-root agent needs CAP_DAC_READ_SEARCH.
+UPROBE_SECTIONS = ("uprobe", "uretprobe", "usdt")
+TRACEFS_SECTIONS = ("tracepoint/", "tp/", "kprobe/", "kretprobe/")
 
 PR_CAPBSET_READ, PR_CAPBSET_DROP = 23, 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -101,12 +106,34 @@ def _decoder_names(value) -> set[str]:
     return found
 
 
-def run_time_needs(program_configs: Iterable) -> frozenset[str]:
-    """What the agent needs after setup with these program configs loaded (docs/security.md)."""
+def _sections(object_path: Path) -> list[str]:
+    """ELF section names of the object's programs (opened, not loaded); [] if it cannot be read
+    (loading it will say why)."""
+    from otelbpf.kernel.object import BpfObject
+
+    try:
+        obj = BpfObject.open(object_path)
+    except Exception:
+        return []
+    try:
+        return [p.section for p in obj.programs.values()]
+    finally:
+        obj.close()
+
+
+def run_time_needs(program_configs: Iterable, uid: int | None = None) -> frozenset[str]:
+    """What the agent needs after setup with these programs loaded: a reload loads and attaches
+    them again, and decoders run every interval (docs/security.md has the measurements)."""
+    uid = os.getuid() if uid is None else uid
     needs = set(LOAD)
     for pcfg in program_configs:
         if _decoder_names(pcfg) & KALLSYMS_DECODERS:
             needs.add("CAP_SYSLOG")
+        sections = _sections(pcfg.object)
+        if any(sec.startswith(UPROBE_SECTIONS) for sec in sections):
+            needs.add("CAP_SYS_ADMIN")
+        if uid != 0 and any(sec.startswith(TRACEFS_SECTIONS) for sec in sections):
+            needs.add("CAP_DAC_READ_SEARCH")
     return frozenset(needs)
 
 
@@ -160,7 +187,8 @@ class RunTimePrivileges:
         """(capability, what needs it) that a reload to ``cfg`` would need but was dropped."""
         missing = []
         for cap in sorted(run_time_needs(program_configs) - self.kept):
-            why = "the ksym/kstack decoders" if cap == "CAP_SYSLOG" else "loading programs"
+            why = {"CAP_SYSLOG": "the ksym/kstack decoders", "CAP_SYS_ADMIN": "attaching uprobes",
+                   "CAP_DAC_READ_SEARCH": "tracepoint ids from tracefs"}.get(cap, "loading programs")
             missing.append((cap, why))
         if cfg.builtin.program_stats.enabled and self.run_stats is None \
                 and "CAP_SYS_ADMIN" not in self.kept:

@@ -6,8 +6,8 @@ its type needs it, a ring buffer position read or a key walk (map_types.py decid
 closed before the next map: holding another process's map would keep it alive after its owner
 frees it, and a freed map must vanish from the export.
 
-Opening a map by id needs CAP_SYS_ADMIN: without it (the agent drops it after start), memory and
-ring buffer fill are not reported, while element counts from the iterator are. The programs that
+Opening a map by id needs CAP_SYS_ADMIN: without it (the agent drops it after start), memory is
+not reported, while element counts and ring buffer fill from the iterator are. The programs that
 use each map come from the iter/bpf_prog program, which needs no CAP_SYS_ADMIN.
 
 Without the iterator object, or on kernels where it cannot load (no iter/bpf_map, no BTF), the
@@ -27,7 +27,7 @@ from pathlib import Path
 from otelbpf.config.agent import MapPressureConfig
 from otelbpf.kernel.names import map_type_name
 from otelbpf.health.fdinfo import map_memlock
-from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, MapIterator
+from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, RECORD_HAS_RINGBUF, MapIterator
 from otelbpf.health.map_types import CountMethod, count_method
 from otelbpf.health.name_filter import NameFilter
 from otelbpf.health.pressure import MapObservation, map_metrics, owners_by_map
@@ -55,6 +55,7 @@ class MapRecord:
     max_entries: int
     flags: int
     elem_count: int | None  # kfunc count; None when the kfunc was not available
+    ringbuf_used: int | None = None  # ring buffers, read by the iterator; None: read it by fd
 
 
 class MapPressure:
@@ -113,6 +114,8 @@ class MapPressure:
         recs = self._iterator.read()
         has_count = (recs["flags"] & RECORD_HAS_COUNT).astype(bool).tolist()
         counts = recs["elem_count"].tolist()
+        has_used = (recs["flags"] & RECORD_HAS_RINGBUF).astype(bool).tolist()
+        used = recs["ringbuf_used"].tolist()
         return [
             MapRecord(
                 id=map_id,
@@ -123,8 +126,10 @@ class MapPressure:
                 max_entries=max_entries,
                 flags=flags,
                 elem_count=count if has else None,
+                ringbuf_used=ring_used if ring else None,
             )
-            for map_id, name, map_type, key_size, value_size, max_entries, flags, count, has in zip(
+            for (map_id, name, map_type, key_size, value_size, max_entries, flags, count, has,
+                 ring_used, ring) in zip(
                 recs["id"].tolist(),
                 recs["name"].tolist(),
                 recs["type"].tolist(),
@@ -134,6 +139,8 @@ class MapPressure:
                 recs["map_flags"].tolist(),
                 counts,
                 has_count,
+                used,
+                has_used,
             )
         ]
 
@@ -142,7 +149,7 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
     """Open the map by id and measure it; None when the map was freed since it was listed."""
     method = count_method(record.type, record.elem_count is not None)
     entries: int | None = None
-    used: int | None = None
+    used: int | None = record.ringbuf_used
     memory: int | None = None
     if method is CountMethod.KFUNC:
         entries = record.elem_count
@@ -162,7 +169,7 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
             memory = map_memlock(fd)
             if method is CountMethod.ITERATION:
                 entries = len(_wrap(fd, record).keys())
-            elif method is CountMethod.RINGBUF:
+            elif method is CountMethod.RINGBUF and used is None:
                 used = ringbuf_used(fd)
         except OSError as exc:
             log.debug("map %d (%s): %s", record.id, record.name, exc)
@@ -185,8 +192,8 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
 def _say_cannot_open_by_id() -> None:
     """Once per process: the agent runs without CAP_SYS_ADMIN (see docs/security.md)."""
     log.info("map pressure: maps cannot be opened by id without CAP_SYS_ADMIN; "
-             "bpf.map.memory and ring buffer fill are not reported (add CAP_SYS_ADMIN to "
-             "[security] keep_capabilities for them)")
+             "bpf.map.memory is not reported (add CAP_SYS_ADMIN to [security] "
+             "keep_capabilities for it)")
 
 
 def _wrap(fd: int, record: MapRecord) -> BpfMap:
