@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, PROTOCOLS, TEMPORALITIES,
                                         EnvironmentDefaults, read_environment)
 from otelbpf.config.tables import ErrorList, Table, parse_toml, read_toml
+from otelbpf.config.trust import check_trusted
 from otelbpf.errors import ConfigError
 
 
@@ -131,6 +132,8 @@ def load_agent_config(path: Path, environ: Mapping[str, str] | None = None) -> A
     Raises ``ConfigErrors`` listing every problem found, in the file and in the environment.
     """
     path = Path(path)
+    if path.exists():
+        check_trusted(path, "agent config")
     return parse_agent_config(read_toml(path), path, environ)
 
 

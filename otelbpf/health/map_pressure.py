@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf.config.agent import MapPressureConfig
+from otelbpf.config.trust import check_trusted
 from otelbpf.kernel.names import map_type_name
 from otelbpf.health.fdinfo import map_memlock
 from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, RECORD_HAS_RINGBUF, MapIterator
@@ -71,6 +72,7 @@ class MapPressure:
         # Why the syscall fallback is in use (None: the iterator runs). Shown by the agent/check.
         self.fallback_reason: str | None = None
         try:
+            check_trusted(self.object_path, "BPF object")
             self._iterator = MapIterator(self.object_path)
         except Exception as exc:  # any load/attach failure: degrade, never stop the agent
             self.fallback_reason = (

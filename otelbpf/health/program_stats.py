@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf.config.agent import ProgramStatsConfig
+from otelbpf.config.trust import check_trusted
 from otelbpf.kernel.names import prog_type_name
 from otelbpf.health.name_filter import NameFilter
 from otelbpf.health.run_stats import RunTimeStats
@@ -141,6 +142,7 @@ def open_prog_iterator(objects_dir: Path | None) -> tuple[ProgIterator | None, s
 
     path = (objects_dir if objects_dir is not None else DEFAULT_BUILD_DIR) / OBJECT_FILE
     try:
+        check_trusted(path, "BPF object")
         return ProgIterator(path), None
     except Exception as exc:
         reason = f"iter/bpf_prog program unavailable ({path}): {type(exc).__name__}: {exc}"
