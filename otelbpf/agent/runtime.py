@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from otelbpf import __version__, log
+from otelbpf.agent.health_endpoint import HealthEndpoint, HealthState
 from otelbpf.agent.privileges import RunTimePrivileges, enter_run_time
 from otelbpf.agent.program import LoadedProgram, attach_metric
 from otelbpf.agent.state import AgentState
@@ -86,6 +87,8 @@ class Agent:
     delta: dict[str, DeltaConverter] | None = None
     watchdog: Watchdog = field(default_factory=Watchdog)
     privileges: RunTimePrivileges | None = None  # set by start(): what was kept
+    health: HealthState | None = None
+    health_endpoint: HealthEndpoint | None = None
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: bool = False
@@ -107,6 +110,7 @@ class Agent:
         for name, pcfg in configs.items():
             self._load_program(name, pcfg)
         self._start_builtins(self.config)
+        self._start_health_endpoint(self.config)
         _log.info("agent started", version=__version__, programs=sorted(self.programs),
                   failed=sorted(self.failed), interval=self.config.interval,
                   exporter=self.exporter.describe())
@@ -174,7 +178,31 @@ class Agent:
             except (OtelbpfError, OSError) as exc:
                 _log.error("program stats disabled", error=str(exc))
 
+    def _start_health_endpoint(self, cfg: AgentConfig) -> None:
+        """Off by default: no listening socket unless ``[health_endpoint] enabled = true``."""
+        if self.health_endpoint is not None:
+            self.health_endpoint.close()
+            self.health_endpoint = None
+        # Stuck: no flush for three intervals plus one export timeout (a flush's export ends
+        # within one interval, see flush()).
+        stale_after = 3 * cfg.interval + cfg.export.timeout
+        if self.health is None:
+            self.health = HealthState(stale_after)
+        self.health.stale_after = stale_after
+        self.health.programs(self.programs, self.failed)
+        he = cfg.health_endpoint
+        if not he.enabled:
+            return
+        try:
+            self.health_endpoint = HealthEndpoint(he.host, he.port, self.health.report)
+        except OSError as exc:
+            _log.error("health endpoint not started", address=f"{he.host}:{he.port}", error=str(exc),
+                       fix="free the port or set [health_endpoint] address to another one")
+
     def close(self) -> None:
+        if self.health_endpoint is not None:
+            self.health_endpoint.close()
+            self.health_endpoint = None
         for prog in self.programs.values():
             prog.close()
         self.programs.clear()
@@ -299,6 +327,9 @@ class Agent:
             self._load_program(name, pcfg)
         if (new.builtin, new.objects_dir, new.interval) != (old.builtin, old.objects_dir, old.interval):
             self._start_builtins(new)
+        if (new.health_endpoint, new.interval, new.export.timeout) != \
+                (old.health_endpoint, old.interval, old.export.timeout):
+            self._start_health_endpoint(new)
         _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed))
 
     # -- main loop ----------------------------------------------------------------------------
@@ -355,7 +386,11 @@ class Agent:
 
     def _safe_flush(self, *, final: bool = False) -> bool:
         try:
-            return self.flush(final=final)
+            ok = self.flush(final=final)
         except Exception as exc:  # never let one bad interval kill a months-long process
             _log.exception("flush failed", error=str(exc))
-            return False
+            ok = False
+        if self.health is not None:
+            self.health.programs(self.programs, self.failed)
+            self.health.flushed(ok)
+        return ok
