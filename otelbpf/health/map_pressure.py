@@ -44,7 +44,7 @@ log = logging.getLogger("otelbpf.health.map_pressure")
 DEFAULT_BUILD_DIR = Path(__file__).resolve().parents[2] / "bpf" / "build"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MapRecord:
     """What the enumeration step knows of one map before it is opened."""
 
@@ -121,7 +121,7 @@ class MapPressure:
         return [
             MapRecord(
                 id=map_id,
-                name=name.decode("utf-8", "replace"),
+                name=bytes(name).decode("utf-8", "replace"),
                 type=map_type,
                 key_size=key_size,
                 value_size=value_size,

@@ -39,7 +39,7 @@ GAUGES: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Sample:
     start_ns: int  # wall-clock start of the cumulative series
     run_cnt: int

@@ -20,15 +20,31 @@ from the set; the others keep running.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
+import sys
 import threading
 
 log = logging.getLogger(__name__)
 
 # Ready but nothing to read means a reserved record is still being written (BUSY): don't spin.
 _BUSY_BACKOFF = 0.001
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _eventfd() -> int:
+    """eventfd(2), non-blocking and close-on-exec, from libc: os.eventfd needs Python 3.10.
+    EFD_NONBLOCK and EFD_CLOEXEC have the values of O_NONBLOCK and O_CLOEXEC."""
+    fd = _libc.eventfd(0, os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "eventfd")
+    return fd
+
+
+def _eventfd_write(fd: int) -> None:
+    os.write(fd, (1).to_bytes(8, sys.byteorder))  # adds 1 to the counter: wakes the poller
 
 
 class StreamDrainer:
@@ -50,7 +66,7 @@ class StreamDrainer:
         # a failing source is removed from inside the drain.
         self._drain_lock = threading.RLock()
         self._epoll = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._wake = _eventfd()
         self._epoll.register(self._wake, select.EPOLLIN)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,7 +79,7 @@ class StreamDrainer:
             for fd in source.filenos():
                 self._epoll.register(fd, select.EPOLLIN)
                 self._fd_owner[fd] = id(source)
-        os.eventfd_write(self._wake, 1)  # drain what is already waiting
+        _eventfd_write(self._wake)  # drain what is already waiting
 
     def remove(self, source) -> None:
         with self._drain_lock, self._lock:
@@ -98,7 +114,7 @@ class StreamDrainer:
             for fd, _ in ready:
                 if fd == self._wake:
                     try:
-                        os.eventfd_read(self._wake)
+                        os.read(self._wake, 8)
                     except BlockingIOError:
                         pass
             if self._stopping.is_set():
@@ -122,7 +138,7 @@ class StreamDrainer:
         if self._thread is None:
             return
         self._stopping.set()
-        os.eventfd_write(self._wake, 1)
+        _eventfd_write(self._wake)
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("stream drain thread did not stop within %.1fs", timeout)
