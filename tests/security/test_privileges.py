@@ -28,12 +28,28 @@ def every_thread(pid: int) -> list[dict[str, frozenset[str]]]:
     return [process_capabilities(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
 
 
+def prog_ids_held(pid: int) -> set[int]:
+    """Ids of the BPF programs process ``pid`` holds fds of (from /proc/PID/fdinfo)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        ids |= {int(m) for m in re.findall(r"^prog_id:\s+(\d+)$", text, re.M)}
+    return ids
+
+
 def wait_run_counts(agent: AgentProcess, program: str, n: int, timeout: float = 20.0) -> list[int]:
-    """Run counts of ``program`` the console exporter printed, once there are ``n`` of them."""
-    pattern = re.compile(r"bpf\.program\.run\.count\{[^}]*bpf\.program\.name=" + program + r"[,}].* (\d+) ")
+    """Run counts the console exporter printed for the agent's own ``program`` (other processes
+    on the host may run programs of the same name), once there are ``n`` of them."""
+    pattern = re.compile(r"bpf\.program\.run\.count\{bpf\.program\.id=(\d+),bpf\.program\.name="
+                         + program + r",.* (\d+) ")
+    mine = prog_ids_held(agent.proc.pid)
     deadline = time.monotonic() + timeout
     while True:
-        counts = [int(m.group(1)) for line in list(agent.stdout_lines) if (m := pattern.search(line))]
+        counts = [int(m.group(2)) for line in list(agent.stdout_lines)
+                  if (m := pattern.search(line)) and int(m.group(1)) in mine]
         if len(counts) >= n or time.monotonic() > deadline:
             return counts
         time.sleep(0.1)
@@ -45,6 +61,7 @@ def test_agent_drops_everything_but_bpf_and_perfmon(tmp_path: Path, bpf_build: P
     config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
                                 programs_dir=programs_dir(tmp_path, os.getpid()), builtins=True)
     with AgentProcess(config, log_level="info") as agent:
+        agent.wait_event("agent started")
         counts = wait_run_counts(agent, "count_syscall", 2)
         threads = every_thread(agent.proc.pid)
         assert agent.stop() == 0
