@@ -125,3 +125,13 @@ def test_uprobe_programs_keep_cap_sys_admin(tmp_path: Path, bpf_build: Path) -> 
     assert uprobe.object.name == "kernel_uprobe.bpf.o"
     assert run_time_needs([raw_tp], uid=0) == RUN_TIME
     assert run_time_needs([raw_tp, uprobe], uid=0) == RUN_TIME | {"CAP_SYS_ADMIN"}
+
+
+def test_tracepoint_programs_of_a_non_root_agent_keep_dac_read_search(tmp_path: Path, bpf_build: Path) -> None:
+    """The systemd unit's user: classic tracepoints read their ids from root-only tracefs."""
+    conf_d = Path(__file__).resolve().parents[2] / "conf" / "conf.d"
+    execsnoop = parse_program_config((conf_d / "execsnoop.toml").read_text(), conf_d / "execsnoop.toml", bpf_build)
+    syscalls = parse_program_config((conf_d / "syscalls.toml").read_text(), conf_d / "syscalls.toml", bpf_build)
+    assert run_time_needs([execsnoop, syscalls], uid=0) == RUN_TIME
+    assert run_time_needs([syscalls], uid=997) == RUN_TIME
+    assert run_time_needs([execsnoop, syscalls], uid=997) == RUN_TIME | {"CAP_DAC_READ_SEARCH"}
