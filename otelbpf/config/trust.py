@@ -5,6 +5,8 @@ agent loads can run code in the kernel. A file is trusted when it and every dire
 can be changed only by root, the agent's own user, or the user who ran the agent through sudo
 (who can become root anyway): owned by one of them, and not writable by group or others (a
 directory with the sticky bit, like /tmp, only lets each owner replace their own entries).
+On a read-only mount, modes do not matter (nobody can write there), owners still do: Kubernetes
+mounts ConfigMap volumes read-only but with world-writable directories.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def untrusted_reason(path: Path, owners: frozenset[int] | None = None) -> tuple[
         st = os.stat(p)
         if st.st_uid not in owners:
             return p, f"is owned by uid {st.st_uid}"
+        if os.statvfs(p).f_flag & os.ST_RDONLY:
+            continue
         sticky_dir = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky_dir and p != real):
             who = "others" if st.st_mode & stat.S_IWOTH else f"group {st.st_gid}"

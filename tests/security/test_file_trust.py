@@ -92,3 +92,23 @@ def test_files_of_the_sudo_user_are_trusted(tmp_path: Path, monkeypatch) -> None
         load_agent_config(config)
     monkeypatch.setenv("SUDO_UID", str(NOBODY))
     assert load_agent_config(config).path == config
+
+
+def test_a_read_only_mount_makes_modes_moot(tmp_path: Path) -> None:
+    """Like a Kubernetes ConfigMap volume: world-writable directories, mounted read-only."""
+    mnt = tmp_path / "configmap"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "data").mkdir(mode=0o777)
+        (mnt / "data").chmod(0o777)
+        (mnt / "data" / "syscalls.toml").write_text("")
+        (mnt / "data" / "syscalls.toml").chmod(0o666)
+        assert untrusted_reason(mnt / "data" / "syscalls.toml", frozenset({0})) is not None
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        assert untrusted_reason(mnt / "data" / "syscalls.toml", frozenset({0})) is None
+        # Owners still count: a read-only view of another user's files is no safer.
+        assert untrusted_reason(mnt / "data" / "syscalls.toml", frozenset({NOBODY})) == (
+            mnt / "data" / "syscalls.toml", "is owned by uid 0")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
