@@ -26,7 +26,11 @@ COPY pyproject.toml README.md ./
 COPY otelbpf ./otelbpf
 COPY bpf ./bpf
 # Objects copied in from a developer's tree would count as up to date: rebuild them here.
-RUN rm -f bpf/build/*.bpf.o bpf/build/tests/*.bpf.o \
+# Behind a TLS-intercepting proxy, hand pip the CA bundle as a build secret:
+#   --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt
+RUN --mount=type=secret,id=ca-certificates \
+    if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
+    && rm -f bpf/build/*.bpf.o bpf/build/tests/*.bpf.o \
     && make -C bpf \
     && python3 -m venv /opt/otelbpf \
     && /opt/otelbpf/bin/pip install --no-cache-dir -q .
