@@ -44,3 +44,11 @@ def test_row_is_what_the_kernel_does(feature: str, user: str, needs: frozenset[s
             continue  # the kernel lets CAP_SYS_ADMIN stand in for both (bpf_capable, perfmon_capable)
         fails = run_probe(feature, rest, user=as_user)
         assert fails.returncode != 0, f"{feature} worked without {cap}: the table lists more than it needs"
+
+
+def test_a_non_root_tracepoint_attach_says_what_is_missing(bpf_build: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to another user")
+    out = run_probe("load and attach tracepoint", {"CAP_BPF", "CAP_PERFMON"}, user="65534")
+    assert out.returncode != 0
+    assert "is readable by root only: run as root or with CAP_DAC_READ_SEARCH" in out.stderr
