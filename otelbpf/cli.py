@@ -29,7 +29,7 @@ def _config_path(arg: str | None) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from otelbpf.agent.runtime import Agent
 
-    agent = Agent(_config_path(args.config))
+    agent = Agent(_config_path(args.config), drop_capabilities=True)
     agent.install_signal_handlers()
     try:
         agent.start()

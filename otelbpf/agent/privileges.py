@@ -180,11 +180,13 @@ def drop_capabilities(keep: Iterable[str]) -> frozenset[str]:
 class RunTimePrivileges:
     """What the agent kept, and the statistics fd it opened before dropping CAP_SYS_ADMIN."""
 
-    kept: frozenset[str]
+    kept: frozenset[str] | None  # None: nothing was dropped
     run_stats: object | None = None  # health.run_stats.RunTimeStats
 
     def missing_for(self, cfg, program_configs: Iterable) -> list[tuple[str, str]]:
         """(capability, what needs it) that a reload to ``cfg`` would need but was dropped."""
+        if self.kept is None:
+            return []
         missing = []
         for cap in sorted(run_time_needs(program_configs) - self.kept):
             why = {"CAP_SYSLOG": "the ksym/kstack decoders", "CAP_SYS_ADMIN": "attaching uprobes",
@@ -208,10 +210,9 @@ class RunTimePrivileges:
             self.run_stats = None
 
 
-def enter_run_time(cfg, program_configs: Iterable) -> RunTimePrivileges:
-    """Do what needs more than run time (switch statistics on), then drop to run-time needs.
-
-    ``[security] keep_capabilities`` replaces the computed set.
+def enter_run_time(cfg, program_configs: Iterable, *, drop: bool = True) -> RunTimePrivileges:
+    """Do what needs more than run time (switch statistics on), then, if ``drop``, drop to
+    run-time needs. ``[security] keep_capabilities`` replaces the computed set.
     """
     program_configs = list(program_configs)
     run_stats = None
@@ -219,6 +220,8 @@ def enter_run_time(cfg, program_configs: Iterable) -> RunTimePrivileges:
         from otelbpf.health.run_stats import RunTimeStats
 
         run_stats = RunTimeStats()
+    if not drop:
+        return RunTimePrivileges(None, run_stats)
     keep = cfg.security.keep_capabilities
     if keep is None:
         keep = run_time_needs(program_configs)

@@ -86,6 +86,9 @@ class Agent:
     # unless exporting with delta temporality.
     delta: dict[str, DeltaConverter] | None = None
     watchdog: Watchdog = field(default_factory=Watchdog)
+    # `otelbpf run` drops capabilities after setup; an Agent embedded in another process (tests,
+    # benchmarks) must not take that process's capabilities away.
+    drop_capabilities: bool = False
     privileges: RunTimePrivileges | None = None  # set by start(): what was kept
     health: HealthState | None = None
     health_endpoint: HealthEndpoint | None = None
@@ -100,7 +103,7 @@ class Agent:
         self.config = load_agent_config(self.config_path)
         configs, errors = read_program_configs(self.config)
         # Before any thread starts: capabilities are per thread.
-        self.privileges = enter_run_time(self.config, configs.values())
+        self.privileges = enter_run_time(self.config, configs.values(), drop=self.drop_capabilities)
         self.drainer = StreamDrainer()
         self.drainer.start()
         self._configure(self.config, at_start=True)
