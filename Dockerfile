@@ -5,13 +5,18 @@
 #   debootstrap --variant=minbase bookworm /tmp/bookworm http://deb.debian.org/debian
 #   tar -C /tmp/bookworm -c . | podman import - debian:bookworm
 #   podman build --isolation=chroot -t otelbpf .
+# (packaging/container-check does exactly this, with the base tarball cached, and runs
+# `otelbpf check` in the result.) Another base: --build-arg BASE=IMAGE.
 # With a registry, `docker build -t otelbpf .` or `podman build -t otelbpf .` is enough.
 #
 # The objects are CO-RE: vmlinux.h comes from the build machine's /sys/kernel/btf/vmlinux (or a
 # bpf/build/vmlinux.h already in the build context) and libbpf relocates field offsets for the
 # kernel the container later runs on.
 
-FROM debian:bookworm AS build
+# Any Debian-like base with python3 (>= 3.9) and libbpf1 works for the runtime.
+ARG BASE=debian:bookworm
+
+FROM ${BASE} AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         clang llvm libbpf-dev bpftool make python3 python3-venv ca-certificates \
@@ -21,12 +26,16 @@ COPY pyproject.toml README.md ./
 COPY otelbpf ./otelbpf
 COPY bpf ./bpf
 # Objects copied in from a developer's tree would count as up to date: rebuild them here.
-RUN rm -f bpf/build/*.bpf.o bpf/build/tests/*.bpf.o \
+# Behind a TLS-intercepting proxy, hand pip the CA bundle as a build secret:
+#   --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt
+RUN --mount=type=secret,id=ca-certificates \
+    if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
+    && rm -f bpf/build/*.bpf.o bpf/build/tests/*.bpf.o \
     && make -C bpf \
     && python3 -m venv /opt/otelbpf \
     && /opt/otelbpf/bin/pip install --no-cache-dir -q .
 
-FROM debian:bookworm
+FROM ${BASE}
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         python3 libbpf1 ca-certificates \

@@ -5,6 +5,8 @@
 #   make setup        Debian packages (as root, only those missing), .venv, BPF objects, mounts
 #   make bpf          build bpf/build/*.bpf.o
 #   make clean        remove build output; `make distclean` also removes .venv
+#   make deb / rpm    dist/otelbpf_VERSION-1_ARCH.deb, dist/otelbpf-VERSION-1.ARCH.rpm
+#                     (packaging/build-package; VERSION=… RELEASE=… override the defaults)
 #
 # Without root, `make setup` still builds the venv and the objects; installing packages,
 # mounting and running BPF programs need root (or the capabilities in packaging/README.md).
@@ -13,7 +15,8 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool make gcc python3-venv python3-dev openssl pci.ids
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool make gcc python3-venv python3-dev openssl pci.ids \
+                rpm podman buildah debootstrap
 IS_ROOT      := $(filter 0,$(shell id -u))
 
 setup: deps $(STAMP) bpf mounts
@@ -58,11 +61,15 @@ else
 	@echo "note: not root, leaving /sys/fs/bpf, /sys/kernel/tracing and /sys/kernel/debug as they are"
 endif
 
+# Packages: the agent in a venv for this machine's python3, the objects, configs as conffiles.
+deb rpm: bpf
+	VERSION="$(VERSION)" RELEASE="$(RELEASE)" packaging/build-package $@
+
 clean:
 	$(MAKE) -C bpf clean
-	rm -rf .pytest_cache .hypothesis
+	rm -rf .pytest_cache .hypothesis build dist
 
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: setup run test deps bpf mounts clean distclean
+.PHONY: setup run test deps bpf mounts clean distclean deb rpm

@@ -15,6 +15,7 @@
 extern s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
 
 #define MAP_RECORD_HAS_COUNT 1
+#define MAP_RECORD_HAS_RINGBUF 2
 
 struct map_record {
 	__u32 id;
@@ -24,9 +25,12 @@ struct map_record {
 	__u32 max_entries;
 	__u32 map_flags;
 	__s64 elem_count;
-	__u32 flags;		/* MAP_RECORD_HAS_COUNT when elem_count came from the kfunc */
-	__u32 _pad;
+	__u32 flags;		/* MAP_RECORD_HAS_COUNT when elem_count came from the kfunc, */
+	__u32 _pad;		/* MAP_RECORD_HAS_RINGBUF when ringbuf_used is set */
 	char name[16];
+	/* Ring buffers: bytes produced and not yet consumed, read here because user space may
+	 * only map another process's ring buffer after opening it by id (CAP_SYS_ADMIN). */
+	__u64 ringbuf_used;
 };
 
 SEC("iter/bpf_map")
@@ -49,6 +53,18 @@ int map_pressure(struct bpf_iter__bpf_map *ctx)
 	if (bpf_ksym_exists(bpf_map_sum_elem_count)) {
 		rec.elem_count = bpf_map_sum_elem_count(map);
 		rec.flags = MAP_RECORD_HAS_COUNT;
+	}
+	if (map->map_type == BPF_MAP_TYPE_RINGBUF || map->map_type == BPF_MAP_TYPE_USER_RINGBUF) {
+		/* struct bpf_ringbuf_map starts with its struct bpf_map (kernel/bpf/ringbuf.c). */
+		struct bpf_ringbuf *rb = BPF_CORE_READ((struct bpf_ringbuf_map *)map, rb);
+		/* Consumer first: it never passes the producer, so the difference is never negative. */
+		__u64 consumer = BPF_CORE_READ(rb, consumer_pos);
+		__u64 producer = BPF_CORE_READ(rb, producer_pos);
+
+		if (rb) {
+			rec.ringbuf_used = producer - consumer;
+			rec.flags |= MAP_RECORD_HAS_RINGBUF;
+		}
 	}
 	bpf_seq_write(seq, &rec, sizeof(rec));
 	return 0;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,10 @@ from otelbpf import __version__, log
 from otelbpf.errors import OtelbpfError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+# numpy's OpenBLAS starts a worker thread at import unless told not to; the agent does no linear
+# algebra, and it must still be single-threaded when it drops capabilities (agent/privileges.py).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _config_path(arg: str | None) -> Path:
@@ -24,7 +29,8 @@ def _config_path(arg: str | None) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from otelbpf.agent.runtime import Agent
 
-    agent = Agent(_config_path(args.config), ebpf_exporter=_ebpf_exporter_option(args))
+    agent = Agent(_config_path(args.config), ebpf_exporter=_ebpf_exporter_option(args),
+                  drop_capabilities=True)
     agent.install_signal_handlers()
     try:
         agent.start()

@@ -19,7 +19,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         if json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    numeric = logging.getLevelName(level.upper())  # a level name gives its number
     # Modules that log through the standard library (kernel, streams, health) come out in the
     # same format as structlog's own lines.
     handler = logging.StreamHandler(sys.stderr)

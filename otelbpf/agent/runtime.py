@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from otelbpf import __version__, log
+from otelbpf.agent.health_endpoint import HealthEndpoint, HealthState
+from otelbpf.agent.privileges import RunTimePrivileges, enter_run_time
 from otelbpf.agent.program import LoadedProgram, attach_metric
 from otelbpf.agent.state import AgentState
 from otelbpf.agent.watchdog import Watchdog
@@ -125,6 +127,12 @@ class Agent:
     # unless exporting with delta temporality.
     delta: dict[str, DeltaConverter] | None = None
     watchdog: Watchdog = field(default_factory=Watchdog)
+    # `otelbpf run` drops capabilities after setup; an Agent embedded in another process (tests,
+    # benchmarks) must not take that process's capabilities away.
+    drop_capabilities: bool = False
+    privileges: RunTimePrivileges | None = None  # set by start(): what was kept
+    health: HealthState | None = None
+    health_endpoint: HealthEndpoint | None = None
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
     _wake: Wakeup = field(default_factory=Wakeup)
     _stop: bool = False
@@ -134,10 +142,12 @@ class Agent:
 
     def start(self) -> None:
         self.config = load_agent_config(self.config_path)
+        configs, errors = read_program_configs(self.config, self.ebpf_exporter)
+        # Before any thread starts: capabilities are per thread.
+        self.privileges = enter_run_time(self.config, configs.values(), drop=self.drop_capabilities)
         self.drainer = StreamDrainer()
         self.drainer.start()
         self._configure(self.config, at_start=True)
-        configs, errors = read_program_configs(self.config, self.ebpf_exporter)
         self._detach_removed(set(configs) | set(errors))
         self.failed = dict(errors)
         for name, err in errors.items():
@@ -145,6 +155,7 @@ class Agent:
         for name, pcfg in configs.items():
             self._load_program(name, pcfg)
         self._start_builtins(self.config)
+        self._start_health_endpoint(self.config)
         _log.info("agent started", version=__version__, programs=sorted(self.programs),
                   failed=sorted(self.failed), interval=self.config.interval,
                   exporter=self.exporter.describe())
@@ -264,11 +275,37 @@ class Agent:
             try:
                 from otelbpf.health.program_stats import ProgramStats
 
-                self.builtins.append(Builtin(ProgramStats(ps), ps.interval or cfg.interval))
+                stats = self.privileges.run_stats if self.privileges is not None else None
+                self.builtins.append(Builtin(ProgramStats(ps, cfg.objects_dir, stats),
+                                             ps.interval or cfg.interval))
             except (OtelbpfError, OSError) as exc:
                 _log.error("program stats disabled", error=str(exc))
 
+    def _start_health_endpoint(self, cfg: AgentConfig) -> None:
+        """Off by default: no listening socket unless ``[health_endpoint] enabled = true``."""
+        if self.health_endpoint is not None:
+            self.health_endpoint.close()
+            self.health_endpoint = None
+        # Stuck: no flush for three intervals plus one export timeout (a flush's export ends
+        # within one interval, see flush()).
+        stale_after = 3 * cfg.interval + cfg.export.timeout
+        if self.health is None:
+            self.health = HealthState(stale_after)
+        self.health.stale_after = stale_after
+        self.health.programs(self.programs, self.failed)
+        he = cfg.health_endpoint
+        if not he.enabled:
+            return
+        try:
+            self.health_endpoint = HealthEndpoint(he.host, he.port, self.health.report)
+        except OSError as exc:
+            _log.error("health endpoint not started", address=f"{he.host}:{he.port}", error=str(exc),
+                       fix="free the port or set [health_endpoint] address to another one")
+
     def close(self) -> None:
+        if self.health_endpoint is not None:
+            self.health_endpoint.close()
+            self.health_endpoint = None
         for prog in self.programs.values():
             prog.close()
         self.programs.clear()
@@ -277,6 +314,8 @@ class Agent:
         for b in self.builtins:
             b.source.close()
         self.builtins = []
+        if self.privileges is not None:
+            self.privileges.close()
         if self.exporter is not None:
             self.exporter.shutdown()
 
@@ -367,6 +406,8 @@ class Agent:
             return
         old = self.config
         assert old is not None
+        if self.privileges is not None:
+            self.privileges.say_missing(new, configs.values())
         if (new.export, new.resource, new.state) != (old.export, old.resource, old.state):
             try:
                 self._configure(new)
@@ -397,6 +438,9 @@ class Agent:
                 self._load_program(name, pcfg)
         if (new.builtin, new.objects_dir, new.interval) != (old.builtin, old.objects_dir, old.interval):
             self._start_builtins(new)
+        if (new.health_endpoint, new.interval, new.export.timeout) != \
+                (old.health_endpoint, old.interval, old.export.timeout):
+            self._start_health_endpoint(new)
         _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed))
 
     # -- main loop ----------------------------------------------------------------------------
@@ -454,7 +498,11 @@ class Agent:
 
     def _safe_flush(self, *, final: bool = False) -> bool:
         try:
-            return self.flush(final=final)
+            ok = self.flush(final=final)
         except Exception as exc:  # never let one bad interval kill a months-long process
             _log.exception("flush failed", error=str(exc))
-            return False
+            ok = False
+        if self.health is not None:
+            self.health.programs(self.programs, self.failed)
+            self.health.flushed(ok)
+        return ok

@@ -20,6 +20,7 @@ from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, HISTOGRAM_AGG
                                         TEMPORALITIES, EnvironmentDefaults, read_environment)
 from otelbpf.config.ebpf_exporter import EbpfExporterConfig, read_ebpf_exporter_table
 from otelbpf.config.tables import ErrorList, Table, parse_toml, read_toml
+from otelbpf.config.trust import check_trusted
 from otelbpf.errors import ConfigError
 
 
@@ -84,6 +85,19 @@ class BuiltinConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    # None: what the loaded programs need at run time (agent/privileges.py decides).
+    keep_capabilities: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class HealthEndpointConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 13133
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     path: Path | None
     interval: float  # seconds
@@ -96,6 +110,8 @@ class AgentConfig:
     limits: LimitsConfig
     builtin: BuiltinConfig
     ebpf_exporter: EbpfExporterConfig | None = None  # [ebpf_exporter]: YAML configs to run too
+    security: SecurityConfig = SecurityConfig()
+    health_endpoint: HealthEndpointConfig = HealthEndpointConfig()
 
     def program_config_paths(self) -> list[Path]:
         """The program config files to load: ``programs`` in order, else every NAME.toml."""
@@ -124,6 +140,8 @@ def load_agent_config(path: Path, environ: Mapping[str, str] | None = None) -> A
     Raises ``ConfigErrors`` listing every problem found, in the file and in the environment.
     """
     path = Path(path)
+    if path.exists():
+        check_trusted(path, "agent config")
     return parse_agent_config(read_toml(path), path, environ)
 
 
@@ -189,10 +207,12 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
     builtin.finish()
     ebpf_exporter = read_ebpf_exporter_table(root.table("ebpf_exporter", entry="ebpf_exporter"),
                                              base)
+    security = _read_security(root.table("security", entry="security"))
+    health_endpoint = _read_health_endpoint(root.table("health_endpoint", entry="health_endpoint"))
     root.finish()
     return AgentConfig(path, interval, programs_dir, objects_dir, programs, export,
                        MappingProxyType(resource), state_config, limits_config, builtin_config,
-                       ebpf_exporter)
+                       ebpf_exporter, security, health_endpoint)
 
 
 def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig:
@@ -311,3 +331,36 @@ def _read_program_stats(t: Table) -> ProgramStatsConfig:
     include, exclude = _filters(t)
     t.finish()
     return ProgramStatsConfig(enabled, interval, include, exclude)
+
+
+def _read_security(t: Table) -> SecurityConfig:
+    from otelbpf.agent.privileges import CAPABILITIES  # the one list of capability names
+
+    keep = None
+    if t.has("keep_capabilities"):
+        names = t.strings("keep_capabilities", (), unique=True)
+        keep = set()
+        for i, name in enumerate(names):
+            canonical = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+            if canonical in CAPABILITIES:
+                keep.add(canonical)
+            else:
+                t.error(f"keep_capabilities[{i}]", f'"{name}" is not a Linux capability',
+                        'use names such as "CAP_BPF", "CAP_PERFMON", "CAP_SYSLOG"')
+        keep = frozenset(keep)
+    t.finish()
+    return SecurityConfig(keep)
+
+
+def _read_health_endpoint(t: Table) -> HealthEndpointConfig:
+    enabled = t.boolean("enabled", False)
+    address = t.string("address", "127.0.0.1:13133", non_empty=True)
+    host, port = "127.0.0.1", 13133
+    match_ = _HOST_PORT.fullmatch(address)
+    if match_ is None or not 0 < int(match_.group(2)) < 65536:
+        t.error("address", f'"{address}" is not HOST:PORT',
+                'use "127.0.0.1:13133" (or "0.0.0.0:13133" to be reachable from outside the host)')
+    else:
+        host, port = match_.group(1).strip("[]"), int(match_.group(2))
+    t.finish()
+    return HealthEndpointConfig(enabled, host, port)

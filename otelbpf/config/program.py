@@ -19,6 +19,7 @@ from typing import Any
 from otelbpf.aggregate.buckets import AGGREGATIONS, exponential_unavailable
 from otelbpf.config.tables import (ErrorList, Table, describe, did_you_mean, entry_name, freeze,
                                    parse_toml, read_toml)
+from otelbpf.config.trust import check_trusted
 
 # Instances are frozen; every sequence is a tuple and every mapping read-only, so a loaded config
 # can be shared between threads and compared against a reloaded one with ==.
@@ -310,7 +311,12 @@ def load_program_config(path: Path, objects_dir: Path) -> ProgramConfig:
     """Read and statically check ``path`` (``NAME.toml``); raises ``ConfigErrors`` listing every
     problem found. Checks against the object's maps happen later, in ``validate``."""
     path = Path(path)
-    return parse_program_config(read_toml(path), path, Path(objects_dir))
+    if path.exists():
+        check_trusted(path, "program config")
+    config = parse_program_config(read_toml(path), path, Path(objects_dir))
+    if config.object.exists():
+        check_trusted(config.object, "BPF object")
+    return config
 
 
 def parse_program_config(data: Mapping[str, Any] | bytes | str, path: Path,

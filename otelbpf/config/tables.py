@@ -12,12 +12,12 @@ import datetime
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from otelbpf.config import toml
 from otelbpf.errors import ConfigError, ConfigErrors
 
 MISSING: Any = object()
@@ -64,8 +64,8 @@ def parse_toml(data: bytes | str, path: Path | str | None) -> dict[str, Any]:
                                         "the file is not valid UTF-8",
                                         "save the file as UTF-8")]) from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         message = str(exc)
         entry = None
         match = _TOML_POSITION.search(message)

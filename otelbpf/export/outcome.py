@@ -9,7 +9,7 @@ from typing import Protocol
 from otelbpf.metrics.model import Metric, MetricBatch, Resource
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ExportOutcome:
     """Result of one ``Exporter.export`` call (all its attempts).
 

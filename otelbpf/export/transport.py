@@ -26,7 +26,7 @@ class SendStatus(enum.Enum):
     PERMANENT = "permanent"  # the backend refuses this data; sending it again cannot help
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SendResult:
     status: SendStatus
     message: str = ""  # why it failed, or the backend's partial-success message

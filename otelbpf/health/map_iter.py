@@ -30,10 +30,12 @@ MAP_RECORD = np.dtype(
         ("flags", "=u4"),
         ("_pad", "=u4"),
         ("name", "S16"),
+        ("ringbuf_used", "=u8"),
     ]
 )
-assert MAP_RECORD.itemsize == 56
+assert MAP_RECORD.itemsize == 64
 RECORD_HAS_COUNT = 1
+RECORD_HAS_RINGBUF = 2
 
 
 def parse_records(raw: bytes) -> np.ndarray:

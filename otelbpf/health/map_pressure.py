@@ -6,6 +6,10 @@ its type needs it, a ring buffer position read or a key walk (map_types.py decid
 closed before the next map: holding another process's map would keep it alive after its owner
 frees it, and a freed map must vanish from the export.
 
+Opening a map by id needs CAP_SYS_ADMIN: without it (the agent drops it after start), memory is
+not reported, while element counts and ring buffer fill from the iterator are. The programs that
+use each map come from the iter/bpf_prog program, which needs no CAP_SYS_ADMIN.
+
 Without the iterator object, or on kernels where it cannot load (no iter/bpf_map, no BTF), the
 maps are enumerated with BPF_MAP_GET_NEXT_ID and hash maps are counted by key iteration.
 """
@@ -13,6 +17,7 @@ maps are enumerated with BPF_MAP_GET_NEXT_ID and hash maps are counted by key it
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -20,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf.config.agent import MapPressureConfig
+from otelbpf.config.trust import check_trusted
 from otelbpf.kernel.names import map_type_name
 from otelbpf.health.fdinfo import map_memlock
-from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, MapIterator
+from otelbpf.health.map_iter import OBJECT_FILE, RECORD_HAS_COUNT, RECORD_HAS_RINGBUF, MapIterator
 from otelbpf.health.map_types import CountMethod, count_method
 from otelbpf.health.name_filter import NameFilter
 from otelbpf.health.pressure import MapObservation, map_metrics, owners_by_map
@@ -38,7 +44,7 @@ log = logging.getLogger("otelbpf.health.map_pressure")
 DEFAULT_BUILD_DIR = Path(__file__).resolve().parents[2] / "bpf" / "build"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MapRecord:
     """What the enumeration step knows of one map before it is opened."""
 
@@ -50,6 +56,7 @@ class MapRecord:
     max_entries: int
     flags: int
     elem_count: int | None  # kfunc count; None when the kfunc was not available
+    ringbuf_used: int | None = None  # ring buffers, read by the iterator; None: read it by fd
 
 
 class MapPressure:
@@ -65,6 +72,7 @@ class MapPressure:
         # Why the syscall fallback is in use (None: the iterator runs). Shown by the agent/check.
         self.fallback_reason: str | None = None
         try:
+            check_trusted(self.object_path, "BPF object")
             self._iterator = MapIterator(self.object_path)
         except Exception as exc:  # any load/attach failure: degrade, never stop the agent
             self.fallback_reason = (
@@ -74,6 +82,9 @@ class MapPressure:
                 "map pressure: %s; enumerating maps by id and counting hash maps by key iteration",
                 self.fallback_reason,
             )
+        from otelbpf.health.program_stats import open_prog_iterator
+
+        self._prog_iterator, _ = open_prog_iterator(build_dir)
 
     @property
     def method(self) -> str:
@@ -81,7 +92,7 @@ class MapPressure:
         return "iterator" if self._iterator is not None else "syscalls"
 
     def collect(self, now_ns: int) -> list[Metric]:
-        owners = owners_by_map(_program_maps())
+        owners = owners_by_map(_program_maps(self._prog_iterator))
         observations = []
         for record in self._records():
             if not self._accept(record.name):
@@ -95,6 +106,9 @@ class MapPressure:
         if self._iterator is not None:
             self._iterator.close()
             self._iterator = None
+        if self._prog_iterator is not None:
+            self._prog_iterator.close()
+            self._prog_iterator = None
 
     def _records(self) -> list[MapRecord]:
         if self._iterator is None:
@@ -102,18 +116,22 @@ class MapPressure:
         recs = self._iterator.read()
         has_count = (recs["flags"] & RECORD_HAS_COUNT).astype(bool).tolist()
         counts = recs["elem_count"].tolist()
+        has_used = (recs["flags"] & RECORD_HAS_RINGBUF).astype(bool).tolist()
+        used = recs["ringbuf_used"].tolist()
         return [
             MapRecord(
                 id=map_id,
-                name=name.decode("utf-8", "replace"),
+                name=bytes(name).decode("utf-8", "replace"),
                 type=map_type,
                 key_size=key_size,
                 value_size=value_size,
                 max_entries=max_entries,
                 flags=flags,
                 elem_count=count if has else None,
+                ringbuf_used=ring_used if ring else None,
             )
-            for map_id, name, map_type, key_size, value_size, max_entries, flags, count, has in zip(
+            for (map_id, name, map_type, key_size, value_size, max_entries, flags, count, has,
+                 ring_used, ring) in zip(
                 recs["id"].tolist(),
                 recs["name"].tolist(),
                 recs["type"].tolist(),
@@ -123,6 +141,8 @@ class MapPressure:
                 recs["map_flags"].tolist(),
                 counts,
                 has_count,
+                used,
+                has_used,
             )
         ]
 
@@ -131,7 +151,7 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
     """Open the map by id and measure it; None when the map was freed since it was listed."""
     method = count_method(record.type, record.elem_count is not None)
     entries: int | None = None
-    used: int | None = None
+    used: int | None = record.ringbuf_used
     memory: int | None = None
     if method is CountMethod.KFUNC:
         entries = record.elem_count
@@ -142,6 +162,8 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
     except LibbpfError as exc:
         if exc.errno == errno.ENOENT:
             return None
+        if exc.errno == errno.EPERM:
+            _say_cannot_open_by_id()
         log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
         fd = -1
     if fd >= 0:
@@ -149,7 +171,7 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
             memory = map_memlock(fd)
             if method is CountMethod.ITERATION:
                 entries = len(_wrap(fd, record).keys())
-            elif method is CountMethod.RINGBUF:
+            elif method is CountMethod.RINGBUF and used is None:
                 used = ringbuf_used(fd)
         except OSError as exc:
             log.debug("map %d (%s): %s", record.id, record.name, exc)
@@ -166,6 +188,14 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
         memory=memory,
         programs=tuple(programs),
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _say_cannot_open_by_id() -> None:
+    """Once per process: the agent runs without CAP_SYS_ADMIN (see docs/security.md)."""
+    log.info("map pressure: maps cannot be opened by id without CAP_SYS_ADMIN; "
+             "bpf.map.memory is not reported (add CAP_SYS_ADMIN to [security] "
+             "keep_capabilities for it)")
 
 
 def _wrap(fd: int, record: MapRecord) -> BpfMap:
@@ -191,6 +221,6 @@ def _records_by_id() -> list[MapRecord]:
     ]
 
 
-def _program_maps() -> list[tuple[str, tuple[int, ...]]]:
+def _program_maps(iterator=None) -> list[tuple[str, tuple[int, ...]]]:
     """(name, map_ids) of every program on the host, for the ``bpf.map.programs`` attribute."""
-    return [(pi.name, pi.map_ids) for pi in info.prog_infos()]
+    return [(pi.name, pi.map_ids) for pi in info.prog_infos(iterator)]

@@ -16,7 +16,7 @@ from otelbpf.metrics.model import Attributes, AttributeValue, Metric, MetricKind
 LEVEL_OK, LEVEL_WARNING, LEVEL_CRITICAL = 0, 1, 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MapObservation:
     id: int
     name: str

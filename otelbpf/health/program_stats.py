@@ -1,7 +1,9 @@
 """ProgramStats: run count, run time and CPU share of every BPF program on the host.
 
-Statistics are enabled for as long as the source is open (run_stats.py); each collection reads
-``struct bpf_prog_info`` of every program by id. Cumulative kernel counters are exported as
+Statistics are enabled for as long as the source is open (run_stats.py), or for as long as the
+agent holds them on (it switches them on before dropping CAP_SYS_ADMIN). Each collection lists
+every program with one run of the iter/bpf_prog program (kernel/prog_iter.py), which needs no
+CAP_SYS_ADMIN; without that object, programs are opened by id. Cumulative kernel counters are exported as
 cumulative SUMs starting at the program's load time; per-interval rates are derived from the
 difference to the previous collection, as bpftop does.
 """
@@ -11,13 +13,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from otelbpf.config.agent import ProgramStatsConfig
+from otelbpf.config.trust import check_trusted
 from otelbpf.kernel.names import prog_type_name
 from otelbpf.health.name_filter import NameFilter
 from otelbpf.health.run_stats import RunTimeStats
 from otelbpf.kernel import info
 from otelbpf.kernel.info import ProgInfo
+from otelbpf.kernel.prog_iter import OBJECT_FILE, ProgIterator
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint
 
 log = logging.getLogger("otelbpf.health.program_stats")
@@ -67,11 +72,20 @@ class ProgramStats:
 
     name = "program_stats"
 
-    def __init__(self, config: ProgramStatsConfig) -> None:
+    def __init__(self, config: ProgramStatsConfig, objects_dir: Path | None = None,
+                 stats: RunTimeStats | None = None) -> None:
         self.config = config
         self._accept = NameFilter(config.include, config.exclude)
-        self.stats = RunTimeStats()
+        # Statistics the agent switched on are the agent's to close.
+        self._owns_stats = stats is None
+        self.stats = RunTimeStats() if stats is None else stats
         self._previous: dict[int, _Sample] = {}
+        self.iterator, self.fallback_reason = open_prog_iterator(objects_dir)
+
+    @property
+    def method(self) -> str:
+        """How programs are enumerated: "iterator" or "syscalls" (needs CAP_SYS_ADMIN)."""
+        return "iterator" if self.iterator is not None else "syscalls"
 
     def collect(self, now_ns: int) -> list[Metric]:
         boot_ns = boot_time_ns()
@@ -122,14 +136,33 @@ class ProgramStats:
         return metrics
 
     def close(self) -> None:
-        self.stats.close()
+        if self._owns_stats:
+            self.stats.close()
+        if self.iterator is not None:
+            self.iterator.close()
+            self.iterator = None
 
     def _programs(self):
         """(ProgInfo, CLOCK_MONOTONIC ns right after reading it) of every accepted program."""
-        for pi in info.prog_infos():
+        for pi in info.prog_infos(self.iterator):
             mono = time.monotonic_ns()
             if self._accept(pi.name):
                 yield pi, mono
+
+
+def open_prog_iterator(objects_dir: Path | None) -> tuple[ProgIterator | None, str | None]:
+    """The iter/bpf_prog lister from ``objects_dir`` (default: the checkout's bpf/build), or None
+    and why not: any load failure degrades to listing by id, it never stops the agent."""
+    from otelbpf.health.map_pressure import DEFAULT_BUILD_DIR
+
+    path = (objects_dir if objects_dir is not None else DEFAULT_BUILD_DIR) / OBJECT_FILE
+    try:
+        check_trusted(path, "BPF object")
+        return ProgIterator(path), None
+    except Exception as exc:
+        reason = f"iter/bpf_prog program unavailable ({path}): {type(exc).__name__}: {exc}"
+        log.warning("%s; listing programs by id, which needs CAP_SYS_ADMIN", reason)
+        return None, reason
 
 
 def _attributes(pi: ProgInfo) -> Attributes:

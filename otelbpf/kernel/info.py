@@ -289,8 +289,15 @@ __all__ = [
 ]
 
 
-def prog_infos() -> Iterator[ProgInfo]:
-    """ProgInfo of every program on the host; programs unloaded while we walk are skipped."""
+def prog_infos(iterator=None) -> Iterator[ProgInfo]:
+    """ProgInfo of every program on the host; programs unloaded while we walk are skipped.
+
+    With ``iterator`` (a ``prog_iter.ProgIterator``) one run of the iter/bpf_prog program lists
+    them, which needs no CAP_SYS_ADMIN; without it, programs are opened by id, which does.
+    """
+    if iterator is not None:
+        yield from iterator.read()
+        return
     for prog_id in prog_ids():
         try:
             fd = prog_fd_by_id(prog_id)

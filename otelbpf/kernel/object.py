@@ -622,6 +622,10 @@ def attach_reason(prog: BpfProgram, err: int, messages: list[str]) -> str:
     if kind == "tracepoint":
         root = features.tracefs_root()
         if root is None:
+            hidden = [r for r in features.TRACEFS_ROOTS if os.path.ismount(r) and not os.access(r, os.X_OK)]
+            if hidden:
+                return (f"tracefs ({hidden[0]}) is readable by root only: run as root or with "
+                        f"CAP_DAC_READ_SEARCH to attach tracepoint {target}")
             return f"tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing) to attach tracepoint {target}"
         if not (root / "events" / target).is_dir():
             return f"tracepoint {target} does not exist"

@@ -31,7 +31,7 @@ class MetricKind(enum.Enum):
     EXPONENTIAL_HISTOGRAM = "exponential_histogram"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NumberPoint:
     attributes: Attributes
     value: int | float
@@ -39,7 +39,7 @@ class NumberPoint:
     start_time_ns: int = 0  # ignored for gauges
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HistogramPoint:
     """Explicit-bucket histogram: ``bucket_counts`` has ``len(bounds) + 1`` entries.
 
@@ -57,7 +57,7 @@ class HistogramPoint:
     max: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ExponentialHistogramPoint:
     """Exponential histogram: positive bucket ``offset + i`` counts (base^(offset+i), base^(offset+i+1)].
 
@@ -84,7 +84,7 @@ class ExponentialHistogramPoint:
 Point = Union[NumberPoint, HistogramPoint, ExponentialHistogramPoint]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Metric:
     name: str
     description: str
@@ -95,7 +95,7 @@ class Metric:
     monotonic: bool = True  # only meaningful for SUM
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MetricBatch:
     """The metrics of one source for one collection, exported under one instrumentation scope."""
 
@@ -104,7 +104,7 @@ class MetricBatch:
     scope_version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Resource:
     attributes: tuple[tuple[str, AttributeValue], ...] = field(default_factory=tuple)
 

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 # Ready but nothing to read means a reserved record is still being written (BUSY): don't spin.
 _BUSY_BACKOFF = 0.001
-
-
 class StreamDrainer:
     """Drains the StreamSources it holds on one thread: `add`, `start`, ... `stop`.
 

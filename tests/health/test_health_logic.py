@@ -114,7 +114,7 @@ def test_parse_records():
     parsed = parse_records(recs.tobytes())
     assert parsed["id"].tolist() == [5, 6]
     assert parsed["name"].tolist() == [b"one", b"fifteen_chars__"]
-    with pytest.raises(ValueError, match="multiple of the 56-byte record"):
+    with pytest.raises(ValueError, match="multiple of the 64-byte record"):
         parse_records(recs.tobytes()[:-1])
 
 

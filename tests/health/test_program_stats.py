@@ -108,7 +108,7 @@ def test_include_exclude(tracepoint):
 
 def _start_times(export, prog_id: int) -> set[int]:
     return {dp.start_time_unix_nano for rm in export.request.resource_metrics for sm in rm.scope_metrics
-            for m in sm.metrics if m.name == "bpf.program.run.count" for dp in m.sum.data_points
+            for m in sm.metrics if m.name == "bpf.program.runs" for dp in m.sum.data_points
             if any(a.key == "bpf.program.id" and a.value.int_value == prog_id for a in dp.attributes)}
 
 

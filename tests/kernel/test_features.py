@@ -103,7 +103,7 @@ def test_kfunc_probe_matches_the_count_the_map_iterator_reads(probed, bpf_build)
         m.update(struct.pack("<I", 1), struct.pack("<Q", 1))
         source = MapPressure(map_pressure_config(), bpf_build)
         try:
-            points = [p for metric in source.collect(time.time_ns()) if metric.name == "bpf.map.max_entries"
+            points = [p for metric in source.collect(time.time_ns()) if metric.name == "bpf.map.entry.limit"
                       for p in metric.points if dict(p.attributes)["bpf.map.id"] == m.id]
         finally:
             source.close()
