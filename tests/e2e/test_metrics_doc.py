@@ -124,7 +124,10 @@ def test_docs_match_what_the_agent_emits(tmp_path, bpf_build, grpc_receiver, vic
             problems.append(f"{name}: emitted {inst} {unit!r} {sorted(attrs)}, documented {doc[name][:3]}")
     assert not problems, "\n".join(problems)
     # Everything documented is really emitted: by this run, or (no event happened) by a shipped config.
-    assert set(doc) - set(sent) - set(config_rows()) == set(), "documented but never emitted"
+    # Emitted only when something goes wrong (a bad record, a program writing slots the config does
+    # not have) or with CAP_SYS_ADMIN kept ([security] keep_capabilities): each has its own test.
+    conditional = {"otelbpf.stream.dropped", "otelbpf.histogram.out_of_range", "bpf.map.memory.usage"}
+    assert set(doc) - set(sent) - set(config_rows()) - conditional == set(), "documented but never emitted"
     assert {"process.cpu.time", "bpf.map.entry.usage", "bpf.program.runs", "otelbpf.export.requests",
             "otelbpf.stream.events", "syscalls", "execsnoop.execs", "signals.generated"} <= set(sent)
 

@@ -423,8 +423,9 @@ def test_keep_attached_stream_records_written_while_down_are_read_after(tmp_path
         subprocess.run([path], check=True)
         assert agent.stop() == 0
     no_traceback(agent)
-    first = grpc_points(grpc_receiver.received[:before], "execsnoop.execs", command=name)
-    second = grpc_points(grpc_receiver.received[before:], "execsnoop.execs", command=name)
+    by_name = {"process.executable.name": name}
+    first = grpc_points(grpc_receiver.received[:before], "execsnoop.execs", **by_name)
+    second = grpc_points(grpc_receiver.received[before:], "execsnoop.execs", **by_name)
     assert first[-1].as_int == 3 and second[-1].as_int == 5
     lost = grpc_points(grpc_receiver.received, "otelbpf.stream.lost")
     assert lost and sum(p.as_int for p in lost) == 0
