@@ -108,7 +108,11 @@ class Sample(NamedTuple):
 class VictoriaMetrics:
     """A VictoriaMetrics process on 127.0.0.1 with its own storage directory."""
 
-    def __init__(self, storage_dir: Path | None = None, *, binary: Path | None = None):
+    def __init__(self, storage_dir: Path | None = None, *, binary: Path | None = None,
+                 basic_auth: tuple[str, str] | None = None):
+        """``basic_auth``: (user, password) VictoriaMetrics then demands on every path, OTLP
+        included — a stand-in for an authenticated OTLP gateway such as Grafana Cloud's."""
+        self.basic_auth = basic_auth
         self.binary = binary or victoria_metrics_binary()
         self._owns_storage = storage_dir is None
         self.storage_dir = Path(storage_dir or tempfile.mkdtemp(prefix="otelbpf-vm-"))
@@ -141,6 +145,8 @@ class VictoriaMetrics:
                 "-search.latencyOffset=0s",
                 "-search.disableCache",
                 "-opentelemetry.usePrometheusNaming",
+                *([f"-httpAuth.username={self.basic_auth[0]}",
+                   f"-httpAuth.password={self.basic_auth[1]}"] if self.basic_auth else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -233,8 +239,20 @@ class VictoriaMetrics:
         except OSError:
             return ""
 
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header value the configured basic auth needs."""
+        if self.basic_auth is None:
+            return None
+        import base64
+
+        return "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
+
     def _get(self, path: str) -> str:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+        request = urllib.request.Request(self.url + path)
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
 
     def _wait_ready(self, timeout: float) -> None:

@@ -7,7 +7,6 @@ SIGTERM/SIGINT → detach, one last collection and export, exit 0; SIGHUP → re
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -109,7 +108,7 @@ class Agent:
 
     def _configure(self, cfg: AgentConfig, *, at_start: bool = False) -> None:
         self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
-        self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
+        self.resource = build_resource(cfg.resource, cfg.state.state_dir)
         self.exporter = build_exporter(cfg.export)
         # A reload that keeps delta temporality keeps the exported baselines: starting them over
         # would send every series' whole cumulative value again as one delta (double counting).

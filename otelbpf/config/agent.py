@@ -181,6 +181,9 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
 
 
 def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig:
+    # Imported here: the otelbpf.export package imports this module on load.
+    from otelbpf.export.transport import validate_headers
+
     defaults = env.export
     signal_endpoint = False
     if t.has("endpoint"):
@@ -209,18 +212,20 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
                                            f"use a URL such as {example}"))
 
     headers = dict(defaults.get("headers", {}))
-    headers.update(t.string_table("headers", what="header value", secret=True))
+    file_headers = t.string_table("headers", what="header value", secret=True)
+    for name, value in file_headers.items():
+        try:
+            validate_headers({name: value})
+        except ValueError as exc:
+            t.error("headers", str(exc), "remove line breaks and control characters; "
+                                         "a header name is letters, digits and -")
+    headers.update(file_headers)
 
     def path_setting(key: str) -> Path | None:
         if not t.has(key):
             return defaults.get(key)
         text = t.string(key, "", non_empty=True)
-        if not text:
-            return None
-        file = _relative_to(base, text)
-        if not file.is_file():
-            t.error(key, f"{file} is not a readable file", "point it at a PEM file")
-        return file
+        return _relative_to(base, text) if text else None
 
     config = ExportConfig(
         protocol=protocol,
@@ -238,8 +243,30 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         max_backoff=t.duration("max_backoff", 60.0),
         signal_endpoint=signal_endpoint,
     )
+    if config.protocol != "console":
+        _check_tls_files(t, config, env)
     t.finish()
     return config
+
+
+def _check_tls_files(t: Table, config: ExportConfig, env: EnvironmentDefaults) -> None:
+    """Read the PEM files now, so a bad one stops ``run``/``check`` (and a reload) with one line
+    instead of failing on the first export — for gRPC too, which reads them only to connect."""
+    from otelbpf.export.transport import TlsFileError, tls_context
+
+    try:
+        tls_context(config.certificate, config.client_certificate, config.client_key)
+    except TlsFileError as exc:
+        fix = {"certificate": "point it at the PEM file of the CA that signed the server's "
+                              "certificate",
+               "client_certificate": "give client_certificate and client_key together, both PEM, "
+                                     "the key matching the certificate",
+               "client_key": "give client_certificate and client_key together, both PEM"}
+        if t.has(exc.setting):
+            t.error(exc.setting, str(exc), fix[exc.setting])
+        else:
+            t.errors.errors.append(ConfigError(ENVIRONMENT, None, env.sources.get(exc.setting),
+                                               str(exc), fix[exc.setting]))
 
 
 def endpoint_problem(endpoint: str, protocol: str) -> str | None:

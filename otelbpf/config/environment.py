@@ -32,12 +32,16 @@ class EnvironmentDefaults:
     """
 
     export: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # export setting -> variable it came from
     signal_endpoint: bool = False
     resource: dict[str, str] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
 
 
 def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
+    # Imported here: the otelbpf.export package imports the config on load.
+    from otelbpf.export.transport import validate_headers
+
     out = EnvironmentDefaults()
 
     def error(var: str, message: str, fix: str) -> None:
@@ -79,11 +83,18 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
 
     if found := lookup("HEADERS"):
         var, value = found
-        headers, bad = parse_key_values(value)
+        headers, problems = parse_key_values(value)
+        # Never echo header text: it usually carries credentials.
+        for problem in problems:
+            error(var, problem, "write k1=v1,k2=v2 (URL-encoded)")
+        for name, header_value in headers.items():
+            try:
+                validate_headers({name: header_value})
+            except ValueError as exc:
+                error(var, str(exc), "remove the control characters (a URL-encoded %0A, %0D or "
+                                     "%00 decodes to one)")
         out.export["headers"] = headers
-        for index in bad:
-            # Never echo header text: it usually carries credentials.
-            error(var, f"entry {index + 1} is not key=value", "write k1=v1,k2=v2 (URL-encoded)")
+        out.sources["headers"] = var
 
     if found := lookup("COMPRESSION"):
         var, value = found
@@ -115,34 +126,40 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
                         ("CLIENT_KEY", "client_key")):
         if found := lookup(suffix):
             var, value = found
-            path = Path(value)
-            if path.is_file():
-                out.export[key] = path
-            else:
-                error(var, f"{value} is not a readable file", "point it at a PEM file")
+            # Read and checked as PEM with the other export settings (config.agent).
+            out.export[key] = Path(value)
+            out.sources[key] = var
 
     if value := environ.get("OTEL_RESOURCE_ATTRIBUTES", "").strip():
-        attributes, bad = parse_key_values(value)
+        attributes, problems = parse_key_values(value)
         out.resource.update(attributes)
-        for index in bad:
-            error("OTEL_RESOURCE_ATTRIBUTES", f"entry {index + 1} is not key=value",
+        for problem in problems:
+            error("OTEL_RESOURCE_ATTRIBUTES", problem,
                   "write key1=value1,key2=value2 (URL-encoded)")
     if value := environ.get("OTEL_SERVICE_NAME", "").strip():
         out.resource["service.name"] = value
     return out
 
 
-def parse_key_values(text: str) -> tuple[dict[str, str], list[int]]:
-    """``k1=v1,k2=v2`` with URL-encoded parts → (pairs, indexes of entries that are not k=v)."""
+def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:
+    """``k1=v1,k2=v2`` with URL-encoded parts → (pairs, problems).
+
+    The one parser for OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS. A problem names the
+    entry by position, never by its text (header values are secrets); the caller turns problems
+    into ConfigErrors, so a malformed variable stops the agent with one line instead of being
+    dropped with a warning nobody reads.
+    """
     pairs: dict[str, str] = {}
-    bad: list[int] = []
+    problems: list[str] = []
     for index, item in enumerate(text.split(",")):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        key = unquote(key.strip())
-        if not sep or not key:
-            bad.append(index)
+        if not sep or not key.strip():
+            problems.append(f"entry {index + 1} is not key=value")
             continue
-        pairs[key] = unquote(value.strip())
-    return pairs, bad
+        try:
+            pairs[unquote(key.strip(), errors="strict")] = unquote(value.strip(), errors="strict")
+        except UnicodeDecodeError:
+            problems.append(f"entry {index + 1} is not valid percent-encoded UTF-8")
+    return pairs, problems

@@ -148,6 +148,7 @@ class ReliableExporter:
         if deadline is None:
             deadline = started + self.max_elapsed
         attempt = 0
+        first_error = ""
         while True:
             attempt += 1
             # The first attempt always gets the full timeout; retries only what the deadline leaves.
@@ -161,7 +162,11 @@ class ReliableExporter:
                 )
             self._stats.request(result.status, result.rejected_points)
             if result.status is SendStatus.SUCCESS:
+                if attempt > 1:
+                    log.warning("export recovered after retries", endpoint=self.transport.endpoint,
+                                attempts=attempt, first_error=first_error)
                 return self._finish(result, points, attempt, started, success=True)
+            first_error = first_error or result.message
             if result.status is SendStatus.PERMANENT:
                 log.error(
                     "export failed permanently, data dropped",
@@ -180,7 +185,9 @@ class ReliableExporter:
                     data_points=points,
                 )
                 return self._finish(result, points, attempt, started, success=False)
-            log.warning(
+            # Per attempt only at debug: during an outage the one line per export is the
+            # "recovered after retries" warning or the "retries exhausted" error.
+            log.debug(
                 "export failed, retrying",
                 endpoint=self.transport.endpoint,
                 error=result.message,

@@ -33,10 +33,10 @@ import otelbpf
 from otelbpf.export.transport import (
     SendResult,
     SendStatus,
+    clean_message,
     header_secrets,
-    redact,
     safe_endpoint,
-    truncate,
+    tls_context,
     validate_headers,
 )
 
@@ -87,8 +87,6 @@ class OtlpHttpExporter:
         OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a full URL, per the OTLP exporter spec)."""
         if compression not in ("gzip", "none"):
             raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
-        if client_key is not None and client_certificate is None:
-            raise ValueError("client_key needs client_certificate")
         self.url = endpoint_base if exact_url else metrics_url(endpoint_base)
         self.endpoint = safe_endpoint(self.url)
         self.compression = compression
@@ -190,23 +188,7 @@ class OtlpHttpExporter:
         return SendResult(SendStatus.RETRYABLE, self._clean(f"{self.endpoint}: {text}"))
 
     def _clean(self, text: str) -> str:
-        return redact(truncate(text), self.secrets)
-
-
-def tls_context(
-    certificate: Path | None, client_certificate: Path | None, client_key: Path | None
-) -> ssl.SSLContext:
-    """A verifying client context: system CAs, or only ``certificate`` if given; mTLS if asked."""
-    try:
-        context = ssl.create_default_context(cafile=str(certificate) if certificate else None)
-        if client_certificate is not None:
-            context.load_cert_chain(
-                str(client_certificate), str(client_key) if client_key else None
-            )
-    except (OSError, ssl.SSLError) as error:
-        files = ", ".join(str(p) for p in (certificate, client_certificate, client_key) if p)
-        raise ValueError(f"cannot load TLS files {files}: {error}") from error
-    return context
+        return clean_message(text, self.secrets)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from otelbpf.export.encode import encode
 from otelbpf.export.exporter import ReliableExporter, build_exporter
 from otelbpf.export.http import OtlpHttpExporter, metrics_url, parse_retry_after
-from otelbpf.export.transport import SendStatus
+from otelbpf.export.transport import REDACTED, SendStatus
 from otelbpf.metrics.model import Metric, MetricBatch, MetricKind, NumberPoint, Resource
 
 from .conftest import export_config
@@ -152,7 +152,9 @@ def test_503_then_200_through_the_reliable_exporter(http_server, captured_logs):
     assert outcome.success and outcome.attempts == 3
     assert len(http_server.received) == 3
     assert all(p.headers["authorization"] == TOKEN for p in http_server.received)
-    assert [e["event"] for e in captured_logs] == ["export failed, retrying"] * 2
+    assert [(e["event"], e["log_level"]) for e in captured_logs] == [
+        ("export failed, retrying", "debug")] * 2 + [("export recovered after retries", "warning")]
+    assert captured_logs[-1]["attempts"] == 3
     assert TOKEN not in repr(captured_logs) and "sk-live" not in repr(captured_logs)
 
 
@@ -174,7 +176,7 @@ def test_header_values_never_logged(http_server, captured_logs, capsys):
     text = repr(captured_logs) + printed.out + printed.err + repr(exporter.describe())
     for secret in (TOKEN, "sk-live", "k-9876543210"):
         assert secret not in text
-    assert {e["log_level"] for e in captured_logs} >= {"info", "warning", "error"}
+    assert {e["log_level"] for e in captured_logs} >= {"info", "debug", "error"}
 
 
 def test_https_with_ca_file(certificates):
@@ -212,10 +214,49 @@ def test_unsendable_header_values_are_refused_without_showing_them(value):
 
 
 def test_missing_tls_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="cannot load TLS files .*missing.pem"):
+    with pytest.raises(ValueError, match="cannot read .*missing.pem"):
         OtlpHttpExporter("https://127.0.0.1:1", certificate=tmp_path / "missing.pem")
 
 
 def test_user_agent_can_be_overridden(http_server):
     OtlpHttpExporter(http_server.url, headers={"user-agent": "custom/1"}).send(REQUEST, 5)
     assert http_server.received[0].headers["user-agent"] == "custom/1"
+
+
+LONG_TOKEN = "glc_" + "".join(f"{i:03d}x" for i in range(200))  # 804 characters, all distinct runs
+
+
+@pytest.mark.parametrize("prefix_length", [0, 300, 490, 505, 511])
+def test_long_token_crossing_the_truncation_boundary_is_redacted(http_server, prefix_length):
+    """Messages are cut at 512 characters: the token must go before the cut can split it."""
+    http_server.respond(401, ("p" * prefix_length + f" bad key Bearer {LONG_TOKEN} end").encode())
+    exporter = OtlpHttpExporter(http_server.url, headers={"Authorization": f"Bearer {LONG_TOKEN}"})
+    result = exporter.send(REQUEST, 5)
+    assert result.message.startswith("HTTP 401")
+    for start in range(0, len(LONG_TOKEN) - 8):
+        assert LONG_TOKEN[start:start + 8] not in result.message
+
+
+@pytest.mark.parametrize("echo", [
+    LONG_TOKEN[:40],  # the server cut the token itself
+    LONG_TOKEN[100:180],  # a piece from the middle
+    "\n".join([LONG_TOKEN[:30], LONG_TOKEN[30:60]]),  # wrapped across lines
+])
+def test_partial_and_prefixless_echoes_are_redacted(http_server, echo):
+    http_server.respond(403, f"token {echo} is not allowed".encode())
+    exporter = OtlpHttpExporter(http_server.url, headers={"Authorization": f"Bearer {LONG_TOKEN}"})
+    result = exporter.send(REQUEST, 5)
+    assert "is not allowed" in result.message and REDACTED in result.message
+    for piece in echo.split("\n"):
+        for start in range(0, len(piece) - 8):
+            assert piece[start:start + 8] not in result.message
+
+
+def test_basic_auth_password_echoed_decoded_is_redacted(http_server):
+    import base64
+
+    credential = base64.b64encode(b"123456:glc_s3cr3t-password").decode()
+    http_server.respond(401, b"user 123456 password glc_s3cr3t-password rejected")
+    exporter = OtlpHttpExporter(http_server.url, headers={"Authorization": f"Basic {credential}"})
+    message = exporter.send(REQUEST, 5).message
+    assert "s3cr3t" not in message and "rejected" in message
