@@ -29,15 +29,22 @@ environment:
   _INSECURE, _CERTIFICATE, _CLIENT_CERTIFICATE, _CLIENT_KEY, OTEL_RESOURCE_ATTRIBUTES,
   OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: defaults for [export]
   and [resource]; the config file wins (docs/configuration.md#environment-variables).
+  OTEL_METRICS_EXPORTER (otlp, console, none), OTEL_SDK_DISABLED, OTEL_METRIC_EXPORT_INTERVAL,
+  OTEL_METRIC_EXPORT_TIMEOUT: likewise. ${env:NAME} in the TOML files reads any variable.
   OTEL_LOG_LEVEL: debug, info, warn or error, when --log-level is not given.
+  OTELBPF_CONFIG: the agent config file, when --config is not given.
 
 docs: docs/configuration.md, docs/backends.md, docs/troubleshooting.md
 """
 
 
 def _config_path(arg: str | None) -> Path:
+    """--config, else OTELBPF_CONFIG (a container points it at a mounted file instead of the
+    packaged one), else the default location."""
     if arg:
         return Path(arg)
+    if os.environ.get("OTELBPF_CONFIG", "").strip():
+        return Path(os.environ["OTELBPF_CONFIG"].strip())
     from otelbpf.config.agent import default_config_path
 
     return default_config_path()
@@ -189,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     run = add_command("run", cmd_run, "run the agent")
-    run.add_argument("--config", help="agent config (default: conf/otelbpf.toml in a checkout, "
+    run.add_argument("--config", help="agent config (default: $OTELBPF_CONFIG, else "
+                                      "conf/otelbpf.toml in a checkout, "
                                       "/etc/otelbpf/otelbpf.toml when installed)")
     run.add_argument("--once", action="store_true",
                      help="count for one interval, export once, detach and exit "

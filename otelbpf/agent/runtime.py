@@ -114,7 +114,7 @@ class Agent:
         # would send every series' whole cumulative value again as one delta (double counting).
         # At start, the baselines saved by the previous process: its pinned maps kept counting.
         # (Not on a reload that switches to delta: a file from an older delta run is stale.)
-        wants_delta = cfg.export.temporality == "delta" and cfg.export.protocol != "console"
+        wants_delta = cfg.export.temporality == "delta"
         kept = self.delta
         if wants_delta and kept is None and at_start:
             kept = {}

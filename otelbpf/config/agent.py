@@ -24,7 +24,7 @@ from otelbpf.errors import ConfigError
 
 @dataclass(frozen=True)
 class ExportConfig:
-    protocol: str  # "grpc" | "http/protobuf" | "console"
+    protocol: str  # "grpc" | "http/protobuf" | "http/json" | "console" | "none"
     endpoint: str | None
     temporality: str  # "cumulative" | "delta"
     headers: Mapping[str, str]
@@ -38,6 +38,9 @@ class ExportConfig:
     # True when ``endpoint`` came from OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: already the full
     # metrics URL, used as is. Otherwise ``endpoint`` is a base URL.
     signal_endpoint: bool = False
+    # Seconds one export may take, retries included (OTEL_METRIC_EXPORT_TIMEOUT); the agent's
+    # interval bounds it too, so an export never delays the next collection.
+    export_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -116,14 +119,14 @@ def load_agent_config(path: Path, environ: Mapping[str, str] | None = None) -> A
     Raises ``ConfigErrors`` listing every problem found, in the file and in the environment.
     """
     path = Path(path)
-    return parse_agent_config(read_toml(path), path, environ)
+    return parse_agent_config(read_toml(path, environ), path, environ)
 
 
 def parse_agent_config(data: Mapping[str, Any] | bytes | str, path: Path,
                        environ: Mapping[str, str] | None = None) -> AgentConfig:
     """Like ``load_agent_config`` for TOML text (or an already parsed table)."""
     if not isinstance(data, Mapping):
-        data = parse_toml(data, path)
+        data = parse_toml(data, path, environ)
     errors = ErrorList(path)
     env = read_environment(os.environ if environ is None else environ)
     errors.extend(env.errors)
@@ -140,7 +143,7 @@ def _relative_to(base: Path, text: str) -> Path:
 def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfig:
     base = path.absolute().parent
     agent = root.table("agent", entry="agent")
-    interval = agent.duration("interval", DEFAULT_INTERVAL)
+    interval = agent.duration("interval", env.interval or DEFAULT_INTERVAL)
     programs_dir = _relative_to(base, agent.string("programs_dir", "conf.d", non_empty=True))
     objects_dir = (_relative_to(base, agent.string("objects_dir", non_empty=True))
                    if agent.has("objects_dir") else programs_dir)
@@ -199,7 +202,7 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         protocol = t.string("protocol", choices=PROTOCOLS)
     else:
         protocol = defaults.get("protocol") or ("http/protobuf" if endpoint else "console")
-    if protocol == "console":
+    if protocol in ("console", "none"):
         endpoint, signal_endpoint = None, False
     elif endpoint is None:
         endpoint = DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT
@@ -242,8 +245,9 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         client_key=path_setting("client_key"),
         max_backoff=t.duration("max_backoff", 60.0),
         signal_endpoint=signal_endpoint,
+        export_timeout=t.duration("export_timeout", defaults.get("export_timeout", 30.0)),
     )
-    if config.protocol != "console":
+    if config.protocol not in ("console", "none"):
         _check_tls_files(t, config, env)
     t.finish()
     return config

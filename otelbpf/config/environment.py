@@ -17,7 +17,9 @@ from otelbpf.errors import ConfigError
 
 ENVIRONMENT = "environment"  # the ``path`` of errors found in environment variables
 
-PROTOCOLS = ("grpc", "http/protobuf", "console")
+# OTLP protocols, plus the two exporters that are not OTLP (OTEL_METRICS_EXPORTER console/none).
+PROTOCOLS = ("grpc", "http/protobuf", "http/json", "console", "none")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 TEMPORALITIES = ("cumulative", "delta")
 COMPRESSIONS = ("gzip", "none")
 
@@ -34,6 +36,7 @@ class EnvironmentDefaults:
     export: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # export setting -> variable it came from
     signal_endpoint: bool = False
+    interval: float | None = None  # OTEL_METRIC_EXPORT_INTERVAL, seconds
     resource: dict[str, str] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
 
@@ -55,12 +58,53 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
                 return var, value
         return None
 
+    def milliseconds(var: str, value: str) -> float | None:
+        try:
+            millis = float(value)
+        except ValueError:
+            millis = -1.0
+        if millis > 0 and millis != float("inf"):
+            return millis / 1000.0
+        error(var, f'"{value}" is not a duration in milliseconds', "give milliseconds, e.g. 10000")
+        return None
+
+    def boolean(var: str) -> bool | None:
+        value = environ.get(var, "").strip().lower()
+        if value in ("true", "false"):
+            return value == "true"
+        if value:
+            error(var, f'"{value}" is not a boolean', 'use "true" or "false"')
+        return None
+
     if found := lookup("PROTOCOL"):
         var, value = found
-        if value in PROTOCOLS:
+        if value in OTLP_PROTOCOLS:
             out.export["protocol"] = value
         else:
-            error(var, f'"{value}" is not supported', 'use "grpc" or "http/protobuf"')
+            error(var, f'"{value}" is not supported', 'use "grpc", "http/protobuf" or "http/json"')
+
+    var = "OTEL_METRICS_EXPORTER"
+    if value := environ.get(var, "").strip().lower():
+        if value == "otlp":
+            # OTLP even without an endpoint (the default is then localhost), over http/protobuf
+            # unless a protocol variable says otherwise — as the SDKs do.
+            out.export.setdefault("protocol", "http/protobuf")
+        elif value in ("console", "none"):
+            out.export["protocol"] = value
+        else:
+            error(var, f'"{value}" is not supported',
+                  'use one of "otlp", "console" or "none" (one exporter, not a list)')
+
+    if boolean("OTEL_SDK_DISABLED"):
+        out.export["protocol"] = "none"
+
+    var = "OTEL_METRIC_EXPORT_INTERVAL"
+    if value := environ.get(var, "").strip():
+        out.interval = milliseconds(var, value)
+    var = "OTEL_METRIC_EXPORT_TIMEOUT"
+    if value := environ.get(var, "").strip():
+        if (seconds := milliseconds(var, value)) is not None:
+            out.export["export_timeout"] = seconds
 
     metrics_endpoint = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
     if metrics_endpoint:
@@ -105,21 +149,13 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
 
     if found := lookup("TIMEOUT"):
         var, value = found
-        try:
-            millis = float(value)
-        except ValueError:
-            millis = -1.0
-        if millis > 0 and millis != float("inf"):
-            out.export["timeout"] = millis / 1000.0
-        else:
-            error(var, f'"{value}" is not a timeout', "give milliseconds, e.g. 10000")
+        if (seconds := milliseconds(var, value)) is not None:
+            out.export["timeout"] = seconds
 
     if found := lookup("INSECURE"):
-        var, value = found
-        if value.lower() in ("true", "false"):
-            out.export["insecure"] = value.lower() == "true"
-        else:
-            error(var, f'"{value}" is not a boolean', 'use "true" or "false"')
+        var, _ = found
+        if (insecure := boolean(var)) is not None:
+            out.export["insecure"] = insecure
 
     for suffix, key in (("CERTIFICATE", "certificate"),
                         ("CLIENT_CERTIFICATE", "client_certificate"),

@@ -116,6 +116,9 @@ def explain(transport: Transport, result: SendResult) -> str:
                 "(VictoriaMetrics: http://HOST:8428/opentelemetry, Grafana Cloud: "
                 "https://otlp-gateway-…/otlp); a full metrics URL goes in "
                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    if transport.protocol == "http/json" and ("HTTP 400" in message or "HTTP 415" in message):
+        return ("the backend may not read OTLP/JSON (VictoriaMetrics does not): use "
+                "protocol = \"http/protobuf\"")
     host, port = _host_port(transport)
     if host is None:
         return ""

@@ -1,4 +1,9 @@
-"""OTLP/HTTP with protobuf bodies, over the standard library's urllib.
+"""OTLP/HTTP with protobuf or JSON bodies, over the standard library's urllib.
+
+JSON (``http/json``) is the protobuf JSON mapping with the OTLP rules that matter for metrics:
+lowerCamelCase field names and enums as integers; 64-bit integers are strings, which OTLP
+receivers must accept. (Trace and span ids, which OTLP wants in hex, only occur in exemplars,
+which otelbpf does not send.)
 
 Endpoint rule: ``endpoint_base`` is a base URL like OTEL_EXPORTER_OTLP_ENDPOINT, and the signal path
 ``/v1/metrics`` is appended to its path (``http://vm:8428/opentelemetry`` posts to
@@ -23,6 +28,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -69,8 +75,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class OtlpHttpExporter:
     """Posts ``ExportMetricsServiceRequest`` protobufs; one attempt per ``send``."""
 
-    protocol = "http/protobuf"
-
     def __init__(
         self,
         endpoint_base: str,
@@ -82,11 +86,17 @@ class OtlpHttpExporter:
         client_key: Path | None = None,
         *,
         exact_url: bool = False,
+        encoding: str = "protobuf",
     ):
         """``exact_url``: post to ``endpoint_base`` as given (a signal-specific endpoint such as
-        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a full URL, per the OTLP exporter spec)."""
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a full URL, per the OTLP exporter spec).
+        ``encoding``: "protobuf" or "json"."""
         if compression not in ("gzip", "none"):
             raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
+        if encoding not in ("protobuf", "json"):
+            raise ValueError(f"encoding must be 'protobuf' or 'json', not {encoding!r}")
+        self.encoding = encoding
+        self.protocol = f"http/{encoding}"
         self.url = endpoint_base if exact_url else metrics_url(endpoint_base)
         self.endpoint = safe_endpoint(self.url)
         self.compression = compression
@@ -108,13 +118,18 @@ class OtlpHttpExporter:
     def send(
         self, request: ExportMetricsServiceRequest, timeout: float | None = None
     ) -> SendResult:
-        body = request.SerializeToString()
+        if self.encoding == "json":
+            body = json_format.MessageToJson(request, use_integers_for_enums=True,
+                                             indent=None).encode()
+        else:
+            body = request.SerializeToString()
         headers = {
             k: v for k, v in self._headers.items() if k.lower() not in _RESERVED_HEADERS
         }
         if "user-agent" not in self.header_names:
             headers["User-Agent"] = f"otelbpf/{otelbpf.__version__}"
-        headers["Content-Type"] = "application/x-protobuf"
+        headers["Content-Type"] = ("application/json" if self.encoding == "json"
+                                   else "application/x-protobuf")
         if self.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
@@ -141,12 +156,15 @@ class OtlpHttpExporter:
 
     def _accepted(self, headers, payload: bytes) -> SendResult:
         content_type = (headers.get("Content-Type") or "").lower()
-        if not payload or "json" in content_type:
+        if not payload:
             return SendResult(SendStatus.SUCCESS)
         response = ExportMetricsServiceResponse()
         try:
-            response.ParseFromString(payload)
-        except DecodeError:
+            if "json" in content_type:
+                json_format.Parse(payload, response, ignore_unknown_fields=True)
+            else:
+                response.ParseFromString(payload)
+        except (DecodeError, json_format.ParseError):
             return SendResult(SendStatus.SUCCESS)  # a 2xx body we cannot read still means accepted
         partial = response.partial_success
         return SendResult(

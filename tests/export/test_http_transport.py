@@ -260,3 +260,50 @@ def test_basic_auth_password_echoed_decoded_is_redacted(http_server):
     exporter = OtlpHttpExporter(http_server.url, headers={"Authorization": f"Basic {credential}"})
     message = exporter.send(REQUEST, 5).message
     assert "s3cr3t" not in message and "rejected" in message
+
+
+def test_http_json_posts_the_otlp_json_mapping(http_server, tmp_path):
+    """OTEL_EXPORTER_OTLP_PROTOCOL=http/json through the config: camelCase names, enums as
+    integers, and a body that parses back into the same request."""
+    import json
+
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from otelbpf.config.agent import parse_agent_config
+
+    cfg = parse_agent_config("", tmp_path / "otelbpf.toml",
+                             {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                              "OTEL_EXPORTER_OTLP_ENDPOINT": http_server.url,
+                              "OTEL_EXPORTER_OTLP_COMPRESSION": "none"})
+    exporter = build_exporter(cfg.export)
+    http_server.respond(200, b'{"partialSuccess": {"rejectedDataPoints": "1", "errorMessage": "x"}}',
+                        {"Content-Type": "application/json"})
+    outcome = exporter.export(RESOURCE, BATCHES)
+    assert outcome.success and outcome.rejected_points == 1
+    (post,) = http_server.received
+    assert post.path == "/v1/metrics" and post.headers["content-type"] == "application/json"
+    body = json.loads(post.body)
+    metric = body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]
+    assert metric["sum"]["aggregationTemporality"] == 2  # CUMULATIVE as an integer
+    assert metric["sum"]["dataPoints"][0]["asInt"] == "5"
+    parsed = json_format.Parse(post.body, ExportMetricsServiceRequest())
+    assert parsed.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0].as_int == 5
+
+
+def test_victoria_metrics_refusing_json_gets_a_hint(tmp_path):
+    from backends import BackendUnavailable, VictoriaMetrics
+
+    from otelbpf.export.diagnose import check_export
+
+    try:
+        vm = VictoriaMetrics().start()
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+    try:
+        result = check_export(OtlpHttpExporter(vm.otlp_http_endpoint, encoding="json"), RESOURCE, 5)
+    finally:
+        vm.close()
+    assert not result.ok and "http/protobuf" in result.hint

@@ -86,3 +86,17 @@ def test_otel_log_level_applies_without_flag():
     assert out.returncode == 2
     assert out.stderr.strip() == ('otelbpf: environment: OTEL_LOG_LEVEL: "loud" is not a log level '
                                   '(fix: use "debug", "info", "warn" or "error")')
+
+
+def test_otelbpf_config_names_the_file_and_config_wins(tmp_path):
+    mounted = tmp_path / "mounted.toml"
+    mounted.write_text('[agent]\nintervl = "1s"\n')
+    env = {"OTELBPF_CONFIG": str(mounted), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "check"], capture_output=True,
+                         text=True, cwd=REPO, timeout=60, env=env)
+    assert out.returncode == 2 and str(mounted) in out.stdout and "intervl" in out.stdout
+    other = tmp_path / "other.toml"
+    other.write_text('[agent]\nintervall = "1s"\n')
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "check", "--config", str(other)],
+                         capture_output=True, text=True, cwd=REPO, timeout=60, env=env)
+    assert out.returncode == 2 and str(other) in out.stdout and str(mounted) not in out.stdout
