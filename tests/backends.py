@@ -109,10 +109,12 @@ class VictoriaMetrics:
     """A VictoriaMetrics process on 127.0.0.1 with its own storage directory."""
 
     def __init__(self, storage_dir: Path | None = None, *, binary: Path | None = None,
-                 basic_auth: tuple[str, str] | None = None):
+                 basic_auth: tuple[str, str] | None = None, tls: TestCertificates | None = None):
         """``basic_auth``: (user, password) VictoriaMetrics then demands on every path, OTLP
-        included — a stand-in for an authenticated OTLP gateway such as Grafana Cloud's."""
+        included — a stand-in for an authenticated OTLP gateway such as Grafana Cloud's.
+        ``tls``: serve HTTPS with ``tls.server_cert`` (a Go TLS server, like most collectors)."""
         self.basic_auth = basic_auth
+        self.tls = tls
         self.binary = binary or victoria_metrics_binary()
         self._owns_storage = storage_dir is None
         self.storage_dir = Path(storage_dir or tempfile.mkdtemp(prefix="otelbpf-vm-"))
@@ -124,7 +126,7 @@ class VictoriaMetrics:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("VictoriaMetrics is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def otlp_http_endpoint(self) -> str:
@@ -147,6 +149,8 @@ class VictoriaMetrics:
                 "-opentelemetry.usePrometheusNaming",
                 *([f"-httpAuth.username={self.basic_auth[0]}",
                    f"-httpAuth.password={self.basic_auth[1]}"] if self.basic_auth else []),
+                *(["-tls", f"-tlsCertFile={self.tls.server_cert}",
+                   f"-tlsKeyFile={self.tls.server_key}"] if self.tls else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -252,7 +256,12 @@ class VictoriaMetrics:
         request = urllib.request.Request(self.url + path)
         if self.authorization:
             request.add_header("Authorization", self.authorization)
-        with urllib.request.urlopen(request, timeout=10) as response:
+        context = None
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.read().decode()
 
     def _wait_ready(self, timeout: float) -> None:
@@ -401,6 +410,7 @@ class ReceivedPost:
     path: str
     headers: dict[str, str]  # keys lowercase
     body: bytes  # as sent (still gzip-compressed if it was)
+    client_port: int = 0  # the client's source port: equal ports mean one reused connection
 
     def request(self):
         """The body decoded as ExportMetricsServiceRequest (gunzipped when needed)."""
@@ -421,13 +431,17 @@ class ReceivedPost:
 class ScriptedHttpServer:
     """A loopback HTTP server answering POSTs from a script of responses, recording each request.
 
-    ``respond(status, body=b"", headers=None)`` queues one response; when the queue is empty it
-    answers 200 with an empty body (an OTLP full success).
+    ``respond(status, body=b"", headers=None, close=False)`` queues one response (``close``: then
+    close the connection without announcing it, as an idle keep-alive timeout does); when the
+    queue is empty it answers 200 with an empty body (an OTLP full success).
     """
 
-    def __init__(self, ssl_context=None) -> None:
-        """``ssl_context``: a server-side ssl.SSLContext to serve HTTPS instead of HTTP."""
+    def __init__(self, ssl_context=None, *, keep_alive: bool = False) -> None:
+        """``ssl_context``: a server-side ssl.SSLContext to serve HTTPS instead of HTTP.
+        ``keep_alive``: speak HTTP/1.1 and keep connections open (default: HTTP/1.0, one
+        request per connection)."""
         self.received: list[ReceivedPost] = []
+        self._keep_alive = keep_alive
         self._ssl_context = ssl_context
         self._script: list[tuple[int, bytes, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -440,10 +454,11 @@ class ScriptedHttpServer:
         return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def respond(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         with self._lock:
-            self._script.append((status, body, dict(headers or {})))
+            self._script.append((status, body, dict(headers or {}), close))
 
     def start(self) -> ScriptedHttpServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -451,20 +466,26 @@ class ScriptedHttpServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if owner._keep_alive else "HTTP/1.0"
+
             def do_POST(self):  # noqa: N802 - http.server interface
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with owner._lock:
-                    owner.received.append(ReceivedPost(self.path, headers, body))
+                    owner.received.append(ReceivedPost(self.path, headers, body,
+                                                       self.client_address[1]))
                     script = owner._script
-                    status, reply, headers = script.pop(0) if script else (200, b"", {})
+                    status, reply, headers, close = (script.pop(0) if script
+                                                     else (200, b"", {}, False))
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
+                if close:
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass

@@ -1,4 +1,9 @@
-"""OTLP/HTTP with protobuf or JSON bodies, over the standard library's urllib.
+"""OTLP/HTTP with protobuf or JSON bodies, over one kept-alive ``http.client`` connection.
+
+The connection (and its TLS session) is reused from export to export; a new TCP and TLS
+handshake per export costs more than the export itself on a nearby collector
+(benchmarks/export.py). When the server has closed an idle connection, the request is sent again
+once on a fresh one: a server that closed before reading the request cannot have stored it.
 
 JSON (``http/json``) is the protobuf JSON mapping with the OTLP rules that matter for metrics:
 lowerCamelCase field names and enums as integers; 64-bit integers are strings, which OTLP
@@ -10,23 +15,27 @@ Endpoint rule: ``endpoint_base`` is a base URL like OTEL_EXPORTER_OTLP_ENDPOINT,
 ``http://vm:8428/opentelemetry/v1/metrics``). A URL whose path already ends in ``/v1/metrics`` is
 used as-is, so pasting a backend's full metrics URL also works.
 
-Proxies: urllib honours the usual ``https_proxy``/``http_proxy``/``no_proxy`` variables.
+Proxies: the usual ``https_proxy``/``http_proxy``/``no_proxy`` variables are honoured (read as
+urllib reads them): HTTPS goes through a CONNECT tunnel, plain HTTP to the proxy with the full URL.
 Redirects are not followed: a POST turned into a GET would silently lose the data, so a 3xx is
 reported instead.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import gzip
 import http.client
 import json
 import ssl
+import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -67,11 +76,6 @@ def metrics_url(endpoint_base: str) -> str:
     return base + (f"?{query}" if query else "")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
 class OtlpHttpExporter:
     """Posts ``ExportMetricsServiceRequest`` protobufs; one attempt per ``send``."""
 
@@ -106,14 +110,13 @@ class OtlpHttpExporter:
         self.header_names = tuple(sorted(k.lower() for k in self._headers))
         self.secrets = header_secrets(self._headers)
         self.tls = self.url.lower().startswith("https://")
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-        if self.tls:
-            handlers.append(
-                urllib.request.HTTPSHandler(
-                    context=tls_context(certificate, client_certificate, client_key)
-                )
-            )
-        self._opener = urllib.request.build_opener(*handlers)
+        self._context = tls_context(certificate, client_certificate, client_key) if self.tls else None
+        parts = urlsplit(self.url)
+        self._host, self._port = parts.hostname or "", parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._proxy = _proxy_for(parts.scheme, self._host)
+        self._connection: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
 
     def send(
         self, request: ExportMetricsServiceRequest, timeout: float | None = None
@@ -133,26 +136,70 @@ class OtlpHttpExporter:
         if self.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
-        http_request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            # urllib's timeout bounds each socket operation (connect, each read), not the total.
-            with self._opener.open(http_request, timeout=timeout or self.timeout) as response:
-                return self._accepted(response.headers, response.read())
-        except urllib.error.HTTPError as error:
+        with self._lock:
             try:
-                payload = error.read()
-            except (OSError, http.client.HTTPException):
-                payload = b""
-            finally:
-                error.close()
-            return self._refused(error.code, error.reason, error.headers, payload)
-        except urllib.error.URLError as error:
-            return self._unreachable(error.reason)
-        except (OSError, http.client.HTTPException) as error:  # includes TimeoutError
-            return self._unreachable(error)
+                # The timeout bounds each socket operation (connect, each read), not the total.
+                status, reason, response_headers, payload = self._post(
+                    body, headers, timeout or self.timeout)
+            except (OSError, http.client.HTTPException) as error:  # includes TimeoutError
+                self._disconnect()
+                return self._unreachable(error)
+        if 200 <= status < 300:
+            return self._accepted(response_headers, payload)
+        return self._refused(status, reason, response_headers, payload)
 
     def close(self) -> None:
-        self._opener.close()
+        with self._lock:
+            self._disconnect()
+
+    def _post(self, body: bytes, headers: dict[str, str], timeout: float):
+        reused = self._connection is not None and self._connection.sock is not None
+        try:
+            return self._exchange(body, headers, timeout)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            # The server closed the idle connection before reading this request (keep-alive
+            # timeouts of collectors and load balancers): send it once more on a new one.
+            self._disconnect()
+            return self._exchange(body, headers, timeout)
+
+    def _exchange(self, body: bytes, headers: dict[str, str], timeout: float):
+        connection = self._connect(timeout)
+        target = self._path
+        if self._proxy is not None and not self.tls:
+            target = self.url  # a plain-HTTP proxy wants the absolute URL
+            headers = {**headers, **self._proxy.headers}
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.will_close:
+            self._disconnect()
+        return response.status, response.reason, response.headers, payload
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        connection = self._connection
+        if connection is None:
+            host, port = self._host, self._port
+            if self._proxy is not None:
+                host, port = self._proxy.host, self._proxy.port
+            if self.tls:
+                connection = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                                         context=self._context)
+                if self._proxy is not None:
+                    connection.set_tunnel(self._host, self._port or 443, self._proxy.headers)
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            self._connection = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _accepted(self, headers, payload: bytes) -> SendResult:
         content_type = (headers.get("Content-Type") or "").lower()
@@ -207,6 +254,26 @@ class OtlpHttpExporter:
 
     def _clean(self, text: str) -> str:
         return clean_message(text, self.secrets)
+
+
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int | None
+    headers: dict[str, str]  # Proxy-Authorization, when the proxy URL has user:password
+
+
+def _proxy_for(scheme: str, host: str) -> _Proxy | None:
+    """The proxy urllib would use for ``scheme://host`` (environment, no_proxy honoured)."""
+    url = urllib.request.getproxies().get(scheme)
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    headers = {}
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    return _Proxy(parts.hostname or "", parts.port, headers)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -307,3 +307,90 @@ def test_victoria_metrics_refusing_json_gets_a_hint(tmp_path):
     finally:
         vm.close()
     assert not result.ok and "http/protobuf" in result.hint
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_one_connection_is_kept_alive_across_exports(certificates, tls):
+    context = certificates.server_ssl_context() if tls else None
+    with ScriptedHttpServer(context, keep_alive=True) as server:
+        exporter = OtlpHttpExporter(server.url, certificate=certificates.ca_cert if tls else None)
+        try:
+            for _ in range(5):
+                assert exporter.send(REQUEST, 5).ok
+        finally:
+            exporter.close()
+    assert len(server.received) == 5
+    assert len({post.client_port for post in server.received}) == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_export():
+    with ScriptedHttpServer(keep_alive=True) as server:
+        server.respond(200, close=True)  # closes after answering, without saying so
+        exporter = OtlpHttpExporter(server.url)
+        try:
+            assert exporter.send(REQUEST, 5).ok
+            second = exporter.send(REQUEST, 5)
+            third = exporter.send(REQUEST, 5)
+        finally:
+            exporter.close()
+    assert second.ok and third.ok
+    ports = [post.client_port for post in server.received]
+    assert len(ports) == 3 and ports[0] != ports[1] == ports[2]
+
+
+def test_a_server_that_announces_close_gets_a_new_connection(http_server):
+    """HTTP/1.0 servers close after each response: every export still succeeds."""
+    exporter = OtlpHttpExporter(http_server.url)
+    try:
+        assert all(exporter.send(REQUEST, 5).ok for _ in range(3))
+    finally:
+        exporter.close()
+    assert len({post.client_port for post in http_server.received}) == 3
+
+
+def test_https_through_a_connect_proxy(certificates, monkeypatch):
+    """https_proxy is honoured: the export goes through a CONNECT tunnel to the receiver."""
+    import select
+    import socket
+    import threading
+
+    tunnels = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        client, _ = listener.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += client.recv(4096)
+        tunnels.append(request.split(b"\r\n")[0].decode())
+        host, port = request.split()[1].decode().rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        sockets = [client, upstream]
+        while True:
+            ready, _, _ = select.select(sockets, [], [], 5)
+            if not ready:
+                break
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    client.close()
+                    upstream.close()
+                    return
+                (upstream if sock is client else client).sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with ScriptedHttpServer(certificates.server_ssl_context(), keep_alive=True) as server:
+        url = server.url.replace("127.0.0.1", "localhost")
+        exporter = OtlpHttpExporter(url, certificate=certificates.ca_cert)
+        try:
+            assert exporter.send(REQUEST, 5).ok
+        finally:
+            exporter.close()
+    listener.close()
+    assert tunnels and tunnels[0].startswith("CONNECT localhost:")
+    assert len(server.received) == 1
