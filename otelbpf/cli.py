@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"otelbpf: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if not args.once:
-        return agent.run(iterations=args.iterations)
+        return agent.run()
     flushes: list[bool] = []
     code = agent.run(iterations=1, on_flush=flushes.append)
     return code if all(flushes) else EXIT_FAILED
@@ -152,12 +152,12 @@ def _check_export(cfg, send: bool, out) -> bool:
         return False
     transport = getattr(exporter, "transport", None)
     try:
-        where = f"{cfg.export.protocol} {transport.endpoint}" if transport else cfg.export.protocol
+        if transport is None:  # console or none: nothing leaves the host
+            print(f"ok   export {cfg.export.protocol}", file=out)
+            return True
+        where = f"{cfg.export.protocol} {transport.endpoint}"
         if not send:
             print(f"ok   export {where} (not sent: add --export to send one)", file=out)
-            return True
-        if transport is None:
-            print(f"ok   export {where} (nothing to send)", file=out)
             return True
         result = check_export(transport, build_resource(cfg.resource, cfg.state.state_dir),
                               cfg.export.timeout)
@@ -202,7 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true",
                      help="count for one interval, export once, detach and exit "
                           "(exit 1 if that export failed)")
-    run.add_argument("--iterations", type=int, default=None, help=argparse.SUPPRESS)
 
     check = add_command("check", cmd_check,
                         "load and attach everything once, build the exporter, and report")
