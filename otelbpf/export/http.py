@@ -2,8 +2,9 @@
 
 The connection (and its TLS session) is reused from export to export; a new TCP and TLS
 handshake per export costs more than the export itself on a nearby collector
-(benchmarks/export.py). When the server has closed an idle connection, the request is sent again
-once on a fresh one: a server that closed before reading the request cannot have stored it.
+(benchmarks/export.py). A connection the server closed while idle is noticed before the request
+is sent and replaced; a request is only re-sent when writing it failed, never once the server may
+have read it (that case is a retryable failure for the exporter's retry loop to count).
 
 JSON (``http/json``) is the protobuf JSON mapping with the OTLP rules that matter for metrics:
 lowerCamelCase field names and enums as integers; 64-bit integers are strings, which OTLP
@@ -28,6 +29,7 @@ import email.utils
 import gzip
 import http.client
 import json
+import select
 import ssl
 import threading
 import time
@@ -153,25 +155,27 @@ class OtlpHttpExporter:
             self._disconnect()
 
     def _post(self, body: bytes, headers: dict[str, str], timeout: float):
-        reused = self._connection is not None and self._connection.sock is not None
-        try:
-            return self._exchange(body, headers, timeout)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            if not reused:
-                raise
-            # The server closed the idle connection before reading this request (keep-alive
-            # timeouts of collectors and load balancers): send it once more on a new one.
+        connection = self._connection
+        if connection is not None and connection.sock is not None and _dropped(connection.sock):
+            # The server closed the idle connection (keep-alive timeouts of collectors and load
+            # balancers): open a new one before sending anything.
             self._disconnect()
-            return self._exchange(body, headers, timeout)
-
-    def _exchange(self, body: bytes, headers: dict[str, str], timeout: float):
-        connection = self._connect(timeout)
+        reused = self._connection is not None and self._connection.sock is not None
         target = self._path
         if self._proxy is not None and not self.tls:
             target = self.url  # a plain-HTTP proxy wants the absolute URL
             headers = {**headers, **self._proxy.headers}
-        connection.request("POST", target, body=body, headers=headers)
-        response = connection.getresponse()
+        try:
+            self._connect(timeout).request("POST", target, body=body, headers=headers)
+        except (ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            # Closed while the request was being written: the server cannot have a complete
+            # request, so sending it again on a new connection cannot duplicate it.
+            self._disconnect()
+            self._connect(timeout).request("POST", target, body=body, headers=headers)
+        # From here on a failure is left to the caller: the server may have stored the data.
+        response = self._connection.getresponse()
         payload = response.read()
         if response.will_close:
             self._disconnect()
@@ -261,6 +265,16 @@ class _Proxy:
     host: str
     port: int | None
     headers: dict[str, str]  # Proxy-Authorization, when the proxy URL has user:password
+
+
+def _dropped(sock) -> bool:
+    """An idle kept-alive socket that is readable has been closed by the server (or sent
+    something unasked): either way it cannot carry the next request."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _proxy_for(scheme: str, host: str) -> _Proxy | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 
 import pytest
 from backends import ScriptedHttpServer, free_port
@@ -329,6 +330,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_th
         exporter = OtlpHttpExporter(server.url)
         try:
             assert exporter.send(REQUEST, 5).ok
+            time.sleep(0.3)  # idle: the server's close reaches the client before the next export
             second = exporter.send(REQUEST, 5)
             third = exporter.send(REQUEST, 5)
         finally:
