@@ -95,7 +95,8 @@ def build_exporter(
         )
     else:
         raise ValueError(
-            f"unknown export protocol {protocol!r} (use 'grpc', 'http/protobuf' or 'console')"
+            f"unknown export protocol {protocol!r} "
+            "(use 'grpc', 'http/protobuf', 'http/json', 'console' or 'none')"
         )
     log.info(
         "exporter configured",
