@@ -247,6 +247,17 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         signal_endpoint=signal_endpoint,
         export_timeout=t.duration("export_timeout", defaults.get("export_timeout", 30.0)),
     )
+    if config.protocol == "grpc":
+        for name in config.headers:
+            try:
+                validate_headers({name: ""}, grpc=True)
+            except ValueError as exc:
+                fix = "rename the header (gRPC metadata names ending in -bin carry bytes)"
+                if name in file_headers:
+                    t.error("headers", str(exc), fix)
+                else:
+                    t.errors.errors.append(ConfigError(ENVIRONMENT, None, env.sources["headers"],
+                                                       str(exc), fix))
     if config.protocol not in ("console", "none"):
         _check_tls_files(t, config, env)
     t.finish()

@@ -95,7 +95,7 @@ class OtlpGrpcExporter:
         self.endpoint = ("https://" if self.tls else "http://") + self.target
         self.timeout = timeout
         headers = dict(headers or {})
-        validate_headers(headers)
+        validate_headers(headers, grpc=True)
         # gRPC metadata keys must be lowercase.
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
         self.header_names = tuple(sorted(k for k, _ in self._metadata))

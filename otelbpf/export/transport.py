@@ -59,12 +59,17 @@ class Transport(Protocol):
 _TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
 
 
-def validate_headers(headers: Mapping[str, str]) -> None:
+def validate_headers(headers: Mapping[str, str], *, grpc: bool = False) -> None:
     """Refuse headers HTTP or gRPC cannot carry, naming the header but never showing its value.
 
-    Left to urllib or grpcio, a bad value fails later with the value inside the error message.
+    Left to http.client or grpcio, a bad value fails later with the value inside the error
+    message. ``grpc``: also refuse names ending in ``-bin``, which gRPC reserves for binary
+    metadata (grpcio raises on every call with a text value).
     """
     for name, value in headers.items():
+        if grpc and name.lower().endswith("-bin"):
+            raise ValueError(f"export header name {name!r}: gRPC reserves names ending in -bin "
+                             "for binary metadata")
         if not name or not set(name) <= _TOKEN_CHARS:
             raise ValueError(f"export header name {name!r} is not a valid HTTP header name")
         if not isinstance(value, str) or not all(" " <= c <= "~" for c in value):

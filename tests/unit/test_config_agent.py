@@ -360,3 +360,14 @@ def test_config_is_frozen(tmp_path):
         cfg.interval = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.export.headers["x"] = "y"  # type: ignore[index]
+
+
+def test_grpc_binary_metadata_header_names_are_refused(tmp_path):
+    (error,) = errors_of('[export]\nprotocol = "grpc"\nheaders = { "x-token-bin" = "abc" }',
+                         tmp_path)
+    assert (error.entry, error.field) == ("export", "headers") and "-bin" in error.message
+    (error,) = errors_of('[export]\nprotocol = "grpc"', tmp_path,
+                         {"OTEL_EXPORTER_OTLP_HEADERS": "x-token-bin=abc"})
+    assert (error.path, error.field) == ("environment", "OTEL_EXPORTER_OTLP_HEADERS")
+    # Over HTTP the same name is an ordinary header.
+    assert load('[export]\nheaders = { "x-token-bin" = "abc" }', tmp_path).export.headers
