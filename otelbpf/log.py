@@ -10,6 +10,8 @@ import sys
 
 import structlog
 
+from otelbpf.errors import ConfigError
+
 
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     """Every line — structlog's and the standard library's — goes through one stdlib handler, so
@@ -55,8 +57,6 @@ _OTEL_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warnin
 
 def level_from_environment(environ) -> str | None:
     """The level OTEL_LOG_LEVEL asks for, None when unset; ConfigError for an unknown level."""
-    from otelbpf.errors import ConfigError
-
     value = environ.get("OTEL_LOG_LEVEL", "").strip().lower()
     if not value:
         return None

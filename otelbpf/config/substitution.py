@@ -37,8 +37,9 @@ def substitute_environment(data: Any, path: Path | str | None, environ: Mapping[
         return {key: substitute_environment(value, path, environ, errors, (*where, str(key)))
                 for key, value in data.items()}
     if isinstance(data, list):
-        return [substitute_environment(value, path, environ, errors, (*where[:-1], f"{where[-1]}[{i}]")
-                                       if where else (f"[{i}]",))
+        # An item is reported as the list's field with its index: programs[2].
+        parent, name = where[:-1], where[-1] if where else ""
+        return [substitute_environment(value, path, environ, errors, (*parent, f"{name}[{i}]"))
                 for i, value in enumerate(data)]
     return data
 

@@ -143,3 +143,8 @@ def test_none_exports_nothing(tmp_path):
 def test_bad_standard_variables_name_themselves(tmp_path, environ, field):
     (error,) = errors(tmp_path, "", environ)
     assert (error.path, error.field) == ("environment", field) and error.fix
+
+
+def test_an_error_inside_an_array_names_the_item(tmp_path):
+    (error,) = errors(tmp_path, '[agent]\nprograms = ["syscalls", "${env:EXTRA}"]\n', {})
+    assert (error.entry, error.field) == ("agent", "programs[1]")
