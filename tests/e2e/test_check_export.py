@@ -216,3 +216,13 @@ def test_unexpected_exception_traceback_in_the_debug_log(monkeypatch, capsys):
     assert cli.main(["check", "--log-level", "debug", "--log-format", "json"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "unexpected error" in err
+
+
+def test_check_export_grpc_plaintext_against_a_tls_port(tmp_path, certificates):
+    with GrpcMetricsReceiver(tls=certificates) as receiver:
+        url = receiver.endpoint.replace("https://", "http://")
+        out = otelbpf("check", "--export", "--config",
+                      str(config_for(tmp_path, url, protocol="grpc")))
+    assert out.returncode == 1
+    fail, hint = export_lines(out)
+    assert "expects TLS" in hint and "https://" in hint
