@@ -135,8 +135,9 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
             try:
                 validate_headers({name: header_value})
             except ValueError as exc:
-                error(var, str(exc), "remove the control characters (a URL-encoded %0A, %0D or "
-                                     "%00 decodes to one)")
+                error(var, str(exc), "names are letters, digits and -; values printable ASCII "
+                                     "(a URL-encoded %0A, %0D or %00 decodes to a control "
+                                     "character)")
         out.export["headers"] = headers
         out.sources["headers"] = var
 
