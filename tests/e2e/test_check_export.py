@@ -226,3 +226,24 @@ def test_check_export_grpc_plaintext_against_a_tls_port(tmp_path, certificates):
     assert out.returncode == 1
     fail, hint = export_lines(out)
     assert "expects TLS" in hint and "https://" in hint
+
+
+def test_check_export_http_403_is_a_credentials_error(tmp_path):
+    with ScriptedHttpServer() as server:
+        server.respond(403, b"token lacks the metrics:write scope")
+        out = otelbpf("check", "--export", "--config", str(config_for(tmp_path, server.url)))
+    assert out.returncode == 1
+    fail, hint = export_lines(out)
+    assert "HTTP 403" in fail and "metrics:write" in fail and "credentials" in hint
+
+
+def test_check_export_grpc_unauthenticated_is_a_credentials_error(tmp_path):
+    import grpc
+
+    with GrpcMetricsReceiver() as receiver:
+        receiver.fail_next(1, grpc.StatusCode.UNAUTHENTICATED, "bad api key")
+        out = otelbpf("check", "--export", "--config",
+                      str(config_for(tmp_path, receiver.endpoint, protocol="grpc")))
+    assert out.returncode == 1
+    fail, hint = export_lines(out)
+    assert "UNAUTHENTICATED" in fail and "credentials" in hint
