@@ -1,8 +1,13 @@
-"""Command line: ``otelbpf run``, ``otelbpf check``, ``otelbpf --version``."""
+"""Command line: ``otelbpf run``, ``otelbpf check``, ``otelbpf --version``.
+
+Each subcommand is a ``cmd_NAME(args)`` function plus one block in ``build_parser``; global
+options (``--log-level``, ``--log-format``) are accepted before or after the subcommand.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -17,10 +22,33 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # algebra, and it must still be single-threaded when it drops capabilities (agent/privileges.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+EPILOG = """exit codes:
+  0  success
+  1  failure: a program did not load or attach (check), an export failed (check --export,
+     run --once), or an unexpected error (one line here, the traceback in the debug log)
+  2  configuration error: one line naming the file or variable, the entry, the field and the fix
+
+environment:
+  OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, _PROTOCOL, _HEADERS, _TIMEOUT, _COMPRESSION,
+  _INSECURE, _CERTIFICATE, _CLIENT_CERTIFICATE, _CLIENT_KEY, OTEL_RESOURCE_ATTRIBUTES,
+  OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: defaults for [export]
+  and [resource]; the config file wins (docs/configuration.md#environment-variables).
+  OTEL_METRICS_EXPORTER (otlp, console, none), OTEL_SDK_DISABLED, OTEL_METRIC_EXPORT_INTERVAL,
+  OTEL_METRIC_EXPORT_TIMEOUT: likewise. ${env:NAME} in the TOML files reads any variable.
+  OTEL_LOG_LEVEL: debug, info, warn or error, when --log-level is not given.
+  OTELBPF_CONFIG: the agent config file, when --config is not given.
+
+docs: docs/configuration.md, docs/backends.md, docs/troubleshooting.md
+"""
+
 
 def _config_path(arg: str | None) -> Path:
+    """--config, else OTELBPF_CONFIG (a container points it at a mounted file instead of the
+    packaged one), else the default location."""
     if arg:
         return Path(arg)
+    if os.environ.get("OTELBPF_CONFIG", "").strip():
+        return Path(os.environ["OTELBPF_CONFIG"].strip())
     from otelbpf.config.agent import default_config_path
 
     return default_config_path()
@@ -38,7 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.close()
         print(f"otelbpf: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return agent.run(iterations=args.iterations)
+    if not args.once:
+        return agent.run()
+    flushes: list[bool] = []
+    code = agent.run(iterations=1, on_flush=flushes.append)
+    return code if all(flushes) else EXIT_FAILED
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -57,6 +89,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"FAIL config {exc}", file=out)
         return EXIT_CONFIG
     print(f"ok   config {cfg.path}", file=out)
+    if not _check_export(cfg, args.export, out):
+        ok = False
 
     for name, (present, reason) in probe().as_dict().items():
         print(f"{'ok  ' if present else 'no  '} kernel {name}" + ("" if present else f": {reason}"),
@@ -78,7 +112,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     state = AgentState(None, None)
     for name, pcfg in configs.items():
         try:
-            prog = LoadedProgram.load(pcfg, state=state, limits=cfg.limits)
+            prog = LoadedProgram.load(pcfg, state=state, limits=cfg.limits,
+                                      histogram_aggregation=cfg.export.default_histogram_aggregation)
         except OtelbpfError as exc:
             ok = False
             print(f"FAIL program {name}: {exc}", file=out)
@@ -186,24 +221,79 @@ def cmd_detach(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_export(cfg, send: bool, out) -> bool:
+    """Build the exporter the config asks for; with ``send``, make one real export."""
+    from otelbpf.export.diagnose import check_export
+    from otelbpf.export.exporter import build_exporter
+    from otelbpf.export.resource import build_resource
+
+    try:
+        exporter = build_exporter(cfg.export)
+    except (OtelbpfError, ValueError) as exc:
+        print(f"FAIL export {exc}", file=out)
+        return False
+    transport = getattr(exporter, "transport", None)
+    try:
+        if transport is None:  # console or none: nothing leaves the host
+            print(f"ok   export {cfg.export.protocol}", file=out)
+            return True
+        where = f"{cfg.export.protocol} {transport.endpoint}"
+        if not send:
+            print(f"ok   export {where} (not sent: add --export to send one)", file=out)
+            return True
+        result = check_export(transport, build_resource(cfg.resource, cfg.state.state_dir),
+                              cfg.export.timeout)
+        if result.ok:
+            print(f"ok   export {where} accepted one data point", file=out)
+            return True
+        print(f"FAIL export {where}: {result.message}", file=out)
+        if result.hint:
+            print(f"     hint: {result.hint}", file=out)
+        return False
+    finally:
+        exporter.shutdown()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otelbpf", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"otelbpf {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["json", "console"], default=None,
+    # Global options live on a parent parser shared by the top level and every subcommand, so
+    # "otelbpf run --log-level debug" works too. SUPPRESS keeps a subcommand's unset option
+    # from overwriting a value given before the subcommand; main() fills in the defaults.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        choices=["debug", "info", "warning", "error"],
+                        help="default: info (warning for check), or OTEL_LOG_LEVEL")
+    common.add_argument("--log-format", choices=["json", "console"], default=argparse.SUPPRESS,
                         help="default: json when stderr is not a terminal")
+    parser = argparse.ArgumentParser(prog="otelbpf", description=__doc__.split("\n")[0],
+                                     epilog=EPILOG, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"otelbpf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the agent")
-    run.add_argument("--config", help="agent config (default: conf/otelbpf.toml in a checkout, "
+
+    def add_command(name: str, func, help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help, description=help, epilog=EPILOG,
+                                 parents=[common],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.set_defaults(func=func)
+        return command
+
+    run = add_command("run", cmd_run, "run the agent")
+    run.add_argument("--config", help="agent config (default: $OTELBPF_CONFIG, else "
+                                      "conf/otelbpf.toml in a checkout, "
                                       "/etc/otelbpf/otelbpf.toml when installed)")
-    run.add_argument("--iterations", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--once", action="store_true",
+                     help="count for one interval, export once, detach and exit "
+                          "(exit 1 if that export failed)")
     _add_ebpf_exporter_options(run)
-    run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="load and attach everything once and report")
+
+    check = add_command("check", cmd_check,
+                        "load and attach everything once, build the exporter, and report")
     check.add_argument("--config")
+    check.add_argument("--export", action="store_true",
+                       help="also send one real export and explain a failure")
     _add_ebpf_exporter_options(check)
-    check.set_defaults(func=cmd_check)
-    convert = sub.add_parser("convert", help="write the native TOML of an ebpf_exporter config")
+
+    convert = add_command("convert", cmd_convert, "write the native TOML of an ebpf_exporter config")
     convert.add_argument("yaml", metavar="DIR/NAME.yaml")
     convert.add_argument("-o", "--output", metavar="conf.d/NAME.toml",
                          help="file to write (default: stdout)")
@@ -211,22 +301,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help='metric name prefix (default "ebpf_exporter_")')
     convert.add_argument("--aggregation", default="explicit", choices=["explicit", "auto"],
                          help="histograms: explicit le buckets (default) or exponential where exact")
-    convert.set_defaults(func=cmd_convert)
-    detach = sub.add_parser("detach", help="detach programs left attached and remove their pins "
-                                           "(stop the agent first)")
+
+    detach = add_command("detach", cmd_detach,
+                         "detach programs left attached and remove their pins (stop the agent first)")
     detach.add_argument("programs", nargs="*", metavar="PROGRAM",
                         help="programs to detach (default: every program pinned under pin_dir)")
     detach.add_argument("--config")
-    detach.set_defaults(func=cmd_detach)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    json = None if args.log_format is None else args.log_format == "json"
-    level = args.log_level
-    if args.command == "check" and level == "info":
-        level = "warning"  # check prints its own status lines; keep stderr for problems
+    log_format = getattr(args, "log_format", None)
+    json = None if log_format is None else log_format == "json"
+    level = getattr(args, "log_level", None)
+    if level is None:
+        try:
+            level = log.level_from_environment(os.environ)
+        except OtelbpfError as exc:
+            print(f"otelbpf: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if level is None:
+        # check prints its own status lines; keep stderr for problems.
+        level = "warning" if args.command == "check" else "info"
     log.configure(level, json=json)
     try:
         return args.func(args)
@@ -235,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in one line, not a traceback
+        logging.getLogger("otelbpf.cli").debug("unexpected error", exc_info=True)
+        print(f"otelbpf: unexpected error: {type(exc).__name__}: {exc} "
+              "(run with --log-level debug for the traceback, and please report it)",
+              file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -108,7 +108,13 @@ class Sample(NamedTuple):
 class VictoriaMetrics:
     """A VictoriaMetrics process on 127.0.0.1 with its own storage directory."""
 
-    def __init__(self, storage_dir: Path | None = None, *, binary: Path | None = None):
+    def __init__(self, storage_dir: Path | None = None, *, binary: Path | None = None,
+                 basic_auth: tuple[str, str] | None = None, tls: TestCertificates | None = None):
+        """``basic_auth``: (user, password) VictoriaMetrics then demands on every path, OTLP
+        included — a stand-in for an authenticated OTLP gateway such as Grafana Cloud's.
+        ``tls``: serve HTTPS with ``tls.server_cert`` (a Go TLS server, like most collectors)."""
+        self.basic_auth = basic_auth
+        self.tls = tls
         self.binary = binary or victoria_metrics_binary()
         self._owns_storage = storage_dir is None
         self.storage_dir = Path(storage_dir or tempfile.mkdtemp(prefix="otelbpf-vm-"))
@@ -120,7 +126,7 @@ class VictoriaMetrics:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("VictoriaMetrics is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def otlp_http_endpoint(self) -> str:
@@ -141,6 +147,10 @@ class VictoriaMetrics:
                 "-search.latencyOffset=0s",
                 "-search.disableCache",
                 "-opentelemetry.usePrometheusNaming",
+                *([f"-httpAuth.username={self.basic_auth[0]}",
+                   f"-httpAuth.password={self.basic_auth[1]}"] if self.basic_auth else []),
+                *(["-tls", f"-tlsCertFile={self.tls.server_cert}",
+                   f"-tlsKeyFile={self.tls.server_key}"] if self.tls else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -233,8 +243,25 @@ class VictoriaMetrics:
         except OSError:
             return ""
 
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header value the configured basic auth needs."""
+        if self.basic_auth is None:
+            return None
+        import base64
+
+        return "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
+
     def _get(self, path: str) -> str:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+        request = urllib.request.Request(self.url + path)
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
+        context = None
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.read().decode()
 
     def _wait_ready(self, timeout: float) -> None:
@@ -393,6 +420,7 @@ class ReceivedPost:
     path: str
     headers: dict[str, str]  # keys lowercase
     body: bytes  # as sent (still gzip-compressed if it was)
+    client_port: int = 0  # the client's source port: equal ports mean one reused connection
 
     def request(self):
         """The body decoded as ExportMetricsServiceRequest (gunzipped when needed)."""
@@ -413,17 +441,21 @@ class ReceivedPost:
 class ScriptedHttpServer:
     """A loopback HTTP server answering POSTs from a script of responses, recording each request.
 
-    ``respond(status, body=b"", headers=None, delay=0.0)`` queues one response, sent ``delay``
-    seconds after the request was stored (longer than the client's timeout: a request received
-    whose answer never arrives); when the queue is empty it answers 200 with an empty body (an
-    OTLP full success).
+    ``respond(status, body=b"", headers=None, delay=0.0, close=False)`` queues one response, sent
+    ``delay`` seconds after the request was stored (longer than the client's timeout: a request
+    received whose answer never arrives); ``close``: then close the connection without announcing
+    it, as an idle keep-alive timeout does. When the queue is empty it answers 200 with an empty
+    body (an OTLP full success).
     """
 
-    def __init__(self, ssl_context=None) -> None:
-        """``ssl_context``: a server-side ssl.SSLContext to serve HTTPS instead of HTTP."""
+    def __init__(self, ssl_context=None, *, keep_alive: bool = False) -> None:
+        """``ssl_context``: a server-side ssl.SSLContext to serve HTTPS instead of HTTP.
+        ``keep_alive``: speak HTTP/1.1 and keep connections open (default: HTTP/1.0, one
+        request per connection)."""
         self.received: list[ReceivedPost] = []
+        self._keep_alive = keep_alive
         self._ssl_context = ssl_context
-        self._script: list[tuple[int, bytes, dict[str, str], float]] = []
+        self._script: list[tuple[int, bytes, dict[str, str], float, bool]] = []
         self._lock = threading.Lock()
         self._server = None
         self._thread: threading.Thread | None = None
@@ -435,10 +467,10 @@ class ScriptedHttpServer:
 
     def respond(
         self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-        delay: float = 0.0,
+        delay: float = 0.0, close: bool = False,
     ) -> None:
         with self._lock:
-            self._script.append((status, body, dict(headers or {}), delay))
+            self._script.append((status, body, dict(headers or {}), delay, close))
 
     def start(self) -> ScriptedHttpServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -446,14 +478,18 @@ class ScriptedHttpServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if owner._keep_alive else "HTTP/1.0"
+
             def do_POST(self):  # noqa: N802 - http.server interface
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with owner._lock:
-                    owner.received.append(ReceivedPost(self.path, headers, body))
+                    owner.received.append(ReceivedPost(self.path, headers, body,
+                                                       self.client_address[1]))
                     script = owner._script
-                    status, reply, headers, delay = script.pop(0) if script else (200, b"", {}, 0.0)
+                    status, reply, headers, delay, close = (script.pop(0) if script
+                                                            else (200, b"", {}, 0.0, False))
                 if delay:
                     time.sleep(delay)
                 try:
@@ -465,6 +501,8 @@ class ScriptedHttpServer:
                     self.wfile.write(reply)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting (a delayed answer)
+                if close:
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass

@@ -170,7 +170,7 @@ class Agent:
                            keep_attached=cfg.state.keep_attached)
         state.check_writable(cfg.path)
         state.claim_pin_dir(cfg.path)
-        resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
+        resource = build_resource(cfg.resource, cfg.state.state_dir)
         try:
             exporter = build_exporter(cfg.export)
         except ValueError as exc:  # endpoint, headers or TLS files the transport refuses
@@ -185,7 +185,7 @@ class Agent:
         # would send every series' whole cumulative value again as one delta (double counting).
         # At start, the baselines saved by the previous process: its pinned maps kept counting.
         # (Not on a reload that switches to delta: a file from an older delta run is stale.)
-        wants_delta = cfg.export.temporality == "delta" and cfg.export.protocol != "console"
+        wants_delta = cfg.export.temporality == "delta"
         kept = self.delta
         if wants_delta and kept is None and at_start:
             kept = {}

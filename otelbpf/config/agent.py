@@ -26,7 +26,7 @@ from otelbpf.errors import ConfigError
 
 @dataclass(frozen=True)
 class ExportConfig:
-    protocol: str  # "grpc" | "http/protobuf" | "console"
+    protocol: str  # "grpc" | "http/protobuf" | "http/json" | "console" | "none"
     endpoint: str | None
     temporality: str  # "cumulative" | "delta"
     headers: Mapping[str, str]
@@ -43,6 +43,9 @@ class ExportConfig:
     # What histograms left at aggregation = "auto" become: "auto" or "explicit" (from
     # default_histogram_aggregation / OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION).
     default_histogram_aggregation: str = "auto"
+    # Seconds one export may take, retries included (OTEL_METRIC_EXPORT_TIMEOUT); the agent's
+    # interval bounds it too, so an export never delays the next collection.
+    export_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -142,14 +145,14 @@ def load_agent_config(path: Path, environ: Mapping[str, str] | None = None) -> A
     path = Path(path)
     if path.exists():
         check_trusted(path, "agent config")
-    return parse_agent_config(read_toml(path), path, environ)
+    return parse_agent_config(read_toml(path, environ), path, environ)
 
 
 def parse_agent_config(data: Mapping[str, Any] | bytes | str, path: Path,
                        environ: Mapping[str, str] | None = None) -> AgentConfig:
     """Like ``load_agent_config`` for TOML text (or an already parsed table)."""
     if not isinstance(data, Mapping):
-        data = parse_toml(data, path)
+        data = parse_toml(data, path, environ)
     errors = ErrorList(path)
     env = read_environment(os.environ if environ is None else environ)
     errors.extend(env.errors)
@@ -166,7 +169,7 @@ def _relative_to(base: Path, text: str) -> Path:
 def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfig:
     base = path.absolute().parent
     agent = root.table("agent", entry="agent")
-    interval = agent.duration("interval", DEFAULT_INTERVAL)
+    interval = agent.duration("interval", env.interval or DEFAULT_INTERVAL)
     programs_dir = _relative_to(base, agent.string("programs_dir", "conf.d", non_empty=True))
     objects_dir = (_relative_to(base, agent.string("objects_dir", non_empty=True))
                    if agent.has("objects_dir") else programs_dir)
@@ -216,6 +219,9 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
 
 
 def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig:
+    # Imported here: the otelbpf.export package imports this module on load.
+    from otelbpf.export.transport import validate_headers
+
     defaults = env.export
     signal_endpoint = False
     if t.has("endpoint"):
@@ -231,7 +237,7 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         protocol = t.string("protocol", choices=PROTOCOLS)
     else:
         protocol = defaults.get("protocol") or ("http/protobuf" if endpoint else "console")
-    if protocol == "console":
+    if protocol in ("console", "none"):
         endpoint, signal_endpoint = None, False
     elif endpoint is None:
         endpoint = DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT
@@ -244,18 +250,20 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
                                            f"use a URL such as {example}"))
 
     headers = dict(defaults.get("headers", {}))
-    headers.update(t.string_table("headers", what="header value", secret=True))
+    file_headers = t.string_table("headers", what="header value", secret=True)
+    for name, value in file_headers.items():
+        try:
+            validate_headers({name: value})
+        except ValueError as exc:
+            t.error("headers", str(exc), "remove line breaks and control characters; "
+                                         "a header name is letters, digits and -")
+    headers.update(file_headers)
 
     def path_setting(key: str) -> Path | None:
         if not t.has(key):
             return defaults.get(key)
         text = t.string(key, "", non_empty=True)
-        if not text:
-            return None
-        file = _relative_to(base, text)
-        if not file.is_file():
-            t.error(key, f"{file} is not a readable file", "point it at a PEM file")
-        return file
+        return _relative_to(base, text) if text else None
 
     config = ExportConfig(
         protocol=protocol,
@@ -273,7 +281,21 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         max_backoff=t.duration("max_backoff", 60.0),
         signal_endpoint=signal_endpoint,
         default_histogram_aggregation=_read_histogram_aggregation(t, defaults),
+        export_timeout=t.duration("export_timeout", defaults.get("export_timeout", 30.0)),
     )
+    if config.protocol == "grpc":
+        for name in config.headers:
+            try:
+                validate_headers({name: ""}, grpc=True)
+            except ValueError as exc:
+                fix = "rename the header (gRPC metadata names ending in -bin carry bytes)"
+                if name in file_headers:
+                    t.error("headers", str(exc), fix)
+                else:
+                    t.errors.errors.append(ConfigError(ENVIRONMENT, None, env.sources["headers"],
+                                                       str(exc), fix))
+    if config.protocol not in ("console", "none"):
+        _check_tls_files(t, config, env)
     t.finish()
     return config
 
@@ -285,6 +307,26 @@ def _read_histogram_aggregation(t: Table, defaults: Mapping[str, Any]) -> str:
     value = t.string("default_histogram_aggregation", "base2_exponential_bucket_histogram",
                      choices=tuple(HISTOGRAM_AGGREGATIONS))
     return HISTOGRAM_AGGREGATIONS[value]
+
+
+def _check_tls_files(t: Table, config: ExportConfig, env: EnvironmentDefaults) -> None:
+    """Read the PEM files now, so a bad one stops ``run``/``check`` (and a reload) with one line
+    instead of failing on the first export — for gRPC too, which reads them only to connect."""
+    from otelbpf.export.transport import TlsFileError, tls_context
+
+    try:
+        tls_context(config.certificate, config.client_certificate, config.client_key)
+    except TlsFileError as exc:
+        fix = {"certificate": "point it at the PEM file of the CA that signed the server's "
+                              "certificate",
+               "client_certificate": "give client_certificate and client_key together, both PEM, "
+                                     "the key matching the certificate",
+               "client_key": "give client_certificate and client_key together, both PEM"}
+        if t.has(exc.setting):
+            t.error(exc.setting, str(exc), fix[exc.setting])
+        else:
+            t.errors.errors.append(ConfigError(ENVIRONMENT, None, env.sources.get(exc.setting),
+                                               str(exc), fix[exc.setting]))
 
 
 def endpoint_problem(endpoint: str, protocol: str) -> str | None:

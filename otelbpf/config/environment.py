@@ -17,7 +17,9 @@ from otelbpf.errors import ConfigError
 
 ENVIRONMENT = "environment"  # the ``path`` of errors found in environment variables
 
-PROTOCOLS = ("grpc", "http/protobuf", "console")
+# OTLP protocols, plus the two exporters that are not OTLP (OTEL_METRICS_EXPORTER console/none).
+PROTOCOLS = ("grpc", "http/protobuf", "http/json", "console", "none")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 TEMPORALITIES = ("cumulative", "delta")
 COMPRESSIONS = ("gzip", "none")
 # OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION's values → what a histogram left at
@@ -37,12 +39,17 @@ class EnvironmentDefaults:
     """
 
     export: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # export setting -> variable it came from
     signal_endpoint: bool = False
+    interval: float | None = None  # OTEL_METRIC_EXPORT_INTERVAL, seconds
     resource: dict[str, str] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
 
 
 def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
+    # Imported here: the otelbpf.export package imports the config on load.
+    from otelbpf.export.transport import validate_headers
+
     out = EnvironmentDefaults()
 
     def error(var: str, message: str, fix: str) -> None:
@@ -56,12 +63,53 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
                 return var, value
         return None
 
+    def milliseconds(var: str, value: str) -> float | None:
+        try:
+            millis = float(value)
+        except ValueError:
+            millis = -1.0
+        if millis > 0 and millis != float("inf"):
+            return millis / 1000.0
+        error(var, f'"{value}" is not a duration in milliseconds', "give milliseconds, e.g. 10000")
+        return None
+
+    def boolean(var: str) -> bool | None:
+        value = environ.get(var, "").strip().lower()
+        if value in ("true", "false"):
+            return value == "true"
+        if value:
+            error(var, f'"{value}" is not a boolean', 'use "true" or "false"')
+        return None
+
     if found := lookup("PROTOCOL"):
         var, value = found
-        if value in PROTOCOLS:
+        if value in OTLP_PROTOCOLS:
             out.export["protocol"] = value
         else:
-            error(var, f'"{value}" is not supported', 'use "grpc" or "http/protobuf"')
+            error(var, f'"{value}" is not supported', 'use "grpc", "http/protobuf" or "http/json"')
+
+    var = "OTEL_METRICS_EXPORTER"
+    if value := environ.get(var, "").strip().lower():
+        if value == "otlp":
+            # OTLP even without an endpoint (the default is then localhost), over http/protobuf
+            # unless a protocol variable says otherwise — as the SDKs do.
+            out.export.setdefault("protocol", "http/protobuf")
+        elif value in ("console", "none"):
+            out.export["protocol"] = value
+        else:
+            error(var, f'"{value}" is not supported',
+                  'use one of "otlp", "console" or "none" (one exporter, not a list)')
+
+    if boolean("OTEL_SDK_DISABLED"):
+        out.export["protocol"] = "none"
+
+    var = "OTEL_METRIC_EXPORT_INTERVAL"
+    if value := environ.get(var, "").strip():
+        out.interval = milliseconds(var, value)
+    var = "OTEL_METRIC_EXPORT_TIMEOUT"
+    if value := environ.get(var, "").strip():
+        if (seconds := milliseconds(var, value)) is not None:
+            out.export["export_timeout"] = seconds
 
     metrics_endpoint = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
     if metrics_endpoint:
@@ -92,11 +140,19 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
 
     if found := lookup("HEADERS"):
         var, value = found
-        headers, bad = parse_key_values(value)
+        headers, problems = parse_key_values(value)
+        # Never echo header text: it usually carries credentials.
+        for problem in problems:
+            error(var, problem, "write k1=v1,k2=v2 (URL-encoded)")
+        for name, header_value in headers.items():
+            try:
+                validate_headers({name: header_value})
+            except ValueError as exc:
+                error(var, str(exc), "names are letters, digits and -; values printable ASCII "
+                                     "(a URL-encoded %0A, %0D or %00 decodes to a control "
+                                     "character)")
         out.export["headers"] = headers
-        for index in bad:
-            # Never echo header text: it usually carries credentials.
-            error(var, f"entry {index + 1} is not key=value", "write k1=v1,k2=v2 (URL-encoded)")
+        out.sources["headers"] = var
 
     if found := lookup("COMPRESSION"):
         var, value = found
@@ -107,55 +163,53 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
 
     if found := lookup("TIMEOUT"):
         var, value = found
-        try:
-            millis = float(value)
-        except ValueError:
-            millis = -1.0
-        if millis > 0 and millis != float("inf"):
-            out.export["timeout"] = millis / 1000.0
-        else:
-            error(var, f'"{value}" is not a timeout', "give milliseconds, e.g. 10000")
+        if (seconds := milliseconds(var, value)) is not None:
+            out.export["timeout"] = seconds
 
     if found := lookup("INSECURE"):
-        var, value = found
-        if value.lower() in ("true", "false"):
-            out.export["insecure"] = value.lower() == "true"
-        else:
-            error(var, f'"{value}" is not a boolean', 'use "true" or "false"')
+        var, _ = found
+        if (insecure := boolean(var)) is not None:
+            out.export["insecure"] = insecure
 
     for suffix, key in (("CERTIFICATE", "certificate"),
                         ("CLIENT_CERTIFICATE", "client_certificate"),
                         ("CLIENT_KEY", "client_key")):
         if found := lookup(suffix):
             var, value = found
-            path = Path(value)
-            if path.is_file():
-                out.export[key] = path
-            else:
-                error(var, f"{value} is not a readable file", "point it at a PEM file")
+            # Read and checked as PEM with the other export settings (config.agent).
+            out.export[key] = Path(value)
+            out.sources[key] = var
 
     if value := environ.get("OTEL_RESOURCE_ATTRIBUTES", "").strip():
-        attributes, bad = parse_key_values(value)
+        attributes, problems = parse_key_values(value)
         out.resource.update(attributes)
-        for index in bad:
-            error("OTEL_RESOURCE_ATTRIBUTES", f"entry {index + 1} is not key=value",
+        for problem in problems:
+            error("OTEL_RESOURCE_ATTRIBUTES", problem,
                   "write key1=value1,key2=value2 (URL-encoded)")
     if value := environ.get("OTEL_SERVICE_NAME", "").strip():
         out.resource["service.name"] = value
     return out
 
 
-def parse_key_values(text: str) -> tuple[dict[str, str], list[int]]:
-    """``k1=v1,k2=v2`` with URL-encoded parts → (pairs, indexes of entries that are not k=v)."""
+def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:
+    """``k1=v1,k2=v2`` with URL-encoded parts → (pairs, problems).
+
+    The one parser for OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS. A problem names the
+    entry by position, never by its text (header values are secrets); the caller turns problems
+    into ConfigErrors, so a malformed variable stops the agent with one line instead of being
+    dropped with a warning nobody reads.
+    """
     pairs: dict[str, str] = {}
-    bad: list[int] = []
+    problems: list[str] = []
     for index, item in enumerate(text.split(",")):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        key = unquote(key.strip())
-        if not sep or not key:
-            bad.append(index)
+        if not sep or not key.strip():
+            problems.append(f"entry {index + 1} is not key=value")
             continue
-        pairs[key] = unquote(value.strip())
-    return pairs, bad
+        try:
+            pairs[unquote(key.strip(), errors="strict")] = unquote(value.strip(), errors="strict")
+        except UnicodeDecodeError:
+            problems.append(f"entry {index + 1} is not valid percent-encoded UTF-8")
+    return pairs, problems

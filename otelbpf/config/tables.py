@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from otelbpf.config import toml
+from otelbpf.config.substitution import substitute_environment
 from otelbpf.errors import ConfigError, ConfigErrors
 
 MISSING: Any = object()
@@ -42,7 +44,7 @@ class ErrorList:
             raise ConfigErrors(list(self.errors))
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse a TOML file; unreadable or malformed files raise ``ConfigErrors`` with one error."""
     try:
         data = path.read_bytes()
@@ -50,13 +52,26 @@ def read_toml(path: Path) -> dict[str, Any]:
         message = f"cannot read the file: {exc.strerror or exc}"
         raise ConfigErrors([ConfigError(path, None, None, message,
                                         "check the path and its permissions")]) from None
-    return parse_toml(data, path)
+    return parse_toml(data, path, environ)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
-def parse_toml(data: bytes | str, path: Path | str | None) -> dict[str, Any]:
+def parse_toml(data: bytes | str, path: Path | str | None,
+               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parsed TOML with ``${env:NAME}`` references replaced from ``environ`` (default:
+    os.environ), see config.substitution."""
+    parsed = _parse_toml(data, path)
+    errors: list[ConfigError] = []
+    parsed = substitute_environment(parsed, path, os.environ if environ is None else environ,
+                                    errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return parsed
+
+
+def _parse_toml(data: bytes | str, path: Path | str | None) -> dict[str, Any]:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:

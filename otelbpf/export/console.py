@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TextIO
 
+import structlog
+
 from otelbpf.export.outcome import ExportOutcome
 from otelbpf.metrics.model import (
     AttributeValue,
@@ -46,6 +48,15 @@ class ConsoleExporter:
 
     def __init__(self, stream: TextIO | None = None):
         self._stream = stream if stream is not None else sys.stdout
+        if stream is None and not _is_terminal(sys.stdout):
+            # The console exporter is the default when no endpoint is set: under systemd or in
+            # a container that usually means a forgotten endpoint, not a wish to log metrics.
+            structlog.get_logger("otelbpf.export.console").warning(
+                "console exporter writes metrics to stdout, which is not a terminal: "
+                "nothing is sent to a backend",
+                fix="set [export] endpoint or OTEL_EXPORTER_OTLP_ENDPOINT; "
+                    'OTEL_METRICS_EXPORTER=none to export nothing',
+            )
 
     def export(
         self,
@@ -77,6 +88,40 @@ class ConsoleExporter:
 
     def describe(self) -> dict[str, object]:
         return {"protocol": "console"}
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class DiscardingExporter:
+    """``OTEL_METRICS_EXPORTER=none`` or ``OTEL_SDK_DISABLED=true``: programs run, nothing leaves."""
+
+    protocol = "none"
+    endpoint = "none"
+    header_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        structlog.get_logger("otelbpf.export").warning(
+            "export disabled: metrics are collected but not sent",
+            why="OTEL_METRICS_EXPORTER=none, OTEL_SDK_DISABLED=true or [export] protocol = none")
+
+    def export(self, resource: Resource, batches: Sequence[MetricBatch], *,
+               deadline: float | None = None) -> ExportOutcome:
+        points = sum(len(m.points) for b in batches for m in b.metrics)
+        return ExportOutcome(success=True, data_points=points, attempts=0)
+
+    def self_metrics(self, now_ns: int) -> list[Metric]:
+        return []
+
+    def describe(self) -> dict[str, object]:
+        return {"protocol": "none"}
 
     def shutdown(self) -> None:
         pass

@@ -3,7 +3,7 @@
 ``ReliableExporter`` encodes once, then sends with exponential backoff and jitter while failures are
 retryable and the deadline allows, honouring the backend's Retry-After / RetryInfo. Each attempt is
 bounded by ``timeout``; the whole call by ``deadline`` (the agent passes its next flush time, so an
-export never delays the next collection), else by ``max_elapsed`` seconds.
+export never delays the next collection), and always by ``max_elapsed`` seconds.
 
 It counts what it does and reports it as ``otelbpf.export.*`` metrics (``self_metrics``), which the
 agent exports with the next interval's data.
@@ -15,6 +15,7 @@ transports redact header values from server messages before they reach a log lin
 from __future__ import annotations
 
 import random
+from math import inf
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from typing import TextIO
 import structlog
 
 from otelbpf.config.agent import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT
-from otelbpf.export.console import ConsoleExporter
+from otelbpf.export.console import ConsoleExporter, DiscardingExporter
 from otelbpf.export.encode import count_data_points, encode
 from otelbpf.export.outcome import Exporter, ExportOutcome
 from otelbpf.export.transport import SendResult, SendStatus, Transport, redact
@@ -48,19 +49,24 @@ def build_exporter(
     export_config,
     *,
     stream: TextIO | None = None,
-    max_elapsed: float = DEFAULT_MAX_ELAPSED,
+    max_elapsed: float | None = None,
 ) -> Exporter:
     """The exporter ``export_config`` (an ``otelbpf.config.agent.ExportConfig``) asks for.
 
     ``temporality`` is not used here: the agent converts to delta before exporting.
+    ``max_elapsed`` (default: the config's export_timeout) bounds one export, retries included.
     An endpoint of None means the OTLP default for the protocol (localhost:4318 / :4317).
     Raises ValueError for an unusable endpoint, bad header values or unreadable TLS files.
     """
     protocol = export_config.protocol
     if protocol == "console":
         return ConsoleExporter(stream)
+    if protocol == "none":
+        return DiscardingExporter()
+    if max_elapsed is None:
+        max_elapsed = export_config.export_timeout
     transport: Transport
-    if protocol == "http/protobuf":
+    if protocol in ("http/protobuf", "http/json"):
         from otelbpf.export.http import OtlpHttpExporter
 
         transport = OtlpHttpExporter(
@@ -72,6 +78,7 @@ def build_exporter(
             client_certificate=export_config.client_certificate,
             client_key=export_config.client_key,
             exact_url=bool(export_config.signal_endpoint and export_config.endpoint),
+            encoding=protocol.split("/")[1],
         )
     elif protocol == "grpc":
         from otelbpf.export.grpc import OtlpGrpcExporter
@@ -88,7 +95,8 @@ def build_exporter(
         )
     else:
         raise ValueError(
-            f"unknown export protocol {protocol!r} (use 'grpc', 'http/protobuf' or 'console')"
+            f"unknown export protocol {protocol!r} "
+            "(use 'grpc', 'http/protobuf', 'http/json', 'console' or 'none')"
         )
     log.info(
         "exporter configured",
@@ -145,9 +153,9 @@ class ReliableExporter:
         if points == 0:
             return ExportOutcome(success=True, data_points=0, attempts=0)
         started = self._clock()
-        if deadline is None:
-            deadline = started + self.max_elapsed
+        deadline = min(started + self.max_elapsed, deadline if deadline is not None else inf)
         attempt = 0
+        first_error = ""
         while True:
             attempt += 1
             # The first attempt always gets the full timeout; retries only what the deadline leaves.
@@ -170,7 +178,11 @@ class ReliableExporter:
                     data_points=points,
                 )
             if result.status is SendStatus.SUCCESS:
+                if attempt > 1:
+                    log.warning("export recovered after retries", endpoint=self.transport.endpoint,
+                                attempts=attempt, first_error=first_error)
                 return self._finish(result, points, attempt, started, success=True)
+            first_error = first_error or result.message
             if result.status is SendStatus.PERMANENT:
                 log.error(
                     "export failed permanently, data dropped",
@@ -189,7 +201,9 @@ class ReliableExporter:
                     data_points=points,
                 )
                 return self._finish(result, points, attempt, started, success=False)
-            log.warning(
+            # Per attempt only at debug: during an outage the one line per export is the
+            # "recovered after retries" warning or the "retries exhausted" error.
+            log.debug(
                 "export failed, retrying",
                 endpoint=self.transport.endpoint,
                 error=result.message,

@@ -20,10 +20,10 @@ import otelbpf
 from otelbpf.export.transport import (
     SendResult,
     SendStatus,
+    clean_message,
     header_secrets,
-    redact,
     safe_endpoint,
-    truncate,
+    tls_context,
     validate_headers,
 )
 
@@ -91,13 +91,11 @@ class OtlpGrpcExporter:
     ):
         if compression not in ("gzip", "none"):
             raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
-        if (client_certificate is None) != (client_key is None):
-            raise ValueError("client_certificate and client_key must be given together")
         self.target, self.tls = parse_grpc_endpoint(endpoint, insecure)
         self.endpoint = ("https://" if self.tls else "http://") + self.target
         self.timeout = timeout
         headers = dict(headers or {})
-        validate_headers(headers)
+        validate_headers(headers, grpc=True)
         # gRPC metadata keys must be lowercase.
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
         self.header_names = tuple(sorted(k for k, _ in self._metadata))
@@ -105,6 +103,7 @@ class OtlpGrpcExporter:
         options = [("grpc.primary_user_agent", f"otelbpf/{otelbpf.__version__}")]
         grpc_compression = grpc.Compression.Gzip if compression == "gzip" else None
         if self.tls:
+            tls_context(certificate, client_certificate, client_key)  # refuse bad files now
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(certificate, "certificate"),
                 private_key=_read(client_key, "client_key"),
@@ -154,7 +153,7 @@ class OtlpGrpcExporter:
         return SendResult(SendStatus.PERMANENT, message)
 
     def _clean(self, text: str) -> str:
-        return redact(truncate(text), self.secrets)
+        return clean_message(text, self.secrets)
 
 
 def _read(path: Path | None, what: str) -> bytes | None:

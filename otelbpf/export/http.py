@@ -1,11 +1,23 @@
-"""OTLP/HTTP with protobuf bodies, over the standard library's urllib.
+"""OTLP/HTTP with protobuf or JSON bodies, over one kept-alive ``http.client`` connection.
+
+The connection (and its TLS session) is reused from export to export; a new TCP and TLS
+handshake per export costs more than the export itself on a nearby collector
+(benchmarks/export.py). A connection the server closed while idle is noticed before the request
+is sent and replaced; a request is only re-sent when writing it failed, never once the server may
+have read it (that case is a retryable failure for the exporter's retry loop to count).
+
+JSON (``http/json``) is the protobuf JSON mapping with the OTLP rules that matter for metrics:
+lowerCamelCase field names and enums as integers; 64-bit integers are strings, which OTLP
+receivers must accept. (Trace and span ids, which OTLP wants in hex, only occur in exemplars,
+which otelbpf does not send.)
 
 Endpoint rule: ``endpoint_base`` is a base URL like OTEL_EXPORTER_OTLP_ENDPOINT, and the signal path
 ``/v1/metrics`` is appended to its path (``http://vm:8428/opentelemetry`` posts to
 ``http://vm:8428/opentelemetry/v1/metrics``). A URL whose path already ends in ``/v1/metrics`` is
 used as-is, so pasting a backend's full metrics URL also works.
 
-Proxies: urllib honours the usual ``https_proxy``/``http_proxy``/``no_proxy`` variables.
+Proxies: the usual ``https_proxy``/``http_proxy``/``no_proxy`` variables are honoured (read as
+urllib reads them): HTTPS goes through a CONNECT tunnel, plain HTTP to the proxy with the full URL.
 Redirects are not followed: a POST turned into a GET would silently lose the data, so a 3xx is
 reported instead.
 """
@@ -13,17 +25,22 @@ reported instead.
 from __future__ import annotations
 
 import dataclasses
+import base64
 import email.utils
 import gzip
 import http.client
 import json
+import select
 import ssl
+import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -34,10 +51,10 @@ import otelbpf
 from otelbpf.export.transport import (
     SendResult,
     SendStatus,
+    clean_message,
     header_secrets,
-    redact,
     safe_endpoint,
-    truncate,
+    tls_context,
     validate_headers,
 )
 
@@ -62,15 +79,8 @@ def metrics_url(endpoint_base: str) -> str:
     return base + (f"?{query}" if query else "")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
 class OtlpHttpExporter:
     """Posts ``ExportMetricsServiceRequest`` protobufs; one attempt per ``send``."""
-
-    protocol = "http/protobuf"
 
     def __init__(
         self,
@@ -83,13 +93,17 @@ class OtlpHttpExporter:
         client_key: Path | None = None,
         *,
         exact_url: bool = False,
+        encoding: str = "protobuf",
     ):
         """``exact_url``: post to ``endpoint_base`` as given (a signal-specific endpoint such as
-        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a full URL, per the OTLP exporter spec)."""
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a full URL, per the OTLP exporter spec).
+        ``encoding``: "protobuf" or "json"."""
         if compression not in ("gzip", "none"):
             raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
-        if client_key is not None and client_certificate is None:
-            raise ValueError("client_key needs client_certificate")
+        if encoding not in ("protobuf", "json"):
+            raise ValueError(f"encoding must be 'protobuf' or 'json', not {encoding!r}")
+        self.encoding = encoding
+        self.protocol = f"http/{encoding}"
         self.url = endpoint_base if exact_url else metrics_url(endpoint_base)
         self.endpoint = safe_endpoint(self.url)
         self.compression = compression
@@ -99,58 +113,117 @@ class OtlpHttpExporter:
         self.header_names = tuple(sorted(k.lower() for k in self._headers))
         self.secrets = header_secrets(self._headers)
         self.tls = self.url.lower().startswith("https://")
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-        if self.tls:
-            handlers.append(
-                urllib.request.HTTPSHandler(
-                    context=tls_context(certificate, client_certificate, client_key)
-                )
-            )
-        self._opener = urllib.request.build_opener(*handlers)
+        self._context = tls_context(certificate, client_certificate, client_key) if self.tls else None
+        parts = urlsplit(self.url)
+        self._host, self._port = parts.hostname or "", parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._proxy = _proxy_for(parts.scheme, self._host)
+        self._connection: http.client.HTTPConnection | None = None
+        self._request_sent = False  # set by _post once the whole request is written
+        self._lock = threading.Lock()
 
     def send(
         self, request: ExportMetricsServiceRequest, timeout: float | None = None
     ) -> SendResult:
-        body = request.SerializeToString()
+        if self.encoding == "json":
+            body = json_format.MessageToJson(request, use_integers_for_enums=True,
+                                             indent=None).encode()
+        else:
+            body = request.SerializeToString()
         headers = {
             k: v for k, v in self._headers.items() if k.lower() not in _RESERVED_HEADERS
         }
         if "user-agent" not in self.header_names:
             headers["User-Agent"] = f"otelbpf/{otelbpf.__version__}"
-        headers["Content-Type"] = "application/x-protobuf"
+        headers["Content-Type"] = ("application/json" if self.encoding == "json"
+                                   else "application/x-protobuf")
         if self.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
-        http_request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            # urllib's timeout bounds each socket operation (connect, each read), not the total.
-            with self._opener.open(http_request, timeout=timeout or self.timeout) as response:
-                return self._accepted(response.headers, response.read())
-        except urllib.error.HTTPError as error:
+        with self._lock:
             try:
-                payload = error.read()
-            except (OSError, http.client.HTTPException):
-                payload = b""
-            finally:
-                error.close()
-            return self._refused(error.code, error.reason, error.headers, payload)
-        except urllib.error.URLError as error:  # urllib wraps errors up to the end of sending
-            return self._unreachable(error.reason)
-        except (OSError, http.client.HTTPException) as error:  # includes TimeoutError
-            # Raised while waiting for or reading the response: the request was sent.
-            return dataclasses.replace(self._unreachable(error), ambiguous=True)
+                # The timeout bounds each socket operation (connect, each read), not the total.
+                status, reason, response_headers, payload = self._post(
+                    body, headers, timeout or self.timeout)
+            except (OSError, http.client.HTTPException) as error:  # includes TimeoutError
+                sent = self._request_sent
+                self._disconnect()
+                result = self._unreachable(error)
+                # Failing while waiting for or reading the response, the request was sent: the
+                # backend may have stored it (otelbpf.export.ambiguous).
+                return dataclasses.replace(result, ambiguous=True) if sent else result
+        if 200 <= status < 300:
+            return self._accepted(response_headers, payload)
+        return self._refused(status, reason, response_headers, payload)
 
     def close(self) -> None:
-        self._opener.close()
+        with self._lock:
+            self._disconnect()
+
+    def _post(self, body: bytes, headers: dict[str, str], timeout: float):
+        self._request_sent = False
+        connection = self._connection
+        if connection is not None and connection.sock is not None and _dropped(connection.sock):
+            # The server closed the idle connection (keep-alive timeouts of collectors and load
+            # balancers): open a new one before sending anything.
+            self._disconnect()
+        reused = self._connection is not None and self._connection.sock is not None
+        target = self._path
+        if self._proxy is not None and not self.tls:
+            target = self.url  # a plain-HTTP proxy wants the absolute URL
+            headers = {**headers, **self._proxy.headers}
+        try:
+            self._connect(timeout).request("POST", target, body=body, headers=headers)
+        except (ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            # Closed while the request was being written: the server cannot have a complete
+            # request, so sending it again on a new connection cannot duplicate it.
+            self._disconnect()
+            self._connect(timeout).request("POST", target, body=body, headers=headers)
+        # From here on a failure is left to the caller: the server may have stored the data.
+        self._request_sent = True
+        response = self._connection.getresponse()
+        payload = response.read()
+        if response.will_close:
+            self._disconnect()
+        return response.status, response.reason, response.headers, payload
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        connection = self._connection
+        if connection is None:
+            host, port = self._host, self._port
+            if self._proxy is not None:
+                host, port = self._proxy.host, self._proxy.port
+            if self.tls:
+                connection = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                                         context=self._context)
+                if self._proxy is not None:
+                    connection.set_tunnel(self._host, self._port or 443, self._proxy.headers)
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            self._connection = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _accepted(self, headers, payload: bytes) -> SendResult:
         content_type = (headers.get("Content-Type") or "").lower()
-        if not payload or "json" in content_type:
+        if not payload:
             return SendResult(SendStatus.SUCCESS)
         response = ExportMetricsServiceResponse()
         try:
-            response.ParseFromString(payload)
-        except DecodeError:
+            if "json" in content_type:
+                json_format.Parse(payload, response, ignore_unknown_fields=True)
+            else:
+                response.ParseFromString(payload)
+        except (DecodeError, json_format.ParseError):
             return SendResult(SendStatus.SUCCESS)  # a 2xx body we cannot read still means accepted
         partial = response.partial_success
         return SendResult(
@@ -192,23 +265,37 @@ class OtlpHttpExporter:
         return SendResult(SendStatus.RETRYABLE, self._clean(f"{self.endpoint}: {text}"))
 
     def _clean(self, text: str) -> str:
-        return redact(truncate(text), self.secrets)
+        return clean_message(text, self.secrets)
 
 
-def tls_context(
-    certificate: Path | None, client_certificate: Path | None, client_key: Path | None
-) -> ssl.SSLContext:
-    """A verifying client context: system CAs, or only ``certificate`` if given; mTLS if asked."""
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int | None
+    headers: dict[str, str]  # Proxy-Authorization, when the proxy URL has user:password
+
+
+def _dropped(sock) -> bool:
+    """An idle kept-alive socket that is readable has been closed by the server (or sent
+    something unasked): either way it cannot carry the next request."""
     try:
-        context = ssl.create_default_context(cafile=str(certificate) if certificate else None)
-        if client_certificate is not None:
-            context.load_cert_chain(
-                str(client_certificate), str(client_key) if client_key else None
-            )
-    except (OSError, ssl.SSLError) as error:
-        files = ", ".join(str(p) for p in (certificate, client_certificate, client_key) if p)
-        raise ValueError(f"cannot load TLS files {files}: {error}") from error
-    return context
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _proxy_for(scheme: str, host: str) -> _Proxy | None:
+    """The proxy urllib would use for ``scheme://host`` (environment, no_proxy honoured)."""
+    url = urllib.request.getproxies().get(scheme)
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    headers = {}
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    return _Proxy(parts.hostname or "", parts.port, headers)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

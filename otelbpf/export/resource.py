@@ -1,12 +1,13 @@
 """The OTel resource every export carries: who is sending (service.*) and from where (host.*, os.*).
 
 Precedence, lowest to highest: detected values < OTEL_RESOURCE_ATTRIBUTES < OTEL_SERVICE_NAME (for
-service.name) < the config file's [resource] table.
+service.name) < the config file's [resource] table. The agent config merges the last three
+(config.environment parses the variables); this module adds the detected values beneath.
 
 ``service.instance.id`` must survive restarts, or every restart starts new series (the SDK default
-is a random UUID per process). Unless set explicitly, it is a UUIDv5 of the host's machine-id and
-the final service.name: deterministic, so it needs no state and is the same after a reinstall or a
-wiped state_dir. Two agents on one host need different service.name values (or explicit ids).
+is a random UUID per process). Unless set explicitly, it is a UUIDv5 in the namespace the semantic
+conventions give for it, over the host's machine-id and the final service.name: deterministic, so
+it needs no state and is the same after a reinstall or a wiped state_dir. Two agents on one host need different service.name values (or explicit ids).
 Only when no machine-id exists (some containers) is a random UUID created once and persisted as
 ``state_dir/service-instance-id``. A container image that bakes in one machine-id for every host
 should mount the host's /etc/machine-id or set service.instance.id.
@@ -14,13 +15,11 @@ should mount the host's /etc/machine-id or set service.instance.id.
 
 from __future__ import annotations
 
-import os
 import platform
 import socket
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote
 
 import structlog
 
@@ -32,8 +31,8 @@ log = structlog.get_logger("otelbpf.export.resource")
 DEFAULT_SERVICE_NAME = "otelbpf"
 MACHINE_ID_PATHS = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 INSTANCE_ID_FILE = "service-instance-id"
-# Fixed namespace for service.instance.id = uuid5(namespace, "machine-id:service.name").
-INSTANCE_ID_NAMESPACE = uuid.UUID("6f0e3b4c-5a0b-4c41-9d0e-6f74656c6270")
+# The semantic conventions' namespace for a UUIDv5 service.instance.id (service attributes).
+INSTANCE_ID_NAMESPACE = uuid.UUID("4d63009a-8d0f-11ee-aad7-4c796ed8e320")
 
 # platform.machine() → semantic-conventions host.arch values.
 _HOST_ARCH = {
@@ -55,64 +54,40 @@ _HOST_ARCH = {
 
 def build_resource(
     config_resource: Mapping[str, str],
-    environ: Mapping[str, str] | None = None,
     state_dir: Path | None = None,
     *,
     machine_id_paths: tuple[Path, ...] = MACHINE_ID_PATHS,
     hostname: str | None = None,
 ) -> Resource:
-    environ = os.environ if environ is None else environ
+    """``config_resource``: AgentConfig.resource (file over OTEL_SERVICE_NAME over
+    OTEL_RESOURCE_ATTRIBUTES)."""
     machine_id = read_machine_id(machine_id_paths)
     attributes: dict[str, AttributeValue] = {
         "service.name": DEFAULT_SERVICE_NAME,
         "service.version": otelbpf.__version__,
+        # In a container without the host's UTS namespace this is the container's (or pod's)
+        # name: docs/backends.md shows how a DaemonSet sets the node's name instead.
         "host.name": hostname if hostname is not None else socket.gethostname(),
-        "os.type": "linux",
         "host.arch": _HOST_ARCH.get(platform.machine().lower(), platform.machine().lower()),
+        "os.type": "linux",
+        # The kernel release decides which BPF features and tracepoints exist.
+        "os.version": platform.release(),
+        # otelbpf encodes OTLP itself rather than through the OpenTelemetry SDK, so by the
+        # conventions' rule for other SDKs it names itself; it is also the distribution.
+        "telemetry.sdk.name": "otelbpf",
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.version": otelbpf.__version__,
+        "telemetry.distro.name": "otelbpf",
+        "telemetry.distro.version": otelbpf.__version__,
     }
     if machine_id:
         attributes["host.id"] = machine_id
-    attributes.update(parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES", "")))
-    service_name = environ.get("OTEL_SERVICE_NAME", "").strip()
-    if service_name:
-        attributes["service.name"] = service_name
     attributes.update(config_resource)
     if "service.instance.id" not in attributes:
         attributes["service.instance.id"] = stable_instance_id(
             str(attributes["service.name"]), machine_id, state_dir
         )
     return Resource(tuple(attributes.items()))
-
-
-def parse_resource_attributes(value: str) -> dict[str, str]:
-    """OTEL_RESOURCE_ATTRIBUTES: ``key1=value1,key2=value2``, values percent-decoded.
-
-    As the SDK environment spec asks, a malformed value (an entry without '=', an empty key, bad
-    percent-encoding) discards the whole variable, with a warning naming the problem.
-    """
-    attributes: dict[str, str] = {}
-    if not value.strip():
-        return attributes
-    for entry in value.split(","):
-        if not entry.strip():
-            continue
-        key, sep, raw = entry.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            log.warning(
-                "OTEL_RESOURCE_ATTRIBUTES ignored: entries must be key=value",
-                entry=entry.strip(),
-            )
-            return {}
-        try:
-            attributes[key] = unquote(raw.strip(), errors="strict")
-        except UnicodeDecodeError:
-            log.warning(
-                "OTEL_RESOURCE_ATTRIBUTES ignored: value is not valid percent-encoded UTF-8",
-                key=key,
-            )
-            return {}
-    return attributes
 
 
 def read_machine_id(paths: tuple[Path, ...] = MACHINE_ID_PATHS) -> str | None:

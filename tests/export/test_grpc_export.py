@@ -89,7 +89,9 @@ def test_retry_after_unavailable_and_secrets_not_logged(grpc_receiver, captured_
     assert outcome.success and outcome.attempts == 3
     assert grpc_receiver.calls == 3 and len(grpc_receiver.received) == 1
     assert grpc_receiver.received[0].metadata["authorization"] == TOKEN
-    assert [e["event"] for e in captured_logs] == ["export failed, retrying"] * 2
+    assert [(e["event"], e["log_level"]) for e in captured_logs] == [
+        ("export failed, retrying", "debug")] * 2 + [("export recovered after retries", "warning")]
+    assert captured_logs[-1]["attempts"] == 3
     assert "UNAVAILABLE" in captured_logs[0]["error"]
     assert TOKEN not in repr(captured_logs) and "grpc-secret" not in repr(captured_logs)
 

@@ -221,3 +221,28 @@ def test_a_transport_exception_becomes_a_redacted_permanent_failure():
     outcome = make(Broken(), clock).export(RESOURCE, BATCHES)
     assert not outcome.success and not outcome.retryable
     assert "ValueError" in outcome.message and "s3cr3t-value" not in outcome.message
+
+
+def test_an_outage_logs_one_line_per_export_not_one_per_attempt(captured_logs):
+    """Retries during an outage: per-attempt lines are debug; one error line sums up the export."""
+
+    class Down:
+        protocol, endpoint, header_names, secrets = "http/protobuf", "http://down:4318", (), ()
+
+        def send(self, request, timeout):
+            return SendResult(SendStatus.RETRYABLE, "http://down:4318: Connection refused")
+
+        def close(self):
+            pass
+
+    clock = [0.0]
+    exporter = ReliableExporter(Down(), timeout=1, initial_backoff=1, max_backoff=1,
+                                clock=lambda: clock[0],
+                                sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+                                jitter=lambda: 1.0)
+    outcome = exporter.export(RESOURCE, BATCHES, deadline=10.0)
+    assert not outcome.success and outcome.attempts >= 5
+    loud = [e for e in captured_logs if e["log_level"] in ("warning", "error")]
+    assert [e["event"] for e in loud] == [
+        "export failed, retries exhausted before the deadline, data dropped"]
+    assert loud[0]["attempts"] == outcome.attempts

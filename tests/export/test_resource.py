@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 import uuid
+from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
-
 import otelbpf
-from otelbpf.export.resource import build_resource, parse_resource_attributes
+from otelbpf.config.agent import parse_agent_config
+from otelbpf.export.resource import build_resource
 
 MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4"
 
@@ -21,9 +22,12 @@ def machine_id_file(tmp_path):
 
 
 def build(config=None, environ=None, state_dir=None, machine_id_paths=()):
-    return build_resource(
-        config or {}, environ or {}, state_dir, machine_id_paths=machine_id_paths, hostname="node-1"
-    ).as_dict()
+    """The resource the agent builds from a [resource] table and the environment."""
+    table = "".join(f'"{k}" = "{v}"\n' for k, v in (config or {}).items())
+    agent = parse_agent_config(f"[resource]\n{table}", Path("/etc/otelbpf/otelbpf.toml"),
+                               environ or {})
+    return build_resource(agent.resource, state_dir, machine_id_paths=machine_id_paths,
+                          hostname="node-1").as_dict()
 
 
 def test_defaults(machine_id_file):
@@ -55,21 +59,25 @@ def test_precedence_env_attributes_then_service_name_then_config(machine_id_file
 
 
 def test_resource_attributes_percent_decoding_and_whitespace():
-    assert parse_resource_attributes(" a = x%20y ,b=%2C%3D , c=1+1,d=k=v") == {
-        "a": "x y",
-        "b": ",=",
-        "c": "1+1",
-        "d": "k=v",
-    }
-    assert parse_resource_attributes("") == {}
-    assert parse_resource_attributes("a=1,,b=2") == {"a": "1", "b": "2"}
+    attributes = build(environ={"OTEL_RESOURCE_ATTRIBUTES": " a = x%20y ,b=%2C%3D , c=1+1,d=k=v"})
+    assert (attributes["a"], attributes["b"], attributes["c"], attributes["d"]) == (
+        "x y", ",=", "1+1", "k=v")
 
 
-@pytest.mark.parametrize("value", ["a=1,broken", "=v", "a=%ff%fe"])
-def test_malformed_resource_attributes_discard_the_whole_variable(value):
-    with capture_logs() as logs:
-        assert parse_resource_attributes(value) == {}
-    assert logs and logs[0]["log_level"] == "warning"
+def test_instance_id_uses_the_semantic_conventions_namespace(machine_id_file):
+    attributes = build(machine_id_paths=machine_id_file)
+    namespace = uuid.UUID("4d63009a-8d0f-11ee-aad7-4c796ed8e320")
+    assert attributes["service.instance.id"] == str(uuid.uuid5(namespace, f"{MACHINE_ID}:otelbpf"))
+
+
+def test_os_and_telemetry_attributes():
+    attributes = build()
+    assert attributes["os.version"] == platform.release() == open("/proc/sys/kernel/osrelease").read().strip()
+    assert attributes["telemetry.sdk.name"] == "otelbpf"
+    assert attributes["telemetry.sdk.language"] == "python"
+    assert attributes["telemetry.sdk.version"] == otelbpf.__version__
+    assert (attributes["telemetry.distro.name"], attributes["telemetry.distro.version"]) == (
+        "otelbpf", otelbpf.__version__)
 
 
 def test_instance_id_is_stable_and_depends_on_service_name(machine_id_file, tmp_path):

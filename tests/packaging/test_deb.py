@@ -63,7 +63,7 @@ def test_install_check_upgrade_purge(deb: Path, tmp_path: Path) -> None:
         assert "ok   program syscalls" in check.stdout or "syscalls" in check.stdout
 
         # The installed agent runs once from /usr/bin: pins maps and writes state to purge later.
-        run = sh("/usr/bin/otelbpf", "run", "--iterations", "1", cwd="/")
+        run = sh("/usr/bin/otelbpf", "run", "--once", cwd="/")
         assert run.returncode == 0, run.stderr[-2000:]
         assert Path("/sys/fs/bpf/otelbpf").is_dir() and any(Path("/sys/fs/bpf/otelbpf").iterdir())
         assert Path("/var/lib/otelbpf").is_dir()

@@ -353,7 +353,7 @@ def test_pin_dir_must_be_ours_alone(tmp_path, bpf_build, bpffs, pin_dir):
     config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
                                 programs_dir=programs_dir(tmp_path, os.getpid()), pin_dir=pin_dir)
     assert subprocess.run([sys.executable, "-m", "otelbpf", "run", "--config", str(config),
-                           "--iterations", "1"], capture_output=True, cwd=REPO,
+                           "--once"], capture_output=True, cwd=REPO,
                           timeout=60).returncode == 0
     assert (pin_dir / "@otelbpf").exists() and (pin_dir / "syscalls" / "syscall_counts").exists()
 

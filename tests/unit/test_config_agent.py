@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from backends import BackendUnavailable, TestCertificates
 
 from otelbpf.config.agent import (
     AgentConfig,
@@ -54,6 +55,14 @@ exclude = ["x"]
 """
 
 
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> TestCertificates:
+    try:
+        return TestCertificates.create(tmp_path_factory.mktemp("certs"))
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+
+
 def load(text: str, tmp_path: Path, environ=None) -> AgentConfig:
     path = tmp_path / "otelbpf.toml"
     path.write_text(text)
@@ -85,8 +94,8 @@ def test_defaults(tmp_path):
     assert cfg.builtin.program_stats.enabled and cfg.builtin.program_stats.interval is None
 
 
-def test_every_key(tmp_path):
-    (tmp_path / "ca.pem").write_text("pem")
+def test_every_key(tmp_path, certificates):
+    (tmp_path / "ca.pem").write_bytes(certificates.ca_cert.read_bytes())
     cfg = load(FULL, tmp_path)
     assert cfg.interval == 15.0
     assert cfg.objects_dir == tmp_path.parent / "bpf" / "build"
@@ -257,13 +266,82 @@ def test_missing_file():
         load_agent_config(Path("/nonexistent/otelbpf.toml"), {})
 
 
+HTTPS = '[export]\nendpoint = "https://127.0.0.1:4318"\n'
+
+
 def test_missing_certificate(tmp_path):
-    (error,) = errors_of('[export]\nclient_key = "key.pem"', tmp_path)
-    assert error.field == "client_key" and "not a readable file" in error.message
+    (error,) = errors_of(HTTPS + 'certificate = "ca.pem"', tmp_path)
+    assert (error.entry, error.field) == ("export", "certificate")
+    assert "cannot read" in error.message and "ca.pem" in error.message and error.fix
+
+
+def test_certificate_that_is_not_pem(tmp_path):
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (error,) = errors_of(HTTPS + 'certificate = "ca.pem"', tmp_path)
+    assert error.field == "certificate" and "not a PEM CA certificate" in error.message
+
+
+@pytest.mark.parametrize("given,missing", [("client_key", "client_certificate"),
+                                           ("client_certificate", "client_key")])
+def test_client_key_and_certificate_come_together(tmp_path, certificates, given, missing):
+    source = certificates.client_key if given == "client_key" else certificates.client_cert
+    (error,) = errors_of(HTTPS + f'{given} = "{source}"', tmp_path)
+    assert error.field == given and f"{missing} is not" in error.message
+
+
+def test_client_key_that_does_not_match(tmp_path, certificates):
+    text = HTTPS + (f'client_certificate = "{certificates.client_cert}"\n'
+                    f'client_key = "{certificates.server_key}"')
+    (error,) = errors_of(text, tmp_path)
+    assert error.field == "client_certificate" and "private key" in error.message
+
+
+def test_tls_files_from_the_environment_name_the_variable(tmp_path, certificates):
+    environ = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+               "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY": str(certificates.client_key)}
+    (error,) = errors_of("", tmp_path, environ)
+    assert (error.path, error.field) == ("environment", "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY")
+    environ["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] = str(certificates.client_cert)
+    assert load("", tmp_path, environ).export.client_key == certificates.client_key
+
+
+def test_valid_mutual_tls_files_load(tmp_path, certificates):
+    text = HTTPS + (f'certificate = "{certificates.ca_cert}"\n'
+                    f'client_certificate = "{certificates.client_cert}"\n'
+                    f'client_key = "{certificates.client_key}"')
+    assert load(text, tmp_path).export.client_certificate == certificates.client_cert
+
+
+SECRET = "tok-0123456789abcdef"
+
+
+@pytest.mark.parametrize("encoded", [f"authorization=Bearer%20{SECRET}%0Ax-evil%3A1",
+                                     f"authorization={SECRET}%0D", f"x-key={SECRET}%00"])
+def test_url_decoded_control_characters_in_headers_are_config_errors(tmp_path, encoded):
+    (error,) = errors_of("", tmp_path, {"OTEL_EXPORTER_OTLP_HEADERS": encoded})
+    assert (error.path, error.field) == ("environment", "OTEL_EXPORTER_OTLP_HEADERS")
+    assert "control characters" in error.message and error.fix
+    assert SECRET not in str(error)
+
+
+def test_header_refused_by_transports_in_the_file(tmp_path):
+    (error,) = errors_of('[export]\nheaders = { "bad name" = "v" }', tmp_path)
+    assert (error.entry, error.field) == ("export", "headers") and "header name" in error.message
+    (error,) = errors_of('[export]\nheaders = { ok = "line\\nsecretpart" }', tmp_path)
+    assert "secretpart" not in str(error) and "control characters" in str(error)
 
 
 def test_parse_key_values():
-    assert parse_key_values("a=1, b = x%2Cy ,,c") == ({"a": "1", "b": "x,y"}, [3])
+    assert parse_key_values("a=1, b = x%2Cy ,,c") == (
+        {"a": "1", "b": "x,y"}, ["entry 4 is not key=value"])
+    assert parse_key_values("a=%ff") == ({}, ["entry 1 is not valid percent-encoded UTF-8"])
+
+
+@pytest.mark.parametrize("value", ["a=1,broken", "=v", "a=%ff%fe"])
+def test_malformed_resource_attributes_are_config_errors(tmp_path, value):
+    """One parser and one policy for OTEL_RESOURCE_ATTRIBUTES: the agent refuses to start."""
+    (error,) = errors_of("", tmp_path, {"OTEL_RESOURCE_ATTRIBUTES": value})
+    assert (error.path, error.field) == ("environment", "OTEL_RESOURCE_ATTRIBUTES")
 
 
 def test_default_config_path():
@@ -314,3 +392,14 @@ def test_keep_attached(tmp_path):
     (error,) = errors_of('[state]\npin_dir = ""\nkeep_attached = true\n', tmp_path)
     assert (error.entry, error.field) == ("state", "keep_attached")
     assert "needs pinning" in error.message and "set pin_dir" in error.fix
+
+
+def test_grpc_binary_metadata_header_names_are_refused(tmp_path):
+    (error,) = errors_of('[export]\nprotocol = "grpc"\nheaders = { "x-token-bin" = "abc" }',
+                         tmp_path)
+    assert (error.entry, error.field) == ("export", "headers") and "-bin" in error.message
+    (error,) = errors_of('[export]\nprotocol = "grpc"', tmp_path,
+                         {"OTEL_EXPORTER_OTLP_HEADERS": "x-token-bin=abc"})
+    assert (error.path, error.field) == ("environment", "OTEL_EXPORTER_OTLP_HEADERS")
+    # Over HTTP the same name is an ordinary header.
+    assert load('[export]\nheaders = { "x-token-bin" = "abc" }', tmp_path).export.headers
