@@ -23,6 +23,7 @@ from reliability_harness import no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
 from otelbpf.agent.state import AgentState
+from otelbpf.errors import ConfigError
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap
@@ -355,6 +356,21 @@ def test_pin_dir_must_be_ours_alone(tmp_path, bpf_build, bpffs, pin_dir):
                            "--iterations", "1"], capture_output=True, cwd=REPO,
                           timeout=60).returncode == 0
     assert (pin_dir / "@otelbpf").exists() and (pin_dir / "syscalls" / "syscall_counts").exists()
+
+
+def test_pin_dir_of_an_agent_older_than_the_marker_is_accepted(tmp_path, bpffs, pin_dir):
+    """Upgrades: a pin_dir without the marker whose every entry is a program state_dir knows."""
+    (pin_dir / "syscalls").mkdir(parents=True)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "start_times.json").write_text(json.dumps(
+        {"syscalls/syscall_counts": {"start_ns": 1, "config_layout": "x"}}))
+    AgentState(pin_dir, state_dir).claim_pin_dir("otelbpf.toml")
+    assert (pin_dir / "@otelbpf").exists()
+    (pin_dir / "@otelbpf").unlink()
+    (pin_dir / "other").mkdir()  # unknown to this state_dir: not provably ours
+    with pytest.raises(ConfigError, match=r"holds pins otelbpf did not create \(other\)"):
+        AgentState(pin_dir, state_dir).claim_pin_dir("otelbpf.toml")
 
 
 def test_program_removed_while_down_is_detached_at_start(tmp_path, bpf_build, pin_dir):
