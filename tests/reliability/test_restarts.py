@@ -455,3 +455,17 @@ def test_detach_named_programs(tmp_path, bpf_build, pin_dir):
     assert done.returncode == 0 and "detached syscalls" in done.stdout, done
     assert not (pin_dir / "syscalls").exists() and links_gone(left.values())
     assert (pin_dir / "@otelbpf").exists()  # pin_dir stays marked as otelbpf's
+
+
+def test_pin_dir_off_bpffs_runs_unpinned_and_says_so(tmp_path, bpf_build):
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()),
+                                pin_dir=tmp_path / "not-bpffs")
+    with AgentProcess(config) as agent:
+        line = agent.wait_event("pinning disabled: counters start from zero whenever the agent "
+                                "starts")
+        agent.wait_event("program loaded", program="syscalls")
+        assert agent.stop() == 0
+    no_traceback(agent)
+    assert "cannot pin in" in line["reason"] and "mount -t bpf" in line["fix"]
+    assert list((tmp_path / "not-bpffs").iterdir()) == []
