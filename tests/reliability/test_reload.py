@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from agentproc import CONF_D, REPO, AgentProcess, programs_dir, write_agent_config
-from reliability_harness import no_traceback, wait_flushes
+from reliability_harness import flushes, no_traceback, wait_flushes
 from workloads import GetpidChild, fsync_writes
 
 from otelbpf.kernel.maps import BpfMap
@@ -149,7 +149,10 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
             wait_flushes(agent, ok=True)
             with BpfMap.from_pin(pin) as m:
                 map_id = m.id
-            total = 0
+            child.getpid(1)
+            total = 1
+            wait_flushes(agent, ok=True)  # the series exists from this export on
+            first_export = flushes(agent, ok=True)
             cases = [(name, programs / "syscalls.toml", lambda t, c=change: c(t), expected,
                       "reload rejected for program: keeping the running version", good_program)
                      for name, (change, expected) in BAD_SYSCALLS.items()]
@@ -181,6 +184,8 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
         no_traceback(agent)
     assert vm.value(getpid) == total
     assert vm.value(f"resets({getpid}[1h])") == 0
+    # No gap: every successful export since the series appeared holds one sample of it.
+    assert vm.value(f"count_over_time({getpid}[1h])") == flushes(agent, ok=True) - first_export + 1
 
 
 def test_layout_change_keeps_the_old_pin_until_the_new_version_is_live(tmp_path, bpf_build, pin_dir):
