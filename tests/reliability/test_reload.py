@@ -19,10 +19,14 @@ from otelbpf.kernel.maps import BpfMap
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
 
 
-def reload(agent: AgentProcess, event: str = "config reloaded") -> dict:
+def reload(agent: AgentProcess, event: str = "config reloaded", *, meanwhile=None) -> dict:
+    """SIGHUP, run ``meanwhile`` (e.g. a workload) at once, return the ``event`` line it caused."""
     seen = agent.count_events(event)
     agent.signal(signal.SIGHUP)
-    return agent.wait_log(lambda e: e.get("event") == event and agent.count_events(event) > seen)
+    if meanwhile is not None:
+        meanwhile()
+    agent.wait_log(lambda e: e.get("event") == event and agent.count_events(event) > seen)
+    return [e for e in agent.logs if e.get("event") == event][seen]
 
 
 def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
@@ -161,12 +165,7 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
                       for name, (change, expected) in BAD_AGENT.items()]
             for name, path, change, expected, event, good in cases:
                 path.write_text(change(good))
-                seen = agent.count_events(event)
-                agent.signal(signal.SIGHUP)
-                child.getpid(500)  # while the reload is being tried
-                agent.wait_log(lambda e: e.get("event") == event
-                               and agent.count_events(event) > seen)
-                line = [e for e in agent.logs if e.get("event") == event][seen]
+                line = reload(agent, event, meanwhile=lambda: child.getpid(500))
                 for part in expected:
                     assert part in line["error"], (name, part, line)
                 child.getpid(7)
