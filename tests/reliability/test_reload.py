@@ -248,3 +248,50 @@ def test_signals_landing_inside_the_loop_wait_never_wedge_it():
     done = subprocess.run([sys.executable, "-c", STORM], capture_output=True, text=True,
                           cwd=REPO, timeout=30)
     assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr[-2000:]
+
+
+def swap_program(obj: str, tgid: int) -> str:
+    return (f'object = "tests/{obj}"\n[parameters]\ntarget_tgid = {tgid}\n'
+            '[[counters]]\nname = "swap.calls"\nmap = "calls"\n'
+            'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n')
+
+
+def pinned_calls(pin_dir) -> int:
+    with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+        raw = m.lookup((0).to_bytes(4, "little"))
+    return 0 if raw is None else int.from_bytes(raw, "little")
+
+
+@pytest.mark.parametrize("adopted", [False, True], ids=["loaded", "adopted_keep_attached"])
+def test_rejected_at_attach_the_running_version_is_attached_again(tmp_path, bpf_build, pin_dir,
+                                                                  adopted):
+    """The new version shares the running one's map, so the running one is detached first; the
+    new one then fails to attach (a missing tracepoint): the running one must count again — also
+    when it is a version adopted from an earlier agent (keep_attached)."""
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        if adopted:
+            config.write_text(config.read_text().replace("[state]\n",
+                                                         "[state]\nkeep_attached = true\n"))
+            with AgentProcess(config) as agent:
+                agent.wait_event("agent started")
+                assert agent.stop() == 0
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            assert agent.count_events("program adopted: still attached since the previous "
+                                      "agent") == int(adopted)
+            child.getpid(10)
+            swap.write_text(swap_program("kernel_swap_unattachable.bpf.o", child.pid))
+            line = reload(agent, "reload rejected for program: keeping the running version")
+            kept = agent.wait_event("program kept: the running version is attached again")
+            child.getpid(7)
+            assert pinned_calls(pin_dir) == 17  # counting again after the rejection
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert "on_missing" in line["error"] and "sys_enter_otelbpf_missing" in line["error"]
+    assert kept["attached"] == ["count_getpid"] and kept["uncounted_ms"] >= 0
