@@ -94,6 +94,8 @@ def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metri
         no_traceback(agent)
     assert vm.value(getpid) == 127
     assert vm.value(f"resets(syscalls_count_total{{syscall=\"getpid\",{sel}}}[1h])") == 0
+    assert vm.value(f'otelbpf_config_reloads_total{{outcome="applied",{sel}}}') == 3
+    assert vm.value(f'otelbpf_config_reloads_total{{outcome="rejected",{sel}}}') == 3
 
 
 BAD_SYSCALLS = {
@@ -178,6 +180,8 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
                 assert sorted(p.name for p in (pin_dir / "syscalls").iterdir()) == ["syscall_counts"]
                 path.write_text(good)
             assert agent.count_events("config reloaded") == len(BAD_SYSCALLS)
+            assert all(e["kept_running_version"] == ["syscalls"] for e in agent.logs
+                       if e.get("event") == "config reloaded")
             assert agent.count_events("program changed, reloading") == len(BAD_SYSCALLS)
             assert agent.stop() == 0
         no_traceback(agent)
@@ -185,6 +189,11 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
     assert vm.value(f"resets({getpid}[1h])") == 0
     # No gap: every successful export since the series appeared holds one sample of it.
     assert vm.value(f"count_over_time({getpid}[1h])") == flushes(agent, ok=True) - first_export + 1
+    # Each rejection is in the metrics too, not only in the log.
+    reloads = f'otelbpf_config_reloads_total{{test_run="{run_id}",outcome="%s"}}'
+    assert vm.value(reloads % "partial") == len(BAD_SYSCALLS)
+    assert vm.value(reloads % "rejected") == len(BAD_AGENT)
+    assert vm.value(reloads % "applied") == 0
 
 
 def test_layout_change_keeps_the_old_pin_until_the_new_version_is_live(tmp_path, bpf_build, pin_dir):
