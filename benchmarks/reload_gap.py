@@ -9,7 +9,10 @@ baseline, from the same run, is what a close-then-load reload leaves uncounted: 
 (open, verifier, load) plus the attach, i.e. the time from "program changed, reloading" to
 "program swapped". Then N reloads to a version (another object, no shared map) that fails to
 attach: counted is how many of them detached the running version at all ("program kept" lines).
-The last line is one JSON object.
+Last, N reloads of a `swap` program (bpf/tests/kernel_swap.bpf.c) to a version sharing its map
+that fails at attach: the running version is detached first and attached again, and the agent
+logs that gap as ``uncounted_ms``; then N plain swaps of that program (a `tracepoint/` program,
+whose detach waits for the kernel to release its perf event). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ sys.path.insert(0, str(REPO))
 from agentproc import AgentProcess, programs_dir, write_agent_config
 
 # Every program loads; one uprobe names a symbol libc does not have, so only attaching fails.
+SWAP = ('object = "tests/{obj}"\n[[counters]]\nname = "swap.calls"\nmap = "calls"\n'
+        'help = "{help}"\n'
+        'labels = [{{ name = "key", size = 4, decoders = [{{ name = "uint" }}] }}]\n')
 ATTACH_FAILS = ('object = "tests/kernel_uprobe.bpf.o"\n[[counters]]\nname = "uprobe.hits"\n'
                 'map = "uprobe_hits"\n'
                 'labels = [{ name = "hit", size = 4, decoders = [{ name = "uint" }] }]\n')
@@ -54,7 +60,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         programs = programs_dir(tmp_path, 1)
-        config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+        (programs / "swap.toml").write_text(SWAP.format(obj="kernel_swap.bpf.o", help=""))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls", "swap"],
                                     programs_dir=programs, pin_dir=pin_dir, interval="60s")
         good = (programs / "syscalls.toml").read_text()
         swaps, baseline = [], []
@@ -76,6 +83,17 @@ def main() -> int:
                 reload(agent, "reload rejected for program: keeping the running version")
                 (programs / "syscalls.toml").write_text(good)
             rejected = agent.count_events("program kept: the running version is attached again")
+            for i in range(args.reloads):
+                (programs / "swap.toml").write_text(SWAP.format(obj="kernel_swap_unattachable.bpf.o", help=""))
+                reload(agent, "reload rejected for program: keeping the running version")
+                (programs / "swap.toml").write_text(SWAP.format(obj="kernel_swap.bpf.o", help=""))
+            reattached = [e["uncounted_ms"] for e in agent.logs
+                          if e.get("event") == "program kept: the running version is attached again"]
+            for i in range(args.reloads):
+                (programs / "swap.toml").write_text(SWAP.format(obj="kernel_swap.bpf.o", help=f"v{i}"))
+                reload(agent, "config reloaded")
+            tracepoint_swaps = [e["uncounted_ms"] for e in agent.logs
+                                if e.get("event") == "program swapped" and e["program"] == "swap"]
             agent.stop()
         for path in sorted(pin_dir.rglob("*"), reverse=True):  # only our own directory
             path.rmdir() if path.is_dir() else path.unlink()
@@ -86,6 +104,8 @@ def main() -> int:
         "rejected_swaps": args.reloads,
         "rejected_swaps_that_detached_the_running_version": rejected,
         "close_then_load_uncounted_ms": summary(baseline),
+        "rejected_at_attach_shared_map_uncounted_ms": summary(reattached),
+        "tracepoint_swap_uncounted_ms": summary(tracepoint_swaps),
         "ratio_swap_vs_close_then_load": round(statistics.median(swaps) / statistics.median(baseline), 4),
     }))
     return 0

@@ -156,7 +156,9 @@ class LoadedProgram:
             adopt = state.adoptable_links(cfg.name, identity) if identity else {}
             if adopt and (fresh or not all(p.exists() for p in paths.values())):
                 adopt = {}  # its maps would not be the ones the attached programs count into
-            obj.load(maps_only=bool(adopt), stage_pins=True)
+            # Loaded even when adopting: a running version must be able to attach again if a
+            # new one fails to take over (go_live), adopted or not.
+            obj.load(stage_pins=True)
             # Readers exist before anything is attached, so the first event already has a reader.
             for sc in cfg.streams:
                 streams.append(open_stream(sc, obj.maps, program=cfg.name,

@@ -31,7 +31,7 @@ from otelbpf.errors import ConfigError, OtelbpfError
 from otelbpf.export.exporter import build_exporter
 from otelbpf.export.outcome import Exporter
 from otelbpf.export.resource import build_resource
-from otelbpf.metrics.model import MetricBatch
+from otelbpf.metrics.model import Metric, MetricBatch, MetricKind, NumberPoint
 from otelbpf.streams import StreamDrainer
 
 _log = log.get("otelbpf.agent")
@@ -106,6 +106,23 @@ class Wakeup:
 
 
 @dataclass
+class ReloadOutcomes:
+    """``otelbpf.config.reloads{outcome}``, so that a rejected deploy shows in metrics too:
+    ``applied``, ``partial`` (applied, but at least one changed program kept its running version)
+    or ``rejected`` (the new config as a whole)."""
+
+    start_ns: int = field(default_factory=time.time_ns)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"applied": 0, "partial": 0, "rejected": 0})
+
+    def metric(self, now_ns: int) -> Metric:
+        points = tuple(NumberPoint((("outcome", outcome),), n, now_ns, self.start_ns)
+                       for outcome, n in self.counts.items())
+        return Metric("otelbpf.config.reloads", "Config reloads (SIGHUP), by outcome", "{reload}",
+                      MetricKind.SUM, points)
+
+
+@dataclass
 class Builtin:
     source: object
     interval: float
@@ -133,6 +150,7 @@ class Agent:
     privileges: RunTimePrivileges | None = None  # set by start(): what was kept
     health: HealthState | None = None
     health_endpoint: HealthEndpoint | None = None
+    reloads: ReloadOutcomes = field(default_factory=ReloadOutcomes)
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
     _wake: Wakeup = field(default_factory=Wakeup)
     _stop: bool = False
@@ -223,8 +241,8 @@ class Agent:
         _log.info("program loaded", program=name, attached=sorted(prog.links),
                   not_attached=sorted(set(prog.problems) - set(prog.links)))
 
-    def _replace_program(self, name: str, pcfg: ProgramConfig, digest: str) -> None:
-        """Swap in the new version only once it has loaded and attached; else keep the old one."""
+    def _replace_program(self, name: str, pcfg: ProgramConfig, digest: str) -> bool:
+        """Swap in the new version only if it loads and attaches; else keep the old one (False)."""
         running = self.programs[name]
         try:
             new = LoadedProgram.prepare(pcfg, **self._program_options())
@@ -233,7 +251,7 @@ class Agent:
                                                                            str(exc))
             _log.error("reload rejected for program: keeping the running version", program=name,
                        config=str(pcfg.path), error=str(error))
-            return
+            return False
         try:
             new.go_live(state=self.state, drainer=self.drainer, replacing=running)
         except OtelbpfError as exc:
@@ -241,13 +259,14 @@ class Agent:
             _log.error("reload rejected for program: keeping the running version", program=name,
                        config=str(pcfg.path), error=str(exc),
                        fix="make every BPF program of the new version load and attach")
-            return
+            return False
         running.close()
         self._overflowing = {k for k in self._overflowing if k[0] != name}
         self.programs[name] = new
         self.digests[name] = digest
         _log.info("program loaded", program=name, attached=sorted(new.links),
                   not_attached=sorted(set(new.problems) - set(new.links)))
+        return True
 
     def _detach_removed(self, configured: set[str]) -> None:
         """At start: programs an earlier agent pinned that are no longer configured go for good
@@ -341,6 +360,7 @@ class Agent:
                     _log.error("builtin collection failed", builtin=b.source.name, error=str(exc))
         own = attach_metric(list(self.programs.values()), self.failed, now_ns)
         own += self.watchdog.collect(now_ns)
+        own.append(self.reloads.metric(now_ns))
         own += self.exporter.self_metrics(now_ns)
         batches.append(MetricBatch(SCOPE, tuple(own), __version__))
         return [b for b in batches if b.metrics]
@@ -398,11 +418,13 @@ class Agent:
             configs, errors = read_program_configs(new, self.ebpf_exporter)
         except OtelbpfError as exc:
             _log.error("reload rejected: config invalid, keeping the running set", error=str(exc))
+            self.reloads.counts["rejected"] += 1
             return
         if errors:
             for name, err in errors.items():
                 _log.error("reload rejected: program config invalid, keeping the running set",
                            program=name, error=str(err))
+            self.reloads.counts["rejected"] += 1
             return
         old = self.config
         assert old is not None
@@ -414,6 +436,7 @@ class Agent:
             except OtelbpfError as exc:
                 _log.error("reload rejected: config invalid, keeping the running set",
                            error=str(exc))
+                self.reloads.counts["rejected"] += 1
                 return
         self.config = new
         for name in sorted(set(self.programs) - set(configs)):
@@ -426,6 +449,7 @@ class Agent:
             if self.delta is not None:
                 self.delta.pop(f"{SCOPE}/{name}", None)
         self.failed = {}
+        kept = []
         for name, pcfg in configs.items():
             digest = file_digest(pcfg.path, pcfg.object)
             if name in self.programs and self.digests.get(name) == digest \
@@ -433,7 +457,8 @@ class Agent:
                 continue
             if name in self.programs:
                 _log.info("program changed, reloading", program=name)
-                self._replace_program(name, pcfg, digest)
+                if not self._replace_program(name, pcfg, digest):
+                    kept.append(name)
             else:
                 self._load_program(name, pcfg)
         if (new.builtin, new.objects_dir, new.interval) != (old.builtin, old.objects_dir, old.interval):
@@ -441,7 +466,9 @@ class Agent:
         if (new.health_endpoint, new.interval, new.export.timeout) != \
                 (old.health_endpoint, old.interval, old.export.timeout):
             self._start_health_endpoint(new)
-        _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed))
+        self.reloads.counts["partial" if kept else "applied"] += 1
+        _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed),
+                  kept_running_version=kept)
 
     # -- main loop ----------------------------------------------------------------------------
 

@@ -342,14 +342,12 @@ class BpfObject:
 
     # --- load -------------------------------------------------------------------------------------
 
-    def load(self, *, maps_only: bool = False, stage_pins: bool = False) -> None:
+    def load(self, *, stage_pins: bool = False) -> None:
         """Create maps and load programs.
 
         With ``isolate`` (default), a program that fails to load is recorded in ``program_errors``
         (and on its ``BpfProgram.error``) and the others are loaded without it; LoadError is raised
         only when no program loads. Without ``isolate`` the first failure raises.
-        ``maps_only``: create (or reuse the pinned) maps and load no program, for reading the
-        maps of programs that stay attached through pinned links of an earlier process.
         ``stage_pins``: leave new maps unpinned until ``commit_pins()`` (a reload that may still
         be rejected); otherwise they are pinned before load() returns.
         """
@@ -360,7 +358,7 @@ class BpfObject:
         while True:
             self._set_pin_paths()
             for name, p in self._prog_ptrs.items():
-                if name in self.program_errors or maps_only:
+                if name in self.program_errors:
                     lb.bpf_program__set_autoload(p, False)
                     continue
                 # Log level 0: libbpf loads without a log and, only on failure, reloads that

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from agentproc import CONF_D, REPO, AgentProcess, programs_dir, write_agent_config
-from reliability_harness import no_traceback, wait_flushes
+from reliability_harness import flushes, no_traceback, wait_flushes
 from workloads import GetpidChild, fsync_writes
 
 from otelbpf.kernel.maps import BpfMap
@@ -19,10 +19,14 @@ from otelbpf.kernel.maps import BpfMap
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
 
 
-def reload(agent: AgentProcess, event: str = "config reloaded") -> dict:
+def reload(agent: AgentProcess, event: str = "config reloaded", *, meanwhile=None) -> dict:
+    """SIGHUP, run ``meanwhile`` (e.g. a workload) at once, return the ``event`` line it caused."""
     seen = agent.count_events(event)
     agent.signal(signal.SIGHUP)
-    return agent.wait_log(lambda e: e.get("event") == event and agent.count_events(event) > seen)
+    if meanwhile is not None:
+        meanwhile()
+    agent.wait_log(lambda e: e.get("event") == event and agent.count_events(event) > seen)
+    return [e for e in agent.logs if e.get("event") == event][seen]
 
 
 def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
@@ -90,6 +94,8 @@ def test_reload_add_change_remove_and_reject(tmp_path, bpf_build, victoria_metri
         no_traceback(agent)
     assert vm.value(getpid) == 127
     assert vm.value(f"resets(syscalls_total{{syscall=\"getpid\",{sel}}}[1h])") == 0
+    assert vm.value(f'otelbpf_config_reloads_total{{outcome="applied",{sel}}}') == 3
+    assert vm.value(f'otelbpf_config_reloads_total{{outcome="rejected",{sel}}}') == 3
 
 
 BAD_SYSCALLS = {
@@ -149,7 +155,10 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
             wait_flushes(agent, ok=True)
             with BpfMap.from_pin(pin) as m:
                 map_id = m.id
-            total = 0
+            child.getpid(1)
+            total = 1
+            wait_flushes(agent, ok=True)  # the series exists from this export on
+            first_export = flushes(agent, ok=True)
             cases = [(name, programs / "syscalls.toml", lambda t, c=change: c(t), expected,
                       "reload rejected for program: keeping the running version", good_program)
                      for name, (change, expected) in BAD_SYSCALLS.items()]
@@ -158,12 +167,7 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
                       for name, (change, expected) in BAD_AGENT.items()]
             for name, path, change, expected, event, good in cases:
                 path.write_text(change(good))
-                seen = agent.count_events(event)
-                agent.signal(signal.SIGHUP)
-                child.getpid(500)  # while the reload is being tried
-                agent.wait_log(lambda e: e.get("event") == event
-                               and agent.count_events(event) > seen)
-                line = [e for e in agent.logs if e.get("event") == event][seen]
+                line = reload(agent, event, meanwhile=lambda: child.getpid(500))
                 for part in expected:
                     assert part in line["error"], (name, part, line)
                 child.getpid(7)
@@ -176,11 +180,20 @@ def test_bad_reloads_keep_the_running_version_counting(tmp_path, bpf_build, vict
                 assert sorted(p.name for p in (pin_dir / "syscalls").iterdir()) == ["syscall_counts"]
                 path.write_text(good)
             assert agent.count_events("config reloaded") == len(BAD_SYSCALLS)
+            assert all(e["kept_running_version"] == ["syscalls"] for e in agent.logs
+                       if e.get("event") == "config reloaded")
             assert agent.count_events("program changed, reloading") == len(BAD_SYSCALLS)
             assert agent.stop() == 0
         no_traceback(agent)
     assert vm.value(getpid) == total
     assert vm.value(f"resets({getpid}[1h])") == 0
+    # No gap: every successful export since the series appeared holds one sample of it.
+    assert vm.value(f"count_over_time({getpid}[1h])") == flushes(agent, ok=True) - first_export + 1
+    # Each rejection is in the metrics too, not only in the log.
+    reloads = f'otelbpf_config_reloads_total{{test_run="{run_id}",outcome="%s"}}'
+    assert vm.value(reloads % "partial") == len(BAD_SYSCALLS)
+    assert vm.value(reloads % "rejected") == len(BAD_AGENT)
+    assert vm.value(reloads % "applied") == 0
 
 
 def test_layout_change_keeps_the_old_pin_until_the_new_version_is_live(tmp_path, bpf_build, pin_dir):
@@ -244,3 +257,50 @@ def test_signals_landing_inside_the_loop_wait_never_wedge_it():
     done = subprocess.run([sys.executable, "-c", STORM], capture_output=True, text=True,
                           cwd=REPO, timeout=30)
     assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr[-2000:]
+
+
+def swap_program(obj: str, tgid: int) -> str:
+    return (f'object = "tests/{obj}"\n[parameters]\ntarget_tgid = {tgid}\n'
+            '[[counters]]\nname = "swap.calls"\nmap = "calls"\n'
+            'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n')
+
+
+def pinned_calls(pin_dir) -> int:
+    with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+        raw = m.lookup((0).to_bytes(4, "little"))
+    return 0 if raw is None else int.from_bytes(raw, "little")
+
+
+@pytest.mark.parametrize("adopted", [False, True], ids=["loaded", "adopted_keep_attached"])
+def test_rejected_at_attach_the_running_version_is_attached_again(tmp_path, bpf_build, pin_dir,
+                                                                  adopted):
+    """The new version shares the running one's map, so the running one is detached first; the
+    new one then fails to attach (a missing tracepoint): the running one must count again — also
+    when it is a version adopted from an earlier agent (keep_attached)."""
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        if adopted:
+            config.write_text(config.read_text().replace("[state]\n",
+                                                         "[state]\nkeep_attached = true\n"))
+            with AgentProcess(config) as agent:
+                agent.wait_event("agent started")
+                assert agent.stop() == 0
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            assert agent.count_events("program adopted: still attached since the previous "
+                                      "agent") == int(adopted)
+            child.getpid(10)
+            swap.write_text(swap_program("kernel_swap_unattachable.bpf.o", child.pid))
+            line = reload(agent, "reload rejected for program: keeping the running version")
+            kept = agent.wait_event("program kept: the running version is attached again")
+            child.getpid(7)
+            assert pinned_calls(pin_dir) == 17  # counting again after the rejection
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert "on_missing" in line["error"] and "sys_enter_otelbpf_missing" in line["error"]
+    assert kept["attached"] == ["count_getpid"] and kept["uncounted_ms"] >= 0
