@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -9,10 +10,22 @@ import uuid
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parent.parent
 BPF_DIR = REPO / "bpf"
 BPF_BUILD = BPF_DIR / "build"
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    """A test that runs the CLI in-process configures logging for the whole process (level,
+    handlers): undo it, so that later tests capture the log lines they look for."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 
 
 def _is_root() -> bool:

@@ -150,7 +150,10 @@ class DeltaConverter:
         out: list[Metric] = []
         names = set()
         for metric in metrics:
-            if metric.kind is MetricKind.GAUGE or metric.temporality is Temporality.DELTA:
+            # UpDownCounters stay cumulative, as the OTel SDKs' delta temporality preference keeps
+            # them: a delta of a value that goes both ways means nothing to a backend on its own.
+            if metric.kind is MetricKind.GAUGE or metric.temporality is Temporality.DELTA or (
+                    metric.kind is MetricKind.SUM and not metric.monotonic):
                 out.append(metric)
                 continue
             names.add(metric.name)

@@ -54,7 +54,7 @@ def test_basic_auth_through_the_environment_into_victoria_metrics(tmp_path, gate
     service = f"once-{tmp_path.name}"
     out = run_once(config, {"GATEWAY_AUTH": basic(PASSWORD), "OTEL_SERVICE_NAME": service})
     assert out.returncode == 0, out.stderr[-3000:]
-    samples = gateway.wait_for(f'syscalls_count_total{{service_name="{service}"}}')
+    samples = gateway.wait_for(f'syscalls_total{{service_name="{service}"}}')
     assert samples, gateway.log_text()[-2000:]
     assert all(s.labels["os_version"] == os.uname().release for s in samples)
     assert PASSWORD not in out.stdout + out.stderr
@@ -80,7 +80,9 @@ def test_console_exporter_prints_delta_and_warns_when_stdout_is_not_a_terminal(t
     config.write_text(config.read_text().replace("[export]\n", '[export]\ntemporality = "delta"\n'))
     out = run_once(config, {})
     assert out.returncode == 0, out.stderr[-3000:]
-    headers = [line for line in out.stdout.splitlines() if line.strip().startswith("# syscalls.count")]
+    headers = [line for line in out.stdout.splitlines() if line.strip().startswith("# syscalls:")]
     assert headers and all("delta" in line and "cumulative" not in line for line in headers), out.stdout
+    # UpDownCounters stay cumulative under delta, as the OTel SDKs keep them
+    assert "# process.memory.usage: sum, cumulative, non-monotonic" in out.stdout, out.stdout
     warnings = [e for e in log_lines(out) if "not a terminal" in e["event"]]
     assert len(warnings) == 1 and warnings[0]["level"] == "warning"

@@ -113,12 +113,17 @@ def test_reset_by_decrease_or_new_start_time():
     assert conv.resets == 2
 
 
-def test_non_monotonic_sum_may_go_down():
+def test_up_down_counters_stay_cumulative():
+    """The OTel delta temporality preference keeps UpDownCounters cumulative: a value that goes
+    both ways (memory in use, threads) is sent as it is, never as a difference."""
     conv = DeltaConverter()
-    _, token = conv.convert([sums(10, {A: 50}, monotonic=False)])
+    first = sums(10, {A: 50}, monotonic=False)
+    out, token = conv.convert([first])
+    assert out == [first]
     conv.commit(token)
-    (m,), _ = conv.convert([sums(20, {A: 45}, monotonic=False)])
-    assert values(m) == {A: (-5, 10, 20)}
+    second = sums(20, {A: 45}, monotonic=False)
+    (m,), _ = conv.convert([second])
+    assert m.temporality is Temporality.CUMULATIVE and values(m) == {A: (45, 0, 20)}
 
 
 def test_gauges_and_deltas_pass_through():
