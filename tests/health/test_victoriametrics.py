@@ -50,6 +50,7 @@ def test_health_metrics_reach_victoriametrics(bpf_build, map_owner, own_victoria
     try:
         tracepoint.load()
         tracepoint.attach("health_tp")
+        prog_id = tracepoint.programs["health_tp"].id
         programs.collect(time.time_ns())
         for _ in range(10):
             os.sched_get_priority_max(os.SCHED_OTHER)
@@ -72,6 +73,7 @@ def test_health_metrics_reach_victoriametrics(bpf_build, map_owner, own_victoria
     assert all(s.labels["bpf_map_prealloc_full"] == "false" for s in critical)
     rb = map_owner.ids["ringbuf"]
     assert own_victoria_metrics.value(f'bpf_ringbuf_used_bytes{{bpf_map_id="{rb}"}}') == 12 * 1024
-    tp = 'bpf_program_name="health_tp"'
+    # By id: other processes on the host may run a program of the same name.
+    tp = f'bpf_program_id="{prog_id}"'
     assert own_victoria_metrics.value(f"bpf_program_run_count_total{{{tp}}}") >= 10
     assert own_victoria_metrics.value(f"bpf_program_run_average_time_nanoseconds{{{tp}}}") > 0
