@@ -24,10 +24,6 @@ def _root() -> None:
         pytest.skip("needs root with CAP_SYS_ADMIN, to see the agent drop it")
 
 
-def every_thread(pid: int) -> list[dict[str, frozenset[str]]]:
-    return [process_capabilities(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
-
-
 def prog_ids_held(pid: int) -> set[int]:
     """Ids of the BPF programs process ``pid`` holds fds of (from /proc/PID/fdinfo)."""
     ids = set()
@@ -63,7 +59,7 @@ def test_agent_drops_everything_but_bpf_and_perfmon(tmp_path: Path, bpf_build: P
     with AgentProcess(config, log_level="info") as agent:
         agent.wait_event("agent started")
         counts = wait_run_counts(agent, "count_syscall", 2)
-        threads = every_thread(agent.proc.pid)
+        threads = agent.capabilities()
         assert agent.stop() == 0
     assert len(threads) >= 2  # the stream drainer started after the drop, and holds no more
     for caps in threads:
