@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, programs_dir, write_agent_config
+from agentproc import REPO, AgentProcess, programs_dir, write_agent_config
 
 from otelbpf.agent.privileges import process_capabilities, run_time_needs
 from otelbpf.config.program import parse_program_config
@@ -131,3 +133,11 @@ def test_tracepoint_programs_of_a_non_root_agent_keep_dac_read_search(tmp_path: 
     assert run_time_needs([execsnoop, syscalls], uid=0) == RUN_TIME
     assert run_time_needs([syscalls], uid=997) == RUN_TIME
     assert run_time_needs([execsnoop, syscalls], uid=997) == RUN_TIME | {"CAP_DAC_READ_SEARCH"}
+
+
+def test_check_says_what_run_would_keep(tmp_path: Path, bpf_build: Path) -> None:
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()))
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "check", "--config", str(config)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "ok   capabilities after start: CAP_BPF, CAP_PERFMON\n" in out.stdout, out.stdout
