@@ -142,6 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"ok   stream {stream.name}", file=out)
         finally:
             prog.close()
+    _check_capabilities(cfg, configs.values(), out)
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -252,6 +253,17 @@ def _check_export(cfg, send: bool, out) -> bool:
         return False
     finally:
         exporter.shutdown()
+
+
+def _check_capabilities(cfg, program_configs, out) -> None:
+    """What `otelbpf run` would keep after start (docs/security.md), and what it would lack."""
+    from otelbpf.agent.privileges import process_capabilities, run_time_needs
+
+    keep = cfg.security.keep_capabilities or run_time_needs(program_configs)
+    held = process_capabilities()["CapPrm"]
+    print(f"ok   capabilities after start: {', '.join(sorted(keep & held)) or 'none'}", file=out)
+    for cap in sorted(keep - held):
+        print(f"no   capabilities: {cap} is needed at run time but not held", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

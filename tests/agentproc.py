@@ -139,6 +139,13 @@ class AgentProcess:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def capabilities(self) -> list[dict[str, frozenset[str]]]:
+        """CapEff, CapPrm, CapBnd, CapInh, CapAmb of every thread, from /proc/PID/task/TID/status."""
+        from otelbpf.agent.privileges import process_capabilities
+
+        return [process_capabilities(self.proc.pid, int(tid))
+                for tid in os.listdir(f"/proc/{self.proc.pid}/task")]
+
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -94,9 +94,11 @@ def process_capabilities(pid: int | str = "self", task: int | None = None) -> di
 
 def _decoder_names(value) -> set[str]:
     """Names of every decoder anywhere in a (nested, frozen dataclass) program config."""
+    from otelbpf.config.program import DecoderConfig
+
     found: set[str] = set()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if type(value).__name__ == "DecoderConfig":
+        if isinstance(value, DecoderConfig):
             found.add(value.name)
         for f in dataclasses.fields(value):
             found |= _decoder_names(getattr(value, f.name))

@@ -60,7 +60,8 @@ def test_install_check_upgrade_purge(deb: Path, tmp_path: Path) -> None:
         check = sh("/usr/bin/otelbpf", "check", cwd="/")
         assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
         assert "ok   config /etc/otelbpf/otelbpf.toml" in check.stdout
-        assert "ok   program syscalls" in check.stdout or "syscalls" in check.stdout
+        assert "ok   program syscalls (/usr/lib/otelbpf/bpf/syscalls.bpf.o)\n" in check.stdout
+        assert "ok   capabilities after start: CAP_BPF, CAP_PERFMON\n" in check.stdout
 
         # The installed agent runs once from /usr/bin: pins maps and writes state to purge later.
         run = sh("/usr/bin/otelbpf", "run", "--once", cwd="/")

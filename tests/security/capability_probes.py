@@ -15,6 +15,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "bpf" / "build"
 
+def _cgroups_seen_here() -> int:
+    from otelbpf.decoders.cgroup import cgroup2_mount, index_cgroups
+
+    root = cgroup2_mount()
+    return len(index_cgroups(root)) if root is not None else 0
+
+
 _ATTACH = """
 from otelbpf.kernel import BpfObject
 obj = BpfObject.open({path!r}, parameters={params})
@@ -66,6 +73,12 @@ import os
 from otelbpf.kernel import BpfMap, MapType, info
 m = BpfMap.create(MapType.ARRAY, 4, 4, 1)
 os.close(info.map_fd_by_id(m.id))
+""",
+    # Compared with what this (root) test process sees.
+    "cgroup ids to paths (cgroup decoder)": f"""
+from otelbpf.decoders.cgroup import cgroup2_mount, index_cgroups
+seen = len(index_cgroups(cgroup2_mount()))
+assert seen == {_cgroups_seen_here()}, f"{{seen}} cgroups seen, root sees {_cgroups_seen_here()}"
 """,
     "real addresses in /proc/kallsyms": """
 with open("/proc/kallsyms") as f:

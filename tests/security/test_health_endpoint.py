@@ -75,7 +75,8 @@ def test_health_endpoint_reports_export_and_programs(tmp_path: Path, bpf_build: 
         status, body = get(f"http://127.0.0.1:{port}/health")
         assert agent.stop() == 0
     assert sockets == [("0100007F", port)]  # 127.0.0.1 only
-    assert (before_status, before["status"], before["last_successful_export"]) == (200, "ok", None)
+    # Right after start (maybe before the first flush, 1 s in): alive.
+    assert (before_status, before["status"]) == (200, "ok")
     assert status == 200
     assert body["status"] == "ok" and body["programs_up"] == ["syscalls"] and body["programs_failed"] == []
     assert body["last_successful_export"] is not None and body["seconds_since_flush"] < 5

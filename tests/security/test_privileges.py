@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, programs_dir, write_agent_config
+from agentproc import REPO, AgentProcess, programs_dir, write_agent_config
 
 from otelbpf.agent.privileges import process_capabilities, run_time_needs
 from otelbpf.config.program import parse_program_config
@@ -22,10 +24,6 @@ RUN_TIME = frozenset({"CAP_BPF", "CAP_PERFMON"})
 def _root() -> None:
     if os.geteuid() != 0 or "CAP_SYS_ADMIN" not in process_capabilities()["CapEff"]:
         pytest.skip("needs root with CAP_SYS_ADMIN, to see the agent drop it")
-
-
-def every_thread(pid: int) -> list[dict[str, frozenset[str]]]:
-    return [process_capabilities(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
 
 
 def prog_ids_held(pid: int) -> set[int]:
@@ -63,7 +61,7 @@ def test_agent_drops_everything_but_bpf_and_perfmon(tmp_path: Path, bpf_build: P
     with AgentProcess(config, log_level="info") as agent:
         agent.wait_event("agent started")
         counts = wait_run_counts(agent, "count_syscall", 2)
-        threads = every_thread(agent.proc.pid)
+        threads = agent.capabilities()
         assert agent.stop() == 0
     assert len(threads) >= 2  # the stream drainer started after the drop, and holds no more
     for caps in threads:
@@ -137,3 +135,11 @@ def test_tracepoint_programs_of_a_non_root_agent_keep_dac_read_search(tmp_path: 
     assert run_time_needs([execsnoop, syscalls], uid=0) == RUN_TIME
     assert run_time_needs([syscalls], uid=997) == RUN_TIME
     assert run_time_needs([execsnoop, syscalls], uid=997) == RUN_TIME | {"CAP_DAC_READ_SEARCH"}
+
+
+def test_check_says_what_run_would_keep(tmp_path: Path, bpf_build: Path) -> None:
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()))
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "check", "--config", str(config)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "ok   capabilities after start: CAP_BPF, CAP_PERFMON\n" in out.stdout, out.stdout
