@@ -44,6 +44,9 @@ _AS_DOUBLE_VALUE = struct.Struct("<Bd")
 # intervals. Bounded; cleared when full (it only saves work).
 _ATTRIBUTE_BYTES: dict = {}
 _ATTRIBUTE_BYTES_MAX = 1 << 18
+# The same for a point's whole attribute set (series repeat every interval), for sets of string
+# values only: those are never equal to a set holding 1, 1.0 or True, which encode differently.
+_ATTRIBUTES_BYTES: dict = {}
 
 
 def encode(resource: Resource, batches: Sequence[MetricBatch]) -> ExportMetricsServiceRequest:
@@ -166,7 +169,13 @@ def _number_points_wire(metric: Metric, with_start: bool) -> bytes:
     parts = []
     for point in metric.points:
         _expect(point, NumberPoint, metric)
-        attributes = b"".join([_attribute_bytes(k, v) for k, v in point.attributes])
+        attributes = _ATTRIBUTES_BYTES.get(point.attributes)
+        if attributes is None:
+            attributes = b"".join([_attribute_bytes(k, v) for k, v in point.attributes])
+            if all(type(v) is str for _, v in point.attributes):
+                if len(_ATTRIBUTES_BYTES) >= _ATTRIBUTE_BYTES_MAX:
+                    _ATTRIBUTES_BYTES.clear()
+                _ATTRIBUTES_BYTES[point.attributes] = attributes
         value = point.value
         if isinstance(value, numbers.Integral) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
             number = _AS_INT_VALUE.pack(_AS_INT, int(value))
