@@ -6,7 +6,7 @@ Runs `python -m otelbpf run` with every program of conf/conf.d enabled (and the 
 sources, as in conf/otelbpf.toml), exporting over OTLP/HTTP to a real VictoriaMetrics on loopback,
 while a workload makes system calls, fsync'd writes, execs and signals. The agent's own RSS and
 CPU time are sampled from /proc/PID (ground truth, not the agent's own numbers); after the run,
-VictoriaMetrics is asked what the agent reported about itself (otelbpf.agent.*, otelbpf.stream.*,
+VictoriaMetrics is asked what the agent reported about itself (process.*, otelbpf.stream.*,
 otelbpf.export.*).
 
 Bars (issue #5): RSS growth after warm-up < 5 MB, agent CPU < 1 % of one core, no lost stream
@@ -191,11 +191,11 @@ def main() -> int:
             "stream_lost": lost,
             # syscalls counts every process here (target_tgid = 0): a liveness figure, not exact.
             "exported_getpid_all_processes": vm_value(
-                vm, f'syscalls_count_total{{syscall="getpid",{sel}}}'),
-            # The agent's own otelbpf.agent.* metrics, as the backend stored them.
+                vm, f'syscalls_total{{syscall="getpid",{sel}}}'),
+            # The agent's own process.* metrics, as the backend stored them.
             "exported_agent_metrics": {
-                s.labels["__name__"]: s.value
-                for s in vm.query(f'{{__name__=~"otelbpf_agent_.*",{sel}}}')},
+                s.labels["__name__"] + (f'{{cpu_mode="{s.labels["cpu_mode"]}"}}' if "cpu_mode" in s.labels else ""): s.value
+                for s in vm.query(f'{{__name__=~"process_.*",{sel}}}')},
             "export_failures": vm_value(vm, f"otelbpf_export_failures_total{{{sel}}}"),
             "exported_flushes_ok": vm_value(
                 vm, f'otelbpf_export_requests_total{{outcome="success",{sel}}}'),

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* syscalls: how many times each system call was entered, optionally for one process only.
  *
- * Exported as the counter `syscalls.count` by conf/conf.d/syscalls.toml, labelled by syscall name. */
+ * Exported as the counter `syscalls` by conf/conf.d/syscalls.toml, labelled by syscall name. */
 #include "vmlinux.h"
 #include "otelbpf.h"
 

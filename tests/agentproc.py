@@ -78,7 +78,8 @@ def write_agent_config(directory: Path, *, endpoint: str | None, programs: list[
 class AgentProcess:
     """``python -m otelbpf run`` with its JSON log lines collected as they arrive."""
 
-    def __init__(self, config: Path, *, env: dict[str, str] | None = None, log_level: str = "debug"):
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None, log_level: str = "debug",
+                 args: tuple[str, ...] = ()):
         self.config = config
         self.logs: list[dict] = []
         self.raw_stderr: list[str] = []
@@ -86,7 +87,7 @@ class AgentProcess:
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "otelbpf", "--log-format", "json", "--log-level", log_level,
-             "run", "--config", str(config)],
+             "run", "--config", str(config), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             env={**os.environ, **(env or {})},
         )

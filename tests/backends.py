@@ -7,7 +7,7 @@ Plain classes and functions, so any test directory can build its own fixtures::
     vm = VictoriaMetrics()            # fetches the binary on first use (scripts/victoria-metrics)
     vm.start()                        # free 127.0.0.1 port, temporary storage
     push to vm.otlp_http_endpoint     # base URL: http://127.0.0.1:PORT/opentelemetry
-    vm.query('syscalls_count_total{syscall="read"}')  # -> [Sample(labels, value)], flushes first
+    vm.query('syscalls_total{syscall="read"}')  # -> [Sample(labels, value)], flushes first
     vm.restart()                      # same port, same data
     vm.stop()
 
@@ -19,7 +19,7 @@ How VictoriaMetrics 1.112 with -opentelemetry.usePrometheusNaming names OTLP dat
   ``wait`` ms → ``wait_milliseconds``, ``latency.seconds`` s → ``latency_seconds``,
   ``bytes.sent`` By → ``bytes_sent`` (already contains "bytes"), ns → ``nanoseconds``.
 - Monotonic sums get ``_total`` (not doubled: ``requests.total`` → ``requests_total``):
-  ``syscalls.count`` {call} → ``syscalls_count_total``; unit "1" sum ``packets`` →
+  ``syscalls`` {call} → ``syscalls_total``; unit "1" sum ``packets`` →
   ``packets_total``.
   Non-monotonic sums and gauges get no suffix: ``queue.depth`` {item} gauge → ``queue_depth``,
   ``mem.used`` By gauge → ``mem_used_bytes``.
@@ -267,8 +267,10 @@ class GrpcMetricsReceiver:
     """An in-process OTLP/gRPC MetricsService on 127.0.0.1 that records what it receives.
 
     ``fail_next(n)`` makes the next n calls fail (UNAVAILABLE by default, optionally with a
-    google.rpc.RetryInfo delay) before they are recorded; ``rejected_points`` makes successful calls
-    answer with a partial success.
+    google.rpc.RetryInfo delay) before they are recorded; ``answer_late(n, delay)`` makes the next
+    n calls record the request and then wait ``delay`` seconds before answering (past the
+    client's deadline: stored, but the client cannot know); ``rejected_points`` makes successful
+    calls answer with a partial success.
     """
 
     def __init__(
@@ -282,6 +284,7 @@ class GrpcMetricsReceiver:
         self.rejected_points = 0
         self.rejected_message = ""
         self._failures: list[tuple[object, str, float | None]] = []
+        self._late: list[float] = []
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)
         self._server = None
@@ -336,6 +339,10 @@ class GrpcMetricsReceiver:
         with self._lock:
             self._failures.extend([(code or grpc.StatusCode.UNAVAILABLE, message, retry_delay)] * n)
 
+    def answer_late(self, n: int, delay: float) -> None:
+        with self._lock:
+            self._late.extend([delay] * n)
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedExport]:
         with self._condition:
             if not self._condition.wait_for(lambda: len(self.received) >= count, timeout):
@@ -360,6 +367,9 @@ class GrpcMetricsReceiver:
         with self._condition:
             self.received.append(ReceivedExport(request, metadata))
             self._condition.notify_all()
+            delay = self._late.pop(0) if self._late else 0.0
+        if delay:
+            time.sleep(delay)
         response = ExportMetricsServiceResponse()
         if self.rejected_points:
             response.partial_success.rejected_data_points = self.rejected_points
@@ -403,15 +413,17 @@ class ReceivedPost:
 class ScriptedHttpServer:
     """A loopback HTTP server answering POSTs from a script of responses, recording each request.
 
-    ``respond(status, body=b"", headers=None)`` queues one response; when the queue is empty it
-    answers 200 with an empty body (an OTLP full success).
+    ``respond(status, body=b"", headers=None, delay=0.0)`` queues one response, sent ``delay``
+    seconds after the request was stored (longer than the client's timeout: a request received
+    whose answer never arrives); when the queue is empty it answers 200 with an empty body (an
+    OTLP full success).
     """
 
     def __init__(self, ssl_context=None) -> None:
         """``ssl_context``: a server-side ssl.SSLContext to serve HTTPS instead of HTTP."""
         self.received: list[ReceivedPost] = []
         self._ssl_context = ssl_context
-        self._script: list[tuple[int, bytes, dict[str, str]]] = []
+        self._script: list[tuple[int, bytes, dict[str, str], float]] = []
         self._lock = threading.Lock()
         self._server = None
         self._thread: threading.Thread | None = None
@@ -422,10 +434,11 @@ class ScriptedHttpServer:
         return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def respond(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+        delay: float = 0.0,
     ) -> None:
         with self._lock:
-            self._script.append((status, body, dict(headers or {})))
+            self._script.append((status, body, dict(headers or {}), delay))
 
     def start(self) -> ScriptedHttpServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -440,13 +453,18 @@ class ScriptedHttpServer:
                 with owner._lock:
                     owner.received.append(ReceivedPost(self.path, headers, body))
                     script = owner._script
-                    status, reply, headers = script.pop(0) if script else (200, b"", {})
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                    status, reply, headers, delay = script.pop(0) if script else (200, b"", {}, 0.0)
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a delayed answer)
 
             def log_message(self, *args):
                 pass
@@ -522,3 +540,68 @@ class TestCertificates:
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(self.ca_cert)
         return context
+
+
+class GrpcTraceReceiver:
+    """An in-process OTLP/gRPC receiver on 127.0.0.1 for traces (TraceService, every request
+    kept in ``requests``) that also accepts metrics (MetricsService, answered and dropped), so an
+    agent exporting both to one endpoint works against it."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+        self._condition = threading.Condition()
+        self._server = None
+        self.port: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spans(self) -> list[tuple]:
+        """(resource attributes, span) for every span received, in arrival order."""
+        out = []
+        with self._condition:
+            requests = list(self.requests)
+        for request in requests:
+            for rs in request.resource_spans:
+                resource = {a.key: a.value.string_value for a in rs.resource.attributes}
+                out += [(resource, span) for ss in rs.scope_spans for span in ss.spans]
+        return out
+
+    def start(self) -> GrpcTraceReceiver:
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import (metrics_service_pb2,
+                                                              metrics_service_pb2_grpc)
+        from opentelemetry.proto.collector.trace.v1 import (trace_service_pb2,
+                                                            trace_service_pb2_grpc)
+
+        receiver = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802 - generated interface
+                with receiver._condition:
+                    receiver.requests.append(request)
+                    receiver._condition.notify_all()
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):  # noqa: N802 - generated interface
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None)
+            self._server = None
+
+    def __enter__(self) -> GrpcTraceReceiver:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -33,8 +33,9 @@ class SyscallChild:
     set to it and every counted call is one of ours.
     """
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _SYSCALL_CHILD], stdin=subprocess.PIPE,
+    def __init__(self, executable: str = sys.executable) -> None:
+        # A symlink to python named X runs with command name X: a filter BPF programs can match.
+        self.proc = subprocess.Popen([executable, "-c", _SYSCALL_CHILD], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
 

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from otelbpf import log
 from otelbpf.aggregate.buckets import BucketLayout
-from otelbpf.aggregate.cardinality import CardinalityLimiter
-from otelbpf.aggregate.maps import counter_metric, histogram_metric
+from otelbpf.aggregate.cardinality import CardinalityLimiter, MonotonicSeries
+from otelbpf.aggregate.maps import OutOfRangeSlots, counter_metric, histogram_metric
 from otelbpf.agent.state import AgentState
-from otelbpf.config.agent import LimitsConfig
+from otelbpf.config.agent import ExportConfig, LimitsConfig
 from otelbpf.config.program import CounterConfig, HistogramConfig, ProgramConfig
 from otelbpf.config.validate import validate_against_object
 from otelbpf.decode.labels import KeyDecoder
 from otelbpf.errors import AttachError, ConfigError, ConfigErrors, OtelbpfError
 from otelbpf.kernel import BpfObject
+from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap
 from otelbpf.metrics.model import Metric, MetricKind, NumberPoint
 from otelbpf.streams import StreamDrainer, StreamSource, open_stream
@@ -46,6 +48,23 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def parameters_digest(cfg: ProgramConfig) -> str:
+    """The program's ``[parameters]``: a filter or a sample rate is part of what a count means."""
+    return hashlib.sha256(repr(sorted(cfg.parameters.items())).encode()).hexdigest()[:16]
+
+
+def program_identity(cfg: ProgramConfig) -> str:
+    """What must be equal for a program left attached by an earlier process to be adopted as is:
+    the whole config (parameters included) and the object's bytes."""
+    digest = hashlib.sha256(repr(cfg).encode())
+    digest.update(cfg.object.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class SwapRejected(OtelbpfError):
+    """The new version of a program could not take over; the running version was kept."""
+
+
 @dataclass
 class MapMetric:
     """A configured counter or histogram read from one map each interval."""
@@ -57,6 +76,11 @@ class MapMetric:
     limiter: CardinalityLimiter
     layout: BucketLayout | None = None
     failures: int = 0
+    out_of_range: OutOfRangeSlots | None = None
+
+    def __post_init__(self) -> None:
+        # Evicted or recreated keys must not make a series go down (see MonotonicSeries).
+        self.series = MonotonicSeries(self.limiter)
 
     def collect(self, now_ns: int) -> Metric:
         snapshot = self.bpf_map.read_all()
@@ -66,24 +90,50 @@ class MapMetric:
                                     cpu_label=cpu_label)
         else:
             metric = histogram_metric(self.config, snapshot, self.decoder, self.layout,
-                                      self.start_ns, now_ns, cpu_label=cpu_label)
-        return self.limiter.apply(metric)
+                                      self.start_ns, now_ns, cpu_label=cpu_label, out_of_range=self.out_of_range)
+        return self.series.apply(metric, now_ns)
 
 
 @dataclass
 class LoadedProgram:
     config: ProgramConfig
     obj: BpfObject
-    links: dict[str, object]
+    links: dict[str, BpfLink]
     problems: dict[str, OtelbpfError]
     map_metrics: list[MapMetric]
     streams: list[StreamSource] = field(default_factory=list)
     drainer: StreamDrainer | None = None
+    layouts: dict[str, str] = field(default_factory=dict)
+    parameters: str = ""
+    identity: str | None = None  # set with [state] keep_attached: links are pinned
+    adopt: dict[str, Path] = field(default_factory=dict)  # pinned links of an earlier process
 
     @classmethod
     def load(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig,
-             drainer: StreamDrainer | None = None) -> LoadedProgram:
-        """Open, load, validate and attach. Raises OtelbpfError when nothing of it can run."""
+             drainer: StreamDrainer | None = None, histogram_aggregation: str = "auto",
+             export: ExportConfig | None = None,
+             resource: Mapping[str, object] | None = None) -> LoadedProgram:
+        """Open, load, validate and attach. Raises OtelbpfError when nothing of it can run.
+        The keyword arguments are those of `prepare`."""
+        prog = cls.prepare(cfg, state=state, limits=limits, histogram_aggregation=histogram_aggregation,
+                           export=export, resource=resource)
+        try:
+            prog.go_live(state=state, drainer=drainer)
+        except BaseException:
+            prog.close()
+            raise
+        return prog
+
+    @classmethod
+    def prepare(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig,
+                histogram_aggregation: str = "auto", export: ExportConfig | None = None,
+                resource: Mapping[str, object] | None = None) -> LoadedProgram:
+        """Open, validate and load (the verifier runs here) without attaching anything and
+        without touching a running version's pins: a reload swaps only a prepared version.
+
+        `histogram_aggregation` is what histograms left at aggregation = "auto" become.
+        ``export``/``resource``: where the spans of ``cfg.spans`` go (without: spans are not read).
+        """
         if not cfg.object.exists():
             raise ConfigError(cfg.path, None, "object", f"object file {cfg.object} does not exist",
                               "build it with `make -C bpf` or set `object = \"…\"` in this file")
@@ -97,53 +147,183 @@ class LoadedProgram:
             errors = validate_against_object(cfg, obj.maps)
             if errors:
                 raise ConfigErrors(errors)
-            # Pin only once the config is known to fit the object: a typo must not leave pins.
             layouts = {m.map: config_layout(m) for m in (*cfg.counters, *cfg.histograms)}
-            obj.set_pin_paths(state.pin_paths(cfg.name, layouts))
-            obj.load()
+            parameters = parameters_digest(cfg)
+            identity = program_identity(cfg) if state.keep_attached else None
+            # Programs left attached must keep writing where the next agent reads: every map of
+            # theirs is pinned then (ring buffers included), not only the aggregate ones.
+            others = sorted(set(obj.maps) - set(layouts)) if identity else []
+            paths, fresh = state.pin_plan(cfg.name, layouts, parameters, others)
+            obj.set_pin_paths(paths, fresh)
+            adopt = state.adoptable_links(cfg.name, identity) if identity else {}
+            if adopt and (fresh or not all(p.exists() for p in paths.values())):
+                adopt = {}  # its maps would not be the ones the attached programs count into
+            obj.load(maps_only=bool(adopt), stage_pins=True)
             # Readers exist before anything is attached, so the first event already has a reader.
             for sc in cfg.streams:
                 streams.append(open_stream(sc, obj.maps, program=cfg.name,
-                                           default_cardinality_limit=limits.cardinality))
-            links: dict[str, object] = {}
-            problems: dict[str, OtelbpfError] = dict(obj.program_errors)
-            for name, result in obj.attach_all().items():
-                if isinstance(result, AttachError):
-                    problems[name] = result
-                    _log.error("program not attached", program=cfg.name, bpf_program=name,
-                               reason=result.reason)
-                else:
-                    links[name] = result
-            for name, err in problems.items():
-                if name not in links and not isinstance(err, AttachError):
-                    _log.error("program not loaded", program=cfg.name, bpf_program=name,
-                               reason=str(err))
-            now_ns = time.time_ns()
-            pin_states = obj.pin_states
+                                           default_cardinality_limit=limits.cardinality,
+                                           default_aggregation=histogram_aggregation))
+            if cfg.cgroup_id_map is not None:
+                from otelbpf.agent.cgroup_id_map import CgroupIdMapFiller
+
+                streams.append(CgroupIdMapFiller(cfg.cgroup_id_map,
+                                                 obj.maps[cfg.cgroup_id_map.name],
+                                                 program=cfg.name))
+            if export is not None and cfg.spans:
+                # The OpenTelemetry SDK is imported only by programs that make spans.
+                from otelbpf.traces.spans import SpanSource, span_exporter
+
+                for span in cfg.spans:
+                    streams.append(SpanSource(span, obj.maps[span.ringbuf], program=cfg.name,
+                                              exporter=span_exporter(export),
+                                              resource=resource or {}))
             map_metrics = []
             limiter = CardinalityLimiter(limits.cardinality)
             for metric in (*cfg.counters, *cfg.histograms):
-                bpf_map = obj.maps[metric.map]
-                start = state.map_start(cfg.name, metric.map, pin_states.get(metric.map),
-                                        layouts[metric.map], now_ns)
-                if start.reason != "reused":
-                    _log.info("series start", program=cfg.name, map=metric.map, reason=start.reason)
                 labels = metric.labels
                 layout = None
                 if isinstance(metric, HistogramConfig):
-                    labels = metric.labels[:-1]  # the last label is the bucket slot
-                    layout = BucketLayout.from_config(metric)
-                map_metrics.append(MapMetric(metric, bpf_map, KeyDecoder(labels, limits.label_cache),
-                                             start.start_ns, limiter, layout))
+                    labels = metric.series_labels  # the last label is the bucket slot
+                    layout = BucketLayout.from_config(metric, histogram_aggregation)
+                map_metrics.append(MapMetric(metric, obj.maps[metric.map],
+                                             KeyDecoder(labels, limits.label_cache), 0, limiter,
+                                             layout,
+                                             out_of_range=OutOfRangeSlots(cfg.name) if layout else None))
         except BaseException:
             for stream in streams:
                 stream.close()
             obj.close()
             raise
-        if drainer is not None:
-            for stream in streams:
-                drainer.add(stream)
-        return cls(cfg, obj, links, problems, map_metrics, streams, drainer)
+        return cls(cfg, obj, {}, dict(obj.program_errors), map_metrics, streams, None, layouts,
+                   parameters, identity, adopt)
+
+    def go_live(self, *, state: AgentState, drainer: StreamDrainer | None,
+                replacing: LoadedProgram | None = None) -> None:
+        """Take over from ``replacing`` (the running version), or from links an earlier process
+        left pinned: detach them, attach this version, then pin its new maps and links.
+
+        With ``replacing``, a version that would run less than it (a program that fails to load
+        or attach) is refused: the running version keeps (or gets back) its links and keeps its
+        pins, and SwapRejected says why. There is no moment when both versions count into shared
+        maps; the price, when they share one, is a moment when neither counts, logged as
+        ``uncounted_ms``.
+        """
+        cfg = self.config
+        start_ns = time.time_ns()  # before attaching: no counted event predates its series
+        if self.adopt:
+            self.links = {name: BpfLink.open_pinned(path, name) for name, path in self.adopt.items()}
+            _log.info("program adopted: still attached since the previous agent", program=cfg.name,
+                      attached=sorted(self.links))
+        else:
+            earlier = state.pinned_links(cfg.name) if replacing is None else {}
+            if replacing is not None:
+                # A program the verifier rejected is known now: refuse before touching anything.
+                self._refuse_losses(replacing, self.obj.program_errors, attached=False)
+            # Sharing a map, the versions must never be attached together (events would count
+            # twice): detach first. Sharing none, the new one is attached first and the running
+            # one detached only once the new one is known good: nothing goes uncounted.
+            detach_first = replacing is not None and self._shares_maps_with(replacing)
+            detached = detach_first
+            detached_at = time.monotonic()
+            if detach_first:
+                replacing.detach()
+                replacing.pause_streams()
+            for link in earlier.values():  # a changed version left attached by an earlier process
+                link.unpin()
+                link.close()
+            self.problems.update(self._attach())
+            try:
+                if replacing is not None:
+                    self._refuse_losses(replacing, self.problems, attached=True)
+                    if not detach_first:
+                        detached, detached_at = True, time.monotonic()
+                        replacing.detach()
+                        replacing.pause_streams()
+                self.obj.commit_pins()
+                self._pin_links(state)
+                if replacing is not None:
+                    _log.info("program swapped", program=cfg.name,
+                              uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3)
+                              if detach_first else 0.0)
+            except (OtelbpfError, OSError) as exc:
+                for path in self._pinned_link_paths(state).values():
+                    path.unlink(missing_ok=True)
+                self.obj.detach()
+                self.links = {}
+                if replacing is not None and detached:
+                    replacing.reattach(state, detached_at)
+                    replacing.resume_streams()
+                raise exc if isinstance(exc, SwapRejected) else SwapRejected(str(exc)) from None
+        pin_states = self.obj.pin_states
+        for mm in self.map_metrics:
+            start = state.map_start(cfg.name, mm.config.map, pin_states.get(mm.config.map),
+                                    self.layouts[mm.config.map], self.parameters, start_ns)
+            if start.reason != "reused":
+                _log.info("series start", program=cfg.name, map=mm.config.map, reason=start.reason)
+            mm.start_ns = start.start_ns
+        if self.identity:
+            state.save_identity(cfg.name, self.identity)
+        self.drainer = drainer
+        self.resume_streams()
+
+    def _shares_maps_with(self, other: LoadedProgram) -> bool:
+        ids = {m.id for m in self.obj.maps.values() if m.id}
+        return bool(ids & {m.id for m in other.obj.maps.values() if m.id})
+
+    def _refuse_losses(self, running: LoadedProgram, problems: dict[str, OtelbpfError], *,
+                       attached: bool) -> None:
+        """SwapRejected when this version would run a BPF program less than ``running`` does."""
+        lost = sorted(n for n in problems if n not in running.problems and n in self.obj.programs)
+        if lost:
+            raise SwapRejected("; ".join(f"{n}: {problems[n]}" for n in lost))
+        if attached and running.links and not self.links:
+            raise SwapRejected("no program of the new version attached")
+
+    def _attach(self) -> dict[str, OtelbpfError]:
+        """Attach every program; the ones that failed, each logged once."""
+        problems: dict[str, OtelbpfError] = {}
+        for name, result in self.obj.attach_all().items():
+            if isinstance(result, AttachError):
+                problems[name] = result
+                _log.error("program not attached", program=self.name, bpf_program=name,
+                           reason=result.reason)
+            else:
+                self.links[name] = result
+        for name, err in self.obj.program_errors.items():
+            _log.error("program not loaded", program=self.name, bpf_program=name, reason=str(err))
+        return problems
+
+    def _pinned_link_paths(self, state: AgentState) -> dict[str, Path]:
+        base = state.link_dir(self.name) if self.identity else None
+        return {name: base / name for name in self.links} if base else {}
+
+    def _pin_links(self, state: AgentState) -> None:
+        """With keep_attached: the kernel keeps counting through these pins when the agent stops."""
+        for name, path in self._pinned_link_paths(state).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            self.links[name].pin(path)
+
+    def reattach(self, state: AgentState, detached_at: float) -> None:
+        """Attach this (running) version again after a new version failed to take over."""
+        self.links = {}
+        self._attach()
+        self._pin_links(state)
+        _log.info("program kept: the running version is attached again", program=self.name,
+                  attached=sorted(self.links),
+                  uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3))
+
+    def pause_streams(self) -> None:
+        # One reader per ring at a time: a kept-attached ring buffer is shared by both versions.
+        if self.drainer is not None:
+            for stream in self.streams:
+                self.drainer.remove(stream)
+
+    def resume_streams(self) -> None:
+        if self.drainer is not None:
+            for stream in self.streams:
+                self.drainer.add(stream)
 
     @property
     def name(self) -> str:
@@ -154,6 +334,9 @@ class LoadedProgram:
         for mm in self.map_metrics:
             try:
                 metrics.append(mm.collect(now_ns))
+                outside = mm.out_of_range and mm.out_of_range.metric(mm.start_ns, now_ns)
+                if outside:
+                    metrics.append(outside)
                 mm.failures = 0
             except Exception as exc:  # one broken metric must not hide the others
                 mm.failures += 1
@@ -177,10 +360,17 @@ class LoadedProgram:
         return points
 
     def detach(self) -> None:
-        """Stop counting: after this the maps hold their final values for one last read."""
+        """Stop counting (pinned links too): after this the maps hold their final values. The
+        closed links stay listed: the last export still says what was attached until now."""
+        for link in self.links.values():
+            link.unpin()
+            link.close()
         self.obj.detach()
 
     def close(self) -> None:
+        """Free everything; a pinned link stays attached (keep_attached), any other detaches."""
+        for link in self.links.values():
+            link.close()
         for stream in self.streams:
             if self.drainer is not None:
                 self.drainer.remove(stream)  # waits for a drain in progress

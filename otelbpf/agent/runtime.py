@@ -2,7 +2,8 @@
 
 One thread runs the flush loop; stream readers drain on their own thread so a slow collector never
 stalls the kernel side. Signals only set flags and wake the loop:
-SIGTERM/SIGINT → detach, one last collection and export, exit 0; SIGHUP → reload the config.
+SIGTERM/SIGINT → detach (unless [state] keep_attached), drain the streams, one last collection and
+export within the export timeout, exit 0; SIGHUP → reload the config.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import select
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from otelbpf.agent.watchdog import Watchdog
 from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES
 from otelbpf.aggregate.delta import DeltaConverter
 from otelbpf.config.agent import AgentConfig, load_agent_config
+from otelbpf.config.ebpf_exporter import EbpfExporterConfig, read_ebpf_exporter_configs
 from otelbpf.config.program import ProgramConfig, load_program_config
 from otelbpf.errors import ConfigError, OtelbpfError
 from otelbpf.export.exporter import build_exporter
@@ -37,9 +39,17 @@ _log = log.get("otelbpf.agent")
 SCOPE = "otelbpf"
 
 
-def read_program_configs(cfg: AgentConfig) -> tuple[dict[str, ProgramConfig], dict[str, OtelbpfError]]:
+def read_program_configs(cfg: AgentConfig, ebpf_exporter: EbpfExporterConfig | None = None
+                         ) -> tuple[dict[str, ProgramConfig], dict[str, OtelbpfError]]:
+    """Native program configs, then the ebpf_exporter YAML configs of ``ebpf_exporter`` (the
+    command line's) or else of the agent config's ``[ebpf_exporter]``."""
     configs: dict[str, ProgramConfig] = {}
     errors: dict[str, OtelbpfError] = {}
+    yaml_source = ebpf_exporter or cfg.ebpf_exporter
+    if yaml_source is not None:
+        yaml_configs, yaml_errors = read_ebpf_exporter_configs(yaml_source)
+        configs.update(yaml_configs)
+        errors.update(yaml_errors)
     for path in cfg.program_config_paths():
         if not path.exists():
             errors[path.stem] = ConfigError(
@@ -81,6 +91,36 @@ def _collector_paused():
             gc.enable()
 
 
+class Wakeup:
+    """Wakes the flush loop, also from a signal handler.
+
+    A pipe, not a threading.Event: a Python signal handler runs between two bytecodes of the
+    main thread, possibly while that thread holds the Event's internal lock inside wait(); taking
+    that lock again in the handler deadlocks the agent for good (seen with SIGHUP). Writing to a
+    pipe takes no lock. It stays open for the agent's lifetime: a signal may come at any time.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:  # the pipe is full: a wake-up is pending anyway
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until set() or ``timeout``; consumes every pending wake-up."""
+        select.select([self._read], [], [], timeout)
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
 @dataclass
 class Builtin:
     source: object
@@ -92,6 +132,7 @@ class Builtin:
 class Agent:
     config_path: Path
     config: AgentConfig | None = None
+    ebpf_exporter: EbpfExporterConfig | None = None  # run --ebpf-exporter-dir (wins over the file)
     programs: dict[str, LoadedProgram] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     failed: dict[str, OtelbpfError] = field(default_factory=dict)
@@ -103,7 +144,7 @@ class Agent:
     delta: dict[str, DeltaConverter] | None = None
     watchdog: Watchdog = field(default_factory=Watchdog)
     _overflowing: set[tuple[str, str]] = field(default_factory=set)  # (program, metric) warned
-    _wake: threading.Event = field(default_factory=threading.Event)
+    _wake: Wakeup = field(default_factory=Wakeup)
     _stop: bool = False
     _reload: bool = False
 
@@ -114,7 +155,8 @@ class Agent:
         self.drainer = StreamDrainer()
         self.drainer.start()
         self._configure(self.config, at_start=True)
-        configs, errors = read_program_configs(self.config)
+        configs, errors = read_program_configs(self.config, self.ebpf_exporter)
+        self._detach_removed(set(configs) | set(errors))
         self.failed = dict(errors)
         for name, err in errors.items():
             _log.error("program config rejected", program=name, error=str(err))
@@ -126,9 +168,26 @@ class Agent:
                   exporter=self.exporter.describe())
 
     def _configure(self, cfg: AgentConfig, *, at_start: bool = False) -> None:
-        self.state = AgentState(cfg.state.pin_dir, cfg.state.state_dir)
-        self.resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
-        self.exporter = build_exporter(cfg.export)
+        """Build the state, resource and exporter ``cfg`` asks for, then swap them in.
+
+        Everything is built before anything is replaced: a ConfigError (an unwritable state_dir,
+        an exporter that cannot be built) leaves the running exporter and state as they were.
+        """
+        state = AgentState(cfg.state.pin_dir, cfg.state.state_dir,
+                           keep_attached=cfg.state.keep_attached)
+        state.check_writable(cfg.path)
+        state.claim_pin_dir(cfg.path)
+        resource = build_resource(cfg.resource, os.environ, cfg.state.state_dir)
+        try:
+            exporter = build_exporter(cfg.export)
+        except ValueError as exc:  # endpoint, headers or TLS files the transport refuses
+            raise ConfigError(cfg.path, "export", None, str(exc),
+                              "correct the [export] settings (or the OTEL_EXPORTER_OTLP_* "
+                              "variables)") from None
+        old_exporter = self.exporter
+        self.state, self.resource, self.exporter = state, resource, exporter
+        if old_exporter is not None:
+            old_exporter.shutdown()
         # A reload that keeps delta temporality keeps the exported baselines: starting them over
         # would send every series' whole cumulative value again as one delta (double counting).
         # At start, the baselines saved by the previous process: its pinned maps kept counting.
@@ -144,12 +203,18 @@ class Agent:
             self.state.drop_delta_baselines()  # would be stale by the next delta run
         self.delta = (kept if kept is not None else {}) if wants_delta else None
 
+    def _program_options(self) -> dict:
+        """What every program is loaded with: the agent's state, limits, histogram default and
+        (for spans) export settings and resource."""
+        return dict(state=self.state, limits=self.config.limits,
+                    histogram_aggregation=self.config.export.default_histogram_aggregation,
+                    export=self.config.export, resource=self.resource.as_dict())
+
     def _load_program(self, name: str, pcfg: ProgramConfig) -> None:
         assert self.config is not None
         self._overflowing = {k for k in self._overflowing if k[0] != name}
         try:
-            prog = LoadedProgram.load(pcfg, state=self.state, limits=self.config.limits,
-                                      drainer=self.drainer)
+            prog = LoadedProgram.load(pcfg, drainer=self.drainer, **self._program_options())
         except OtelbpfError as exc:
             self.failed[name] = exc
             _log.error("program not loaded", program=name, config=str(pcfg.path), error=str(exc))
@@ -164,6 +229,41 @@ class Agent:
         self.failed.pop(name, None)
         _log.info("program loaded", program=name, attached=sorted(prog.links),
                   not_attached=sorted(set(prog.problems) - set(prog.links)))
+
+    def _replace_program(self, name: str, pcfg: ProgramConfig, digest: str) -> None:
+        """Swap in the new version only once it has loaded and attached; else keep the old one."""
+        running = self.programs[name]
+        try:
+            new = LoadedProgram.prepare(pcfg, **self._program_options())
+        except (OtelbpfError, OSError) as exc:
+            error = exc if isinstance(exc, OtelbpfError) else ConfigError(pcfg.path, None, "object",
+                                                                           str(exc))
+            _log.error("reload rejected for program: keeping the running version", program=name,
+                       config=str(pcfg.path), error=str(error))
+            return
+        try:
+            new.go_live(state=self.state, drainer=self.drainer, replacing=running)
+        except OtelbpfError as exc:
+            new.close()
+            _log.error("reload rejected for program: keeping the running version", program=name,
+                       config=str(pcfg.path), error=str(exc),
+                       fix="make every BPF program of the new version load and attach")
+            return
+        running.close()
+        self._overflowing = {k for k in self._overflowing if k[0] != name}
+        self.programs[name] = new
+        self.digests[name] = digest
+        _log.info("program loaded", program=name, attached=sorted(new.links),
+                  not_attached=sorted(set(new.problems) - set(new.links)))
+
+    def _detach_removed(self, configured: set[str]) -> None:
+        """At start: programs an earlier agent pinned that are no longer configured go for good
+        (a configured program whose config is broken keeps its pins)."""
+        for name in self.state.programs_pinned():
+            if name not in configured:
+                _log.info("program removed: detaching and unpinning what an earlier agent left",
+                          program=name)
+                self.state.unpin_program(name)
 
     def _start_builtins(self, cfg: AgentConfig) -> None:
         for b in self.builtins:
@@ -247,8 +347,11 @@ class Agent:
         if self.delta is not None:
             batches, tokens = self._to_delta(batches)
         # Retries must end before the next interval: the next collection carries fresh totals.
+        # The last export at shutdown gets one export timeout, so that stopping is bounded (the
+        # bound is in docs/reliability.md, "Shutdown").
+        budget = self.config.export.timeout if final else self.config.interval
         outcome = self.exporter.export(self.resource, batches,
-                                       deadline=time.monotonic() + self.config.interval)
+                                       deadline=time.monotonic() + budget)
         ok = outcome.success
         if ok and tokens:
             for converter, token in tokens:
@@ -275,7 +378,7 @@ class Agent:
         """Apply a changed config, or keep everything as it is when the new one is bad."""
         try:
             new = load_agent_config(self.config_path)
-            configs, errors = read_program_configs(new)
+            configs, errors = read_program_configs(new, self.ebpf_exporter)
         except OtelbpfError as exc:
             _log.error("reload rejected: config invalid, keeping the running set", error=str(exc))
             return
@@ -287,12 +390,18 @@ class Agent:
         old = self.config
         assert old is not None
         if (new.export, new.resource, new.state) != (old.export, old.resource, old.state):
-            self.exporter.shutdown()
-            self._configure(new)
+            try:
+                self._configure(new)
+            except OtelbpfError as exc:
+                _log.error("reload rejected: config invalid, keeping the running set",
+                           error=str(exc))
+                return
         self.config = new
         for name in sorted(set(self.programs) - set(configs)):
             _log.info("program removed", program=name)
-            self.programs.pop(name).close()
+            removed = self.programs.pop(name)
+            removed.detach()
+            removed.close()
             self.digests.pop(name, None)
             self.state.unpin_program(name)
             if self.delta is not None:
@@ -304,11 +413,10 @@ class Agent:
                     and self.programs[name].config == pcfg:
                 continue
             if name in self.programs:
-                # Close first: two versions attached at once would count events twice in the
-                # shared pinned maps; a few milliseconds without counting is the lesser harm.
                 _log.info("program changed, reloading", program=name)
-                self.programs.pop(name).close()
-            self._load_program(name, pcfg)
+                self._replace_program(name, pcfg, digest)
+            else:
+                self._load_program(name, pcfg)
         if (new.builtin, new.objects_dir, new.interval) != (old.builtin, old.objects_dir, old.interval):
             self._start_builtins(new)
         _log.info("config reloaded", programs=sorted(self.programs), failed=sorted(self.failed))
@@ -336,7 +444,6 @@ class Agent:
         try:
             while not self._stop:
                 self._wake.wait(max(0.0, next_flush - time.monotonic()))
-                self._wake.clear()
                 if self._reload:
                     self._reload = False
                     self.reload()
@@ -354,9 +461,11 @@ class Agent:
                     done += 1
                     if iterations is not None and done >= iterations:
                         break
-            # Detach first, so the final export holds exactly what the kernel counted.
-            for prog in self.programs.values():
-                prog.detach()
+            # Detach first, so the final export holds exactly what the kernel counted; with
+            # keep_attached the pinned links stay and the kernel counts on for the next agent.
+            if not self.state.keep_attached:
+                for prog in self.programs.values():
+                    prog.detach()
             if self.drainer is not None:
                 self.drainer.stop()  # joins the thread, then drains what the kernel had written
             self._safe_flush(final=True)

@@ -1,19 +1,23 @@
-"""State that outlives the agent process: pinned aggregate maps, their series start times and,
-with delta temporality, the last exported cumulative values.
+"""State that outlives the agent process: pinned maps (and, with keep_attached, links), their
+series start times and, with delta temporality, the last exported cumulative values.
 
 Kernel maps that hold counters and histograms are pinned under ``pin_dir/PROGRAM/MAP`` so a
 restart or an upgrade reuses them and the kernel's counts continue. A cumulative series must keep
 its start time for as long as its map lives, so the start time of every pinned map is persisted in
-``state_dir/start_times.json`` next to a fingerprint of the map's layout. When the kernel layer
-reports that a pin was created or replaced (incompatible layout), the series starts anew.
+``state_dir/start_times.json`` with what the counts mean: the config's reading of the map's bytes
+(``config_layout`` in agent/program.py) and the program's ``[parameters]``.
 
-Two kinds of layout change make old counts meaningless, and both must give a fresh map:
-- the map itself changed (type, key/value size, max_entries): the kernel layer sees it on the
-  pin and replaces the pin (``pin_states`` "replaced: <why>");
-- the *config's* reading of the same bytes changed (label sizes/padding, bucket settings): the
-  kernel cannot see that, so ``pin_paths`` gets each map's config layout (``config_layout`` in
-  agent/program.py) and unlinks a pin whose saved layout differs, so that the kernel creates a
-  new, empty map.
+A pinned map's old counts are reused only when they still mean what the config says
+(``pin_plan``); otherwise the map starts empty with a new start time:
+- the map itself changed (type, key/value size, max_entries): the kernel layer sees it;
+- the config reads the same bytes differently, or the parameters changed, or the start time is
+  lost: only this state can tell.
+Nothing is unlinked while planning: the kernel layer creates such maps unpinned and pins them
+when the new version goes live, so a rejected reload leaves the running version's pins intact.
+
+``pin_dir`` belongs to otelbpf alone (``claim_pin_dir``): a marker pin says so, and unpinning
+only ever removes ``pin_dir/PROGRAM``. With ``keep_attached`` the links are pinned under
+``pin_dir/PROGRAM/@links`` with the program's identity, so the next agent can adopt them.
 
 With delta temporality the agent exports differences against the last *exported* cumulative
 values. Pinned maps keep counting across a restart, so that baseline must survive it too, or the
@@ -30,11 +34,15 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from otelbpf import log
+from otelbpf.errors import ConfigError
+from otelbpf.kernel import libbpf as lb
+from otelbpf.kernel.links import BpfLink
+from otelbpf.kernel.maps import BpfMap, MapType
 from otelbpf.metrics.model import (
     ExponentialHistogramPoint,
     HistogramPoint,
@@ -45,6 +53,9 @@ from otelbpf.metrics.model import (
 _log = log.get("otelbpf.state")
 
 START_TIMES_FILE = "start_times.json"
+# bpffs holds only pins, so the mark that says "otelbpf made this pin_dir" is a pinned 1-entry map.
+PIN_DIR_MARKER = "@otelbpf"
+LINKS_DIR = "@links"
 DELTA_BASELINE_FILE = "delta_baseline.json"
 _POINT_TYPES = {cls.__name__: cls for cls in (NumberPoint, HistogramPoint, ExponentialHistogramPoint)}
 
@@ -59,19 +70,93 @@ class AgentState:
     """Owns ``pin_dir`` (None: pinning disabled) and ``state_dir`` (None: nothing persisted,
     as for ``otelbpf check``, which must never disturb a running agent's state)."""
 
-    def __init__(self, pin_dir: Path | None, state_dir: Path | None):
+    def __init__(self, pin_dir: Path | None, state_dir: Path | None, *,
+                 keep_attached: bool = False):
         self.pin_dir = pin_dir
         self.state_dir = state_dir
+        self.keep_attached = keep_attached and pin_dir is not None
         self._lock = threading.Lock()
         self._starts: dict[str, dict] = self._read()
-        self._replaced: dict[str, str] = {}  # "PROGRAM/MAP" -> why pin_paths unlinked its pin
+
+    # -- ownership and writability -----------------------------------------------------------
+
+    def check_writable(self, config_path: Path | str | None) -> None:
+        """Refuse to run with a state_dir the agent cannot write: start times could not be kept,
+        and the next agent would find pinned counts without a start time."""
+        if self.state_dir is None:
+            return
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.state_dir, prefix=".write-check.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(config_path, "state", "state_dir",
+                              f"cannot write {self.state_dir}: {exc.strerror or exc}",
+                              "make it writable by the agent (it keeps series start times there) "
+                              "or point state_dir at a directory that is") from None
+
+    def claim_pin_dir(self, config_path: Path | str | None) -> None:
+        """Make sure pin_dir is ours alone, so that unpinning there can only remove our pins.
+
+        Accepted: a new or empty directory (marked now), one holding our marker, or one from an
+        agent older than the marker whose every entry is a program this state_dir knows.
+        Refused: the bpffs root and any other directory.
+        """
+        if self.pin_dir is None:
+            return
+        fix = ("set [state] pin_dir to a directory of its own under bpffs, e.g. "
+               "\"/sys/fs/bpf/otelbpf\" (otelbpf creates it)")
+        if os.path.ismount(self.pin_dir):
+            raise ConfigError(config_path, "state", "pin_dir",
+                              f"{self.pin_dir} is the root of a BPF filesystem, shared with "
+                              "every other BPF user", fix)
+        marker = self.pin_dir / PIN_DIR_MARKER
+        try:
+            if marker.exists():
+                return
+            self.pin_dir.mkdir(parents=True, exist_ok=True)
+            entries = list(self.pin_dir.iterdir())
+        except OSError as exc:  # e.g. bpffs not mounted: /sys/fs/bpf is then read-only sysfs
+            self._pinning_off(f"cannot create {self.pin_dir}: {exc.strerror or exc}")
+            return
+        with self._lock:
+            known = {key.split("/", 1)[0] for key in self._starts}
+        foreign = [p.name for p in entries if not (p.is_dir() and p.name in known)]
+        if foreign:
+            raise ConfigError(config_path, "state", "pin_dir",
+                              f"{self.pin_dir} holds pins otelbpf did not create "
+                              f"({', '.join(sorted(foreign)[:5])}); they are not ours to replace",
+                              fix)
+        try:
+            with BpfMap.create(MapType.ARRAY, 4, 4, 1, name="otelbpf_pin_dir") as mark:
+                lb.check(lb.bpf_obj_pin(mark.fd, os.fsencode(marker)), f"bpf_obj_pin({marker})")
+        except lb.LibbpfError as exc:  # not on a BPF filesystem
+            self._pinning_off(f"cannot pin in {self.pin_dir}: {exc.strerror}")
+
+    def _pinning_off(self, why: str) -> None:
+        """Run unpinned rather than not at all: counts then restart with the agent (and say so)."""
+        _log.warning("pinning disabled: counters start from zero whenever the agent starts",
+                     reason=why, keep_attached_ignored=self.keep_attached,
+                     fix="mount bpffs (mount -t bpf bpf /sys/fs/bpf) and keep pin_dir on it, "
+                         "or set [state] pin_dir = \"\" to silence this")
+        self.pin_dir = None
+        self.keep_attached = False
 
     # -- pins -------------------------------------------------------------------------------
 
-    def pin_paths(self, program: str, layouts: Mapping[str, str]) -> dict[str, Path]:
-        """Pin paths for ``program``'s aggregate maps, given as {map name: config layout}."""
+    def pin_plan(self, program: str, layouts: Mapping[str, str], parameters: str,
+                 others: Sequence[str] = ()) -> tuple[dict[str, Path], dict[str, str]]:
+        """Pin paths for ``program``'s maps and the maps whose pinned counts must not be reused.
+
+        ``layouts`` are the aggregate maps, {map name: config layout}; ``parameters`` a digest of
+        the program's ``[parameters]``; ``others`` maps pinned only so that a program left
+        attached keeps its ring buffers (they hold no series). Returns ({map: path},
+        {map: why it starts empty}). Nothing is unlinked here: the kernel layer creates those maps
+        anew and pins them only when the new version goes live (BpfObject.commit_pins).
+        """
         if self.pin_dir is None:
-            return {}
+            return {}, {}
         base = self.pin_dir / program
         try:
             base.mkdir(parents=True, exist_ok=True)
@@ -83,27 +168,69 @@ class AgentState:
                 error=str(exc),
                 fix="mount bpffs (mount -t bpf bpf /sys/fs/bpf) or set [state] pin_dir = \"\"",
             )
-            return {}
-        paths = {name: base / name for name in sorted(layouts)}
-        for name, path in paths.items():
-            self._drop_if_read_differently(program, name, path, layouts[name])
-        return paths
+            return {}, {}
+        paths = {name: base / name for name in sorted({*layouts, *others})}
+        fresh = {}
+        for name, layout in layouts.items():
+            why = self._why_fresh(program, name, layout, parameters)
+            if why and paths[name].exists():
+                fresh[name] = why
+        return paths, fresh
 
-    def _drop_if_read_differently(self, program: str, map_name: str, path: Path, layout: str) -> None:
-        key = f"{program}/{map_name}"
+    def _why_fresh(self, program: str, map_name: str, layout: str, parameters: str) -> str | None:
+        """Why a pinned map's counts would not mean what the config now says (None: they do)."""
         with self._lock:
-            saved = (self._starts.get(key) or {}).get("config_layout")
-        if saved is None or saved == layout or not path.exists():
-            return
-        # Same bytes, new meaning (e.g. a label split in two): the old counts would be decoded
-        # into wrong series. Unlinking our own pin makes the kernel layer create an empty map.
-        try:
-            path.unlink()
-        except OSError as exc:
-            _log.warning("cannot remove a pin whose config layout changed", path=str(path),
-                         error=str(exc))
-            return
-        self._replaced[key] = "replaced: metric layout changed (labels or buckets)"
+            saved = self._starts.get(f"{program}/{map_name}")
+        if saved is None:
+            # Its start time is lost: reporting the old counts with start = now would be a lie.
+            return "pinned map without a saved start time"
+        if saved.get("config_layout") != layout:
+            # Same bytes, new meaning (e.g. a label split in two): old counts, wrong series.
+            return "metric layout changed (labels or buckets)"
+        if saved.get("parameters", parameters) != parameters:
+            # A filter or sample rate changed what the counts mean.
+            return "parameters changed"
+        return None
+
+    # -- links left attached (keep_attached) --------------------------------------------------
+
+    def link_dir(self, program: str) -> Path | None:
+        # "@" cannot start a map name (a C identifier), so this never clashes with a map pin.
+        return self.pin_dir / program / LINKS_DIR if self.pin_dir is not None else None
+
+    def pinned_links(self, program: str) -> dict[str, BpfLink]:
+        """Links of ``program`` that an earlier agent left attached, opened (still attached)."""
+        base = self.link_dir(program)
+        links: dict[str, BpfLink] = {}
+        if base is None or not base.is_dir():
+            return links
+        for path in sorted(base.iterdir()):
+            try:
+                links[path.name] = BpfLink.open_pinned(path, path.name)
+            except lb.LibbpfError as exc:
+                _log.warning("cannot open a pinned link", path=str(path), error=str(exc))
+        return links
+
+    def adoptable_links(self, program: str, identity: str) -> dict[str, Path]:
+        """The pinned links of ``program`` when they were made by this same version of it
+        (config, parameters and object unchanged): {BPF program: link pin}; else {}."""
+        base = self.link_dir(program)
+        with self._lock:
+            saved = (self._starts.get(f"{program}/{LINKS_DIR}") or {}).get("identity")
+        if base is None or saved != identity or not base.is_dir():
+            return {}
+        return {path.name: path for path in sorted(base.iterdir())}
+
+    def save_identity(self, program: str, identity: str) -> None:
+        with self._lock:
+            self._starts[f"{program}/{LINKS_DIR}"] = {"identity": identity}
+            self._write()
+
+    def programs_pinned(self) -> list[str]:
+        """Programs with a directory of pins under pin_dir."""
+        if self.pin_dir is None or not self.pin_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.pin_dir.iterdir() if p.is_dir())
 
     def unpin_program(self, program: str) -> None:
         """Remove a program's pins and start times: called when the program leaves the config."""
@@ -120,29 +247,22 @@ class AgentState:
     # -- start times --------------------------------------------------------------------------
 
     def map_start(self, program: str, map_name: str, pin_state: str | None, layout: str,
-                  now_ns: int) -> MapStart:
+                  parameters: str, now_ns: int) -> MapStart:
         """Start time for the series of one map.
 
         ``pin_state`` is what the kernel layer did with the pin: "reused" keeps the persisted
-        start time (when the config layout matches); anything else starts the series now.
+        start time (pin_plan made sure it exists and still applies); anything else starts the
+        series now.
         """
         key = f"{program}/{map_name}"
         with self._lock:
             saved = self._starts.get(key)
-            replaced = self._replaced.pop(key, None)
-            if pin_state == "reused" and saved and saved.get("config_layout") == layout:
-                return MapStart(int(saved["start_ns"]), "reused")
             if pin_state == "reused" and saved:
-                reason = "replaced: metric layout changed"
-            elif pin_state == "reused":
-                reason = "reused pin without a saved start time"
-            elif pin_state == "created" and replaced:
-                reason = replaced
-            else:
-                reason = pin_state or "unpinned"
-            self._starts[key] = {"start_ns": now_ns, "config_layout": layout}
+                return MapStart(int(saved["start_ns"]), "reused")
+            self._starts[key] = {"start_ns": now_ns, "config_layout": layout,
+                                 "parameters": parameters}
             self._write()
-        return MapStart(now_ns, reason)
+        return MapStart(now_ns, pin_state or "unpinned")
 
     # -- delta baselines ----------------------------------------------------------------------
 

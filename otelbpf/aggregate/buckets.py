@@ -21,6 +21,13 @@ Translation, chosen so that no observation ever crosses a bucket boundary:
   the lowest slot; the highest slot's values go in the bucket ending at its bound; OTLP's final
   (bounds[-1], +inf) bucket stays 0 because nothing above the highest slot's bound is counted.
 
+``aggregation`` chooses between the two: ``"auto"`` (the default) takes the exponential point
+where it is exact and explicit bounds otherwise; ``"explicit"`` gives explicit bounds for
+exp2/exp2zero too (for backends that store only classic ``le`` buckets): the bounds are each slot's
+upper bound as above, the lowest slot absorbing everything below it, so the two translations
+differ only in the shape of the point, never in which observations a bucket holds.
+``"exponential"`` insists on the exponential point and is refused where it cannot be exact.
+
 ``exponential``: the kernel computes the OpenTelemetry bucket index itself
 (``increment_exp_histogram`` in bpf/include/otelbpf.h): the bucket label is that signed 32-bit
 index at ``bucket_scale``, key ``ZERO_KEY`` (0x80000000) counts zeros and ``SUM_KEY`` (0x7fffffff)
@@ -33,15 +40,16 @@ bucket i >> 1 at scale s - 1).
 Clamping caveat: ebpf_exporter programs clamp overflow into ``bucket_max`` (``if (slot > max)
 slot = max``), so that slot then also holds values above its upper bound and no translation can be
 exact for them. otelbpf's programs use 65 exp2 slots (``exp2_slot`` returns 0..64, every u64), so
-exp2 never clamps; set ``bucket_max`` to the largest slot the program can write. Slots found
-outside [bucket_min, bucket_max] are still placed exactly: lower slots join the lowest bucket
-(zero_count), higher ones get their own exponential bucket or the explicit +inf bucket.
+exp2 never clamps; set ``bucket_max`` to the largest slot the program can write. Slots below
+``bucket_min`` are still placed exactly (they join the lowest bucket, or zero_count); slots above
+the sum slot have no bucket: ``maps.histogram_metric`` counts them in
+``otelbpf.histogram.out_of_range``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -56,7 +64,10 @@ SUM_KEY = (1 << 31) - 1
 # Index spans up to this wide are laid out densely (one numpy table for all series).
 _DENSE_SPAN = 4096
 
-__all__ = ["ZERO_KEY", "SUM_KEY", "BucketLayout", "exp2_to_exponential", "slot_upper_bounds", "power_of_two_exponent"]
+__all__ = ["AGGREGATIONS", "ZERO_KEY", "SUM_KEY", "BucketLayout", "effective_aggregation",
+           "exponential_unavailable", "slot_upper_bounds", "power_of_two_exponent"]
+
+AGGREGATIONS = ("auto", "exponential", "explicit")
 
 
 def power_of_two_exponent(multiplier: float) -> int | None:
@@ -67,67 +78,29 @@ def power_of_two_exponent(multiplier: float) -> int | None:
     return exp - 1 if mantissa == 0.5 else None
 
 
+def effective_aggregation(configured: str, default: str) -> str:
+    """A histogram's own aggregation, or the agent-wide `default` when it is left at "auto"."""
+    return default if configured == "auto" else configured
+
+
+def exponential_unavailable(bucket_type: str, multiplier: float) -> str | None:
+    """Why slots of this kind cannot become an exact exponential point, or None when they can."""
+    if bucket_type not in ("exp2", "exp2zero"):
+        return (f'bucket_type "{bucket_type}" slots are not powers of two, so no exponential bucket '
+                "matches them")
+    if power_of_two_exponent(multiplier) is None:
+        return (f"bucket_multiplier {multiplier!r} is not a power of two, so the slot bounds are not "
+                "exponential bucket bounds")
+    return None
+
+
 def _scaled_sum(sum_value: int | float, multiplier: float) -> int | float:
     if float(multiplier).is_integer() and isinstance(sum_value, (int, np.integer)):
         return int(sum_value) * int(multiplier)  # stays an exact int
     return float(sum_value) * multiplier
 
 
-def _dense(slot_counts: Mapping[int, int] | np.ndarray | Sequence[int]) -> np.ndarray:
-    """Counts indexed by slot number (int64). Mappings may have any non-negative slot keys."""
-    if isinstance(slot_counts, Mapping):
-        if not slot_counts:
-            return np.zeros(0, dtype=np.int64)
-        if min(slot_counts) < 0:
-            raise ValueError("slot numbers must be >= 0")
-        out = np.zeros(max(slot_counts) + 1, dtype=np.int64)
-        for slot, count in slot_counts.items():
-            out[slot] += int(count)
-        return out
-    return np.asarray(slot_counts, dtype=np.int64).reshape(-1)
-
-
-def exp2_to_exponential(slot_counts: Mapping[int, int] | np.ndarray | Sequence[int], sum_value: int | float,
-                        attributes: Attributes, start_ns: int, now_ns: int, *, bucket_min: int = 0,
-                        multiplier_log2: int = 0, zero_slot: bool = False) -> ExponentialHistogramPoint:
-    """exp2 (``zero_slot=False``) or exp2zero (``zero_slot=True``) slots → a scale-0 exponential point.
-
-    ``slot_counts[k]`` is the count of kernel slot k; the multiplier is 2^multiplier_log2;
-    ``sum_value`` is already in the metric's unit (multiplied). Slots <= bucket_min form the zero
-    bucket (see the module doc); slot k above it is bucket k-1+j (exp2) or k-2+j (exp2zero).
-    """
-    counts = _dense(slot_counts)
-    if zero_slot:
-        shift = -2
-        threshold = 0.0 if bucket_min == 0 else math.ldexp(1.0, bucket_min - 1 + multiplier_log2)
-    else:
-        shift = -1
-        threshold = math.ldexp(1.0, bucket_min + multiplier_log2)
-    zero_count = int(counts[: bucket_min + 1].sum())
-    above = counts[bucket_min + 1:]
-    nonzero = np.flatnonzero(above)
-    if nonzero.size:
-        first, last = int(nonzero[0]), int(nonzero[-1])
-        offset = bucket_min + 1 + first + shift + multiplier_log2
-        positive = tuple(above[first:last + 1].tolist())
-    else:
-        offset, positive = 0, ()
-    return ExponentialHistogramPoint(
-        attributes=attributes,
-        start_time_ns=start_ns,
-        time_ns=now_ns,
-        count=int(counts.sum()),
-        sum=sum_value,
-        scale=0,
-        zero_count=zero_count,
-        positive_offset=offset,
-        positive_counts=positive,
-        zero_threshold=threshold,
-    )
-
-
-def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int],
-                      bucket_keys: Sequence[int] = ()) -> tuple[float, ...]:
+def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int]) -> tuple[float, ...]:
     """The inclusive upper bound of each kernel slot in `slots`, in the metric's unit."""
     # Multiply the multiplier as written (its shortest repr, e.g. 1e-06) exactly and round once,
     # so 5 slots of 1e-06 give the bound 5e-06 rather than 4.9999999999999996e-06.
@@ -139,7 +112,7 @@ def slot_upper_bounds(bucket_type: str, multiplier: float, slots: Sequence[int],
     elif bucket_type == "linear":
         units = [Decimal(k) for k in slots]
     elif bucket_type == "fixed":
-        units = [Decimal(bucket_keys[k]) for k in slots]
+        units = [Decimal(k) for k in slots]  # fixed slots are keyed by their bound
     else:
         raise ValueError(f"unknown bucket_type {bucket_type!r}")
     with localcontext() as ctx:
@@ -154,6 +127,12 @@ class BucketLayout:
     ``slot_keys``: the kernel slot numbers that are buckets, lowest first. ``sum_key``: the slot
     number holding the sum of observed values. ``exponential``: True when points are
     `ExponentialHistogramPoint` (exp2/exp2zero with a power-of-two multiplier).
+
+    Counts are gathered into a dense table whose columns are `columns` of the kernel slot numbers:
+    for exp2/exp2zero/linear column == slot number (0..sum_key); for ``fixed``, whose slot numbers
+    are bucket values and may be sparse and large, column i is ``bucket_keys[i]`` and the last
+    column the sum. ``exponential`` bucket types are sparse (signed indexes) and take
+    `sparse_to_points` instead.
     """
 
     bucket_type: str
@@ -172,17 +151,24 @@ class BucketLayout:
         return self.bucket_type == "exponential"
 
     @classmethod
-    def from_config(cls, cfg) -> BucketLayout:
-        """From a `HistogramConfig` (anything with bucket_type/_min/_max/_keys/_multiplier)."""
+    def from_config(cls, cfg, default_aggregation: str = "auto") -> BucketLayout:
+        """From a `HistogramConfig` (anything with bucket_type/_min/_max/_keys/_multiplier and
+        aggregation); a histogram left at ``"auto"`` takes `default_aggregation` (the agent-wide
+        choice)."""
+        aggregation = effective_aggregation(cfg.aggregation, default_aggregation)
         return cls.create(cfg.bucket_type, bucket_min=cfg.bucket_min, bucket_max=cfg.bucket_max,
                           bucket_keys=tuple(cfg.bucket_keys), multiplier=cfg.bucket_multiplier,
-                          scale=cfg.bucket_scale, max_size=cfg.max_size)
+                          aggregation=aggregation, scale=cfg.bucket_scale, max_size=cfg.max_size)
 
     @classmethod
     def create(cls, bucket_type: str, *, bucket_min: int = 0, bucket_max: int = 0,
-               bucket_keys: Sequence[int] = (), multiplier: float = 1.0, scale: int = 0,
-               max_size: int = 160) -> BucketLayout:
+               bucket_keys: Sequence[int] = (), multiplier: float = 1.0,
+               aggregation: str = "auto", scale: int = 0, max_size: int = 160) -> BucketLayout:
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}")
         if bucket_type == "exponential":
+            # The kernel's bucket indexes are exponential buckets already; their bounds
+            # (2^(i/2^scale)) are not exact floats, so they are never turned into explicit bounds.
             if multiplier != 1.0:
                 raise ValueError('bucket_type "exponential" cannot be rescaled by a multiplier')
             if max_size < 2:
@@ -191,8 +177,10 @@ class BucketLayout:
         if bucket_type == "fixed":
             if not bucket_keys:
                 raise ValueError('bucket_type "fixed" needs bucket_keys')
-            slots = tuple(range(len(bucket_keys)))
-            sum_key = len(bucket_keys)
+            if bucket_keys[0] < 0 or any(b <= a for a, b in zip(bucket_keys, bucket_keys[1:])):
+                raise ValueError("bucket_keys must be non-negative and strictly increasing")
+            slots = tuple(int(k) for k in bucket_keys)
+            sum_key = slots[-1] + 1
         elif bucket_type in ("exp2", "exp2zero", "linear"):
             if not 0 <= bucket_min <= bucket_max:
                 raise ValueError(f"need 0 <= bucket_min ({bucket_min}) <= bucket_max ({bucket_max})")
@@ -201,26 +189,48 @@ class BucketLayout:
         else:
             raise ValueError(f"unknown bucket_type {bucket_type!r}")
         j = power_of_two_exponent(multiplier) if bucket_type in ("exp2", "exp2zero") else None
-        if j is not None:
+        if aggregation == "exponential" and j is None:
+            raise ValueError(exponential_unavailable(bucket_type, multiplier))
+        if j is not None and aggregation != "explicit":
             return cls(bucket_type, slots, sum_key, float(multiplier), True, j)
-        bounds = slot_upper_bounds(bucket_type, multiplier, slots, bucket_keys)
+        bounds = slot_upper_bounds(bucket_type, multiplier, slots)
         return cls(bucket_type, slots, sum_key, float(multiplier), False, 0, bounds)
 
     @property
-    def n_keys(self) -> int:
-        """Slot numbers 0..n_keys-1 cover every bucket slot and the sum slot."""
-        return self.sum_key + 1
+    def n_columns(self) -> int:
+        """Columns of the dense count table: every bucket column and the sum column."""
+        return len(self.slot_keys) + 1 if self.bucket_type == "fixed" else self.sum_key + 1
+
+    @property
+    def sum_column(self) -> int:
+        return self.n_columns - 1
+
+    def columns(self, slots: np.ndarray) -> np.ndarray:
+        """Kernel slot numbers (int64 array) → table columns; -1 for slots this layout never reads."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if self.bucket_type != "fixed":
+            return np.where((slots >= 0) & (slots <= self.sum_key), slots, -1)
+        known = np.asarray(self.slot_keys + (self.sum_key,), dtype=np.int64)
+        at = np.minimum(np.searchsorted(known, slots), known.size - 1)
+        return np.where(known[at] == slots, at, -1)
+
+    def _bucket_columns(self) -> tuple[int, int]:
+        """First and last table column that are buckets."""
+        if self.bucket_type == "fixed":
+            return 0, len(self.slot_keys) - 1
+        return self.slot_keys[0], self.slot_keys[-1]
 
     def to_points(self, table: np.ndarray, sums: Sequence[int | float], attributes: Sequence[Attributes],
                   start_ns: int, now_ns: int) -> list[ExponentialHistogramPoint | HistogramPoint]:
-        """`to_point` for many series at once: row r of `table` (n, >= sum_key) holds series r's
-        counts by slot number (columns from sum_key on are ignored); same result, bulk numpy work."""
+        """Cumulative points, one per series: row r of `table` (n, >= sum_column) holds series r's
+        counts by table column (see `columns`; columns from sum_column on are ignored), `sums[r]`
+        its raw kernel sum (multiplied by the layout's multiplier here)."""
         table = np.asarray(table)
-        counts = np.zeros((table.shape[0], self.sum_key), dtype=np.int64)
-        width = min(table.shape[1], self.sum_key)
+        counts = np.zeros((table.shape[0], self.sum_column), dtype=np.int64)
+        width = min(table.shape[1], self.sum_column)
         counts[:, :width] = table[:, :width]
         totals = [_scaled_sum(x, self.multiplier) for x in sums]
-        lowest = self.slot_keys[0]
+        lowest, highest = self._bucket_columns()
         count = counts.sum(axis=1).tolist()
         if self.exponential:
             zero_slot = self.bucket_type == "exp2zero"
@@ -247,7 +257,6 @@ class BucketLayout:
                     scale=0, zero_count=zero[r], positive_offset=offset, positive_counts=positive,
                     zero_threshold=threshold))
             return points
-        highest = self.slot_keys[-1]
         buckets = np.zeros((counts.shape[0], len(self.slot_keys) + 1), dtype=np.int64)
         buckets[:, :-1] = counts[:, lowest:highest + 1]
         buckets[:, 0] += counts[:, :lowest].sum(axis=1)
@@ -255,37 +264,6 @@ class BucketLayout:
         return [HistogramPoint(attributes=attrs, start_time_ns=start_ns, time_ns=now_ns, count=count[r],
                                sum=totals[r], bounds=self.bounds, bucket_counts=tuple(rows[r]))
                 for r, attrs in enumerate(attributes)]
-
-    def to_point(self, slot_counts: Mapping[int, int] | np.ndarray | Sequence[int], sum_value: int | float,
-                 attributes: Attributes, start_ns: int, now_ns: int
-                 ) -> ExponentialHistogramPoint | HistogramPoint:
-        """Slot counts (indexed by kernel slot number; the sum slot, if present, is ignored) and the
-        raw kernel sum → a cumulative point. The sum is multiplied by the layout's multiplier."""
-        counts = _dense(slot_counts)
-        if counts.size > self.sum_key:
-            counts = counts.copy()
-            counts[self.sum_key] = 0
-        total = _scaled_sum(sum_value, self.multiplier)
-        if self.exponential:
-            return exp2_to_exponential(counts, total, attributes, start_ns, now_ns,
-                                       bucket_min=self.slot_keys[0], multiplier_log2=self.multiplier_log2,
-                                       zero_slot=self.bucket_type == "exp2zero")
-        lowest, highest = self.slot_keys[0], self.slot_keys[-1]
-        buckets = np.zeros(len(self.slot_keys) + 1, dtype=np.int64)
-        n = min(counts.size, highest + 1)
-        if n > lowest:
-            buckets[: n - lowest] = counts[lowest:n]
-        buckets[0] += counts[:lowest].sum()  # below the lowest slot: still <= its bound
-        buckets[-1] += counts[highest + 1:].sum()  # above the highest bound: (last, +inf)
-        return HistogramPoint(
-            attributes=attributes,
-            start_time_ns=start_ns,
-            time_ns=now_ns,
-            count=int(buckets.sum()),
-            sum=total,
-            bounds=self.bounds,
-            bucket_counts=tuple(buckets.tolist()),
-        )
 
     def sparse_to_points(self, table: np.ndarray, keys: Sequence[int], attributes: Sequence[Attributes],
                          start_ns: int, now_ns: int) -> list[ExponentialHistogramPoint]:

@@ -4,26 +4,25 @@ Like the OTel SDK's cardinality limit: a metric keeps at most ``limit`` series, 
 ``limit - 1`` distinct attribute sets it sees plus one series with attributes
 ``{"otel.metric.overflow": true}`` that aggregates everything else (the overflow series counts
 toward the limit). Admitted sets are remembered across intervals — a cumulative series must not
-flap between its own identity and the overflow series — until `forget` (e.g. on program reload).
+flap between its own identity and the overflow series — for the limiter's life (a reloaded
+program gets a new one), unless `release`d (a stream series that went idle).
 
 Two entry points: `apply(metric)` for whole metrics built from maps (folded points are merged into
-the overflow point), and `route(metric_name, attributes_per_group)` for stream aggregators, which
-returns per group id either that id (admitted) or -1 (fold into your overflow group) so events can
-be remapped with one numpy gather before aggregation.
+the overflow point, see also `MonotonicSeries`), and `admit(metric_name, attributes)` for stream
+aggregators, which decide once per new label set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from otelbpf.aggregate.delta import downscale_buckets
+from otelbpf.aggregate.delta import downscale_buckets, subtract_point
 from otelbpf.metrics.model import (Attributes, ExponentialHistogramPoint, HistogramPoint, Metric, NumberPoint,
                                    Point)
 
-__all__ = ["CardinalityLimiter", "OVERFLOW_ATTRIBUTES", "merge_points"]
+__all__ = ["CardinalityLimiter", "MonotonicSeries", "OVERFLOW_ATTRIBUTES", "merge_points"]
 
 OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
 
@@ -36,7 +35,6 @@ class CardinalityLimiter:
             raise ValueError(f"cardinality limit must be >= 1, got {limit}")
         self.limit = limit
         self._admitted: dict[str, set[Attributes]] = {}
-        self._folded: dict[str, int] = {}
 
     def admit(self, metric: str, attributes: Attributes) -> bool:
         """True when `attributes` has (or now gets) a series of its own."""
@@ -48,48 +46,25 @@ class CardinalityLimiter:
             return True
         return False
 
-    def admitted(self, metric: str) -> int:
-        return len(self._admitted.get(metric, ()))
+    def admitted_set(self, metric: str, attributes: Attributes) -> bool:
+        """True when `attributes` has a series of its own (without admitting it)."""
+        return attributes in self._admitted.get(metric, ())
 
-    def folded(self, metric: str) -> int:
-        """How many distinct attribute sets the last `apply`/`route` of this metric folded."""
-        return self._folded.get(metric, 0)
-
-    def forget(self, metric: str) -> None:
-        self._admitted.pop(metric, None)
-        self._folded.pop(metric, None)
-
-    def route(self, metric: str, attributes: Sequence[Attributes]) -> np.ndarray:
-        """Per group id g (attributes[g]): g if admitted, else -1 (overflow). int64 array."""
-        out = np.arange(len(attributes), dtype=np.int64)
-        folded = 0
-        for g, attrs in enumerate(attributes):
-            if not self.admit(metric, attrs):
-                out[g] = -1
-                folded += 1
-        self._folded[metric] = folded
-        return out
-
-    def remap(self, metric: str, group_ids: np.ndarray, attributes: Sequence[Attributes],
-              overflow_id: int) -> np.ndarray:
-        """Event group ids → admitted group ids, folded groups → `overflow_id`."""
-        routes = self.route(metric, attributes)
-        routes[routes < 0] = overflow_id
-        return routes[np.asarray(group_ids, dtype=np.intp)]
+    def release(self, metric: str, attributes: Attributes) -> None:
+        """`attributes` no longer counts toward the limit (its series is gone): the budget it held
+        is free for the next new attribute set."""
+        self._admitted.get(metric, set()).discard(attributes)
 
     def apply(self, metric: Metric) -> Metric:
         """The metric with points beyond the limit merged into one overflow point."""
         kept: list[Point] = []
         overflow: Point | None = None
-        folded = 0
         for point in metric.points:
             if self.admit(metric.name, point.attributes):
                 kept.append(point)
                 continue
-            folded += 1
             point = replace(point, attributes=OVERFLOW_ATTRIBUTES)
             overflow = point if overflow is None else merge_points(overflow, point)
-        self._folded[metric.name] = folded
         if overflow is None:
             return metric
         return replace(metric, points=tuple(kept) + (overflow,))
@@ -147,3 +122,81 @@ def merge_points(a: Point, b: Point) -> Point:
             positive_counts=pos, negative_offset=neg_off, negative_counts=neg,
             zero_threshold=max(a.zero_threshold, b.zero_threshold), min=_min(a.min, b.min), max=_max(a.max, b.max))
     raise TypeError(f"cannot merge {type(a).__name__} with {type(b).__name__}")
+
+
+class MonotonicSeries:
+    """Keeps every cumulative series of map metrics from going down when the kernel drops keys.
+
+    An LRU map evicts keys, a program may delete them, and a key can come back from zero. Read as
+    is, such a series goes down with the same start time: cumulative readers see a counter reset
+    and the delta converter re-sends the whole series. So, per metric and attribute set:
+
+    - a series whose value went down (its key was recreated) has its last value folded into a
+      running total that is added to it from then on;
+    - an admitted series missing from a read is exported with its last value (plus its running
+      total): a key absent from one read and back in the next keeps counting where it was, and
+      an evicted one keeps its count;
+    - a folded series (one counted in the overflow series) that goes down or goes missing has its
+      last value folded into the overflow series' running total, so the overflow series never
+      goes down either; its own memory is freed.
+
+    Exact while each attribute set comes from one key (the rule of map labels); when a decoder
+    maps several keys to one attribute set and one of them is evicted, the survivors' last values
+    are folded in as well and counted twice.
+    """
+
+    def __init__(self, limiter: CardinalityLimiter):
+        self.limiter = limiter
+        self._last: dict[str, dict[Attributes, Point]] = {}
+        self._carried: dict[str, dict[Attributes, Point]] = {}
+        self._retired: dict[str, Point] = {}
+
+    def apply(self, metric: Metric, now_ns: int) -> Metric:
+        """`metric` (one read of a map at `now_ns`) with running totals added and then the
+        cardinality limit applied (`CardinalityLimiter.apply`)."""
+        name = metric.name
+        last = self._last.setdefault(name, {})
+        carried = self._carried.setdefault(name, {})
+        now = now_ns
+        points: list[Point] = []
+        seen = set()
+        for point in metric.points:
+            attrs = point.attributes
+            seen.add(attrs)
+            before = last.get(attrs)
+            if before is not None and subtract_point(point, before, metric.monotonic) is None:
+                self._fold(name, attrs, before)
+            last[attrs] = point
+            total = carried.get(attrs)
+            points.append(point if total is None else merge_points(point, total))
+        for attrs in [a for a in last if a not in seen]:
+            before = last[attrs]
+            if self.limiter.admitted_set(name, attrs):
+                total = carried.get(attrs)
+                held = replace(before, time_ns=now)
+                points.append(held if total is None else merge_points(held, total))
+            else:
+                del last[attrs]
+                self._fold(name, attrs, before)
+        limited = self.limiter.apply(replace(metric, points=tuple(sorted(points, key=_by_attributes))))
+        retired = self._retired.get(name)
+        if retired is None:
+            return limited
+        kept = [p for p in limited.points if p.attributes != OVERFLOW_ATTRIBUTES]
+        overflow = [p for p in limited.points if p.attributes == OVERFLOW_ATTRIBUTES]
+        stamp = replace(retired, time_ns=now)
+        merged = merge_points(overflow[0], stamp) if overflow else stamp
+        return replace(limited, points=tuple(kept) + (merged,))
+
+    def _fold(self, name: str, attrs: Attributes, point: Point) -> None:
+        if self.limiter.admitted_set(name, attrs):
+            carried = self._carried[name]
+            carried[attrs] = point if attrs not in carried else merge_points(carried[attrs], point)
+        else:
+            point = replace(point, attributes=OVERFLOW_ATTRIBUTES)
+            retired = self._retired.get(name)
+            self._retired[name] = point if retired is None else merge_points(retired, point)
+
+
+def _by_attributes(point: Point):
+    return point.attributes

@@ -20,9 +20,12 @@ Per series (metric name, kind and attributes):
   (index >> difference, which is exact) before subtracting;
 - min/max cannot be known for a difference, so delta histogram points carry none (a new or reset
   series keeps its own);
-- series absent from a committed collection lose their baseline (a later reappearance is new);
-  only metrics passed to that `convert` are touched, so one converter may serve several sources
-  converted separately. `forget(name)` drops a metric that will not come back (program unloaded).
+- a series absent from a committed collection keeps its baseline for `keep_absent` more commits:
+  a series missing from one read (a partial read, a key briefly gone) and back in the next gets
+  the delta since its last export, not its whole value again. Past that it is gone (a stream
+  label set that went idle) and a later reappearance is new. Only metrics passed to that
+  `convert` are touched, so one converter may serve several sources converted separately.
+  `forget(name)` drops a metric that will not come back (program unloaded).
 - `baseline()` / `restore()` let the agent keep the baseline across its own restarts.
 Gauges and metrics that are already DELTA pass through unchanged.
 """
@@ -41,6 +44,10 @@ from otelbpf.metrics.model import (Attributes, ExponentialHistogramPoint, Histog
 __all__ = ["DeltaConverter", "DeltaToken", "subtract_point", "downscale_buckets"]
 
 SeriesKey = tuple[str, MetricKind, Attributes]
+
+# Commits a missing series keeps its baseline: one missed read is covered many times over, and
+# series that are really gone (stream label sets gone idle) do not pile up.
+DEFAULT_KEEP_ABSENT = 10
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,10 @@ def subtract_point(cur: Point, base: Point, monotonic: bool = True) -> Point | N
 class DeltaConverter:
     """Turns cumulative metrics into delta metrics; see the module doc for the contract."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_absent: int = DEFAULT_KEEP_ABSENT) -> None:
         self._baseline: dict[SeriesKey, Point] = {}
+        self._absent: dict[SeriesKey, int] = {}  # commits in a row a baseline's series was missing
+        self.keep_absent = keep_absent
         self._generation = itertools.count(1)
         self._committed = 0
         self.resets = 0  # series re-emitted from their own start (reset detected), for self-metrics
@@ -167,7 +176,17 @@ class DeltaConverter:
         if token.generation <= self._committed:
             return
         self._committed = token.generation
-        baseline = {k: p for k, p in self._baseline.items() if k[0] not in token.metric_names}
+        baseline = dict(self._baseline)
+        for key in self._baseline:
+            if key[0] in token.metric_names and key not in token.points:
+                missed = self._absent.get(key, 0) + 1
+                if missed > self.keep_absent:
+                    del baseline[key]
+                    self._absent.pop(key, None)
+                else:
+                    self._absent[key] = missed
+        for key in token.points:
+            self._absent.pop(key, None)
         baseline.update(token.points)
         self._baseline = baseline
 
@@ -183,3 +202,4 @@ class DeltaConverter:
     def forget(self, metric_name: str) -> None:
         """Drop the baseline of every series of one metric."""
         self._baseline = {k: p for k, p in self._baseline.items() if k[0] != metric_name}
+        self._absent = {k: n for k, n in self._absent.items() if k[0] != metric_name}

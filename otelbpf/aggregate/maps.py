@@ -8,7 +8,11 @@ attribute (a string, like every other label). Points are sorted by attributes so
 
 Histogram keys are grouped by their label bytes (everything before the trailing bucket field) with
 numpy in one pass; the decoder runs once per distinct label prefix (and is cached across
-intervals). Slots above the sum slot cannot come from a conforming program and are ignored.
+intervals). Slots outside ``[bucket_min, bucket_max + 1]`` mean the program and the config
+disagree: their events are counted in ``otelbpf.histogram.out_of_range`` (`OutOfRangeSlots`) and
+logged once per metric. Slots below ``bucket_min`` still go into the lowest bucket (they are at or
+below its bound); slots above the sum slot (for ``fixed``: keys not in ``bucket_keys``) have no bucket and are left
+out of the histogram.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import logging
+
 from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint, Point, Temporality
 
-__all__ = ["counter_metric", "histogram_metric", "sum_cpus"]
+__all__ = ["counter_metric", "histogram_metric", "sum_cpus", "OutOfRangeSlots"]
+
+log = logging.getLogger(__name__)
 
 _U64_MAX = (1 << 64) - 1
 
@@ -130,37 +138,80 @@ def _group_prefixes(prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[starts], inverse
 
 
+class OutOfRangeSlots:
+    """Events a histogram map holds in slots outside ``[bucket_min, bucket_max + 1]``.
+
+    The map is cumulative, so the events in those slots at each read are a cumulative count
+    themselves: `metric` reports them with the map's start time. The first time a metric has any,
+    one warning names it and the slots (a program writing slots its config does not declare).
+    """
+
+    def __init__(self, program: str):
+        self.program = program
+        self.events: dict[str, int] = {}  # metric name → events in out-of-range slots, last read
+        self._warned: set[str] = set()
+
+    def record(self, cfg, layout: BucketLayout, slots: np.ndarray, events: int) -> None:
+        self.events[cfg.name] = events
+        if events and cfg.name not in self._warned:
+            self._warned.add(cfg.name)
+            low, high = layout.slot_keys[0], layout.sum_key
+            log.warning(
+                "histogram %s of program %s: %d events in slots %s, outside [bucket_min %d, bucket_max + 1 = %d]; "
+                "they are counted in otelbpf.histogram.out_of_range (slots below bucket_min still count in the "
+                "lowest bucket, slots above the sum slot are left out) (fix: set bucket_min/bucket_max to the "
+                "slots the program writes)",
+                cfg.name, self.program, events, ", ".join(map(str, sorted(set(slots.tolist())))), low, high)
+
+    def metric(self, start_ns: int, now_ns: int) -> Metric | None:
+        points = tuple(
+            NumberPoint((("otelbpf.program", self.program), ("otelbpf.metric", name)), events, now_ns, start_ns)
+            for name, events in sorted(self.events.items()) if events)
+        if not points:
+            return None
+        return Metric("otelbpf.histogram.out_of_range",
+                      "Events in histogram slots outside [bucket_min, bucket_max + 1] of the config",
+                      "{event}", MetricKind.SUM, points, Temporality.CUMULATIVE, monotonic=True)
+
+
 def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout, start_ns: int, now_ns: int,
-                     cpu_label: bool = False) -> Metric:
+                     cpu_label: bool = False, out_of_range: OutOfRangeSlots | None = None) -> Metric:
     """A `HistogramConfig`'s map snapshot → one cumulative histogram metric.
 
     ``decoder_without_bucket`` decodes the series labels (``KeyDecoder(cfg.series_labels)``); it is
     given each distinct label prefix once. The kind is EXPONENTIAL_HISTOGRAM when ``layout`` is
-    exponential, else HISTOGRAM.
+    exponential, else HISTOGRAM. ``out_of_range`` is told how many events lie in slots outside
+    the layout (see `OutOfRangeSlots`).
     """
     kind = MetricKind.EXPONENTIAL_HISTOGRAM if layout.exponential else MetricKind.HISTOGRAM
     per_cpu = cpu_label or cfg.per_cpu == "label"
-    series = cfg.labels[:-1]
-    offset = sum(label.size + label.padding for label in series)
-    bucket_size = cfg.labels[-1].size
+    offset = sum(label.size + label.padding for label in cfg.series_labels)
+    bucket_size = cfg.bucket_label.size
     keys = snapshot.keys
     if keys.shape[0] == 0:
+        if out_of_range is not None:
+            out_of_range.record(cfg, layout, np.zeros(0, dtype=np.int64), 0)
         return Metric(cfg.name, cfg.help, cfg.unit, kind, (), Temporality.CUMULATIVE)
     values = snapshot.u64()
     ncpu = values.shape[1]
 
-    slot = _bucket_field(keys, offset, bucket_size)
+    raw_slot = _bucket_field(keys, offset, bucket_size)
     first, inverse = _group_prefixes(keys[:, :offset])
     if layout.sparse:
         # Signed bucket indexes (plus the zero and sum keys): one column per distinct key.
-        signed = np.where(slot >= 1 << 31, slot - (1 << 32), slot)
+        signed = np.where(raw_slot >= 1 << 31, raw_slot - (1 << 32), raw_slot)
         column_keys, slot = np.unique(signed, return_inverse=True)
         slot = slot.reshape(-1)
         valid = np.ones(slot.size, dtype=bool)
         n_groups, width = first.size, column_keys.size
     else:
-        valid = (slot >= 0) & (slot < layout.n_keys)
-        n_groups, width = first.size, layout.n_keys
+        slot = layout.columns(raw_slot)
+        valid = slot >= 0
+        if out_of_range is not None:
+            outside = (raw_slot < layout.slot_keys[0]) | ~valid
+            events = int(sum(int(x) for x in sum_cpus(values[outside]).tolist())) if outside.any() else 0
+            out_of_range.record(cfg, layout, raw_slot[outside], events)
+        n_groups, width = first.size, layout.n_columns
 
     if per_cpu:
         rows = (inverse[valid][:, None] * ncpu + np.arange(ncpu)).reshape(-1)
@@ -207,7 +258,7 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
         return Metric(cfg.name, cfg.help, cfg.unit, kind,
                       tuple(layout.sparse_to_points(rows, column_keys, attributes, start_ns, now_ns)),
                       Temporality.CUMULATIVE)
-    sums = [int(x) for x in rows[:, layout.sum_key].tolist()]
-    points: list[Point] = layout.to_points(rows[:, :layout.sum_key].astype(np.int64), sums, attributes,
+    sums = [int(x) for x in rows[:, layout.sum_column].tolist()]
+    points: list[Point] = layout.to_points(rows[:, :layout.sum_column].astype(np.int64), sums, attributes,
                                            start_ns, now_ns)
     return Metric(cfg.name, cfg.help, cfg.unit, kind, tuple(points), Temporality.CUMULATIVE)

@@ -16,8 +16,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, PROTOCOLS, TEMPORALITIES,
-                                        EnvironmentDefaults, read_environment)
+from otelbpf.config.environment import (COMPRESSIONS, ENVIRONMENT, HISTOGRAM_AGGREGATIONS, PROTOCOLS,
+                                        TEMPORALITIES, EnvironmentDefaults, read_environment)
+from otelbpf.config.ebpf_exporter import EbpfExporterConfig, read_ebpf_exporter_table
 from otelbpf.config.tables import ErrorList, Table, parse_toml, read_toml
 from otelbpf.errors import ConfigError
 
@@ -38,12 +39,18 @@ class ExportConfig:
     # True when ``endpoint`` came from OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: already the full
     # metrics URL, used as is. Otherwise ``endpoint`` is a base URL.
     signal_endpoint: bool = False
+    # What histograms left at aggregation = "auto" become: "auto" or "explicit" (from
+    # default_histogram_aggregation / OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION).
+    default_histogram_aggregation: str = "auto"
 
 
 @dataclass(frozen=True)
 class StateConfig:
     pin_dir: Path | None  # None: do not pin aggregate maps
     state_dir: Path
+    # Pin the programs' links too: the kernel keeps counting while the agent is stopped,
+    # restarting or crashed (see docs/reliability.md, "Zero-gap restarts").
+    keep_attached: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class AgentConfig:
     state: StateConfig
     limits: LimitsConfig
     builtin: BuiltinConfig
+    ebpf_exporter: EbpfExporterConfig | None = None  # [ebpf_exporter]: YAML configs to run too
 
     def program_config_paths(self) -> list[Path]:
         """The program config files to load: ``programs`` in order, else every NAME.toml."""
@@ -162,8 +170,12 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
     state = root.table("state", entry="state")
     pin_text = state.string("pin_dir", "/sys/fs/bpf/otelbpf")
     state_dir = state.string("state_dir", "/var/lib/otelbpf", non_empty=True)
+    keep_attached = state.boolean("keep_attached", False)
+    if keep_attached and not pin_text:
+        state.error("keep_attached", "keep_attached needs pinning, but pin_dir is empty",
+                    "set pin_dir (e.g. \"/sys/fs/bpf/otelbpf\") or keep_attached = false")
     state_config = StateConfig(_relative_to(base, pin_text) if pin_text else None,
-                               _relative_to(base, state_dir))
+                               _relative_to(base, state_dir), keep_attached)
     state.finish()
 
     limits = root.table("limits", entry="limits")
@@ -175,9 +187,12 @@ def _read_agent(root: Table, path: Path, env: EnvironmentDefaults) -> AgentConfi
     builtin_config = BuiltinConfig(_read_map_pressure(builtin.table("map_pressure")),
                                    _read_program_stats(builtin.table("program_stats")))
     builtin.finish()
+    ebpf_exporter = read_ebpf_exporter_table(root.table("ebpf_exporter", entry="ebpf_exporter"),
+                                             base)
     root.finish()
     return AgentConfig(path, interval, programs_dir, objects_dir, programs, export,
-                       MappingProxyType(resource), state_config, limits_config, builtin_config)
+                       MappingProxyType(resource), state_config, limits_config, builtin_config,
+                       ebpf_exporter)
 
 
 def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig:
@@ -237,9 +252,19 @@ def _read_export(t: Table, base: Path, env: EnvironmentDefaults) -> ExportConfig
         client_key=path_setting("client_key"),
         max_backoff=t.duration("max_backoff", 60.0),
         signal_endpoint=signal_endpoint,
+        default_histogram_aggregation=_read_histogram_aggregation(t, defaults),
     )
     t.finish()
     return config
+
+
+def _read_histogram_aggregation(t: Table, defaults: Mapping[str, Any]) -> str:
+    """``default_histogram_aggregation`` takes the values of the OTel variable of the same name."""
+    if not t.has("default_histogram_aggregation"):
+        return defaults.get("default_histogram_aggregation", "auto")
+    value = t.string("default_histogram_aggregation", "base2_exponential_bucket_histogram",
+                     choices=tuple(HISTOGRAM_AGGREGATIONS))
+    return HISTOGRAM_AGGREGATIONS[value]
 
 
 def endpoint_problem(endpoint: str, protocol: str) -> str | None:

@@ -20,6 +20,11 @@ ENVIRONMENT = "environment"  # the ``path`` of errors found in environment varia
 PROTOCOLS = ("grpc", "http/protobuf", "console")
 TEMPORALITIES = ("cumulative", "delta")
 COMPRESSIONS = ("gzip", "none")
+# OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION's values → what a histogram left at
+# aggregation = "auto" becomes. "base2_exponential_bucket_histogram" keeps "auto": exponential
+# wherever the kernel's slots are exactly exponential buckets, explicit bounds where they are not.
+HISTOGRAM_AGGREGATIONS = {"explicit_bucket_histogram": "explicit",
+                          "base2_exponential_bucket_histogram": "auto"}
 
 
 @dataclass
@@ -76,6 +81,14 @@ def read_environment(environ: Mapping[str, str]) -> EnvironmentDefaults:
             out.export["temporality"] = "delta"
         else:
             error(var, f'"{value}" is not a temporality', 'use "cumulative" or "delta"')
+
+    var = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+    if value := environ.get(var, "").strip():
+        if value.lower() in HISTOGRAM_AGGREGATIONS:
+            out.export["default_histogram_aggregation"] = HISTOGRAM_AGGREGATIONS[value.lower()]
+        else:
+            error(var, f'"{value}" is not a histogram aggregation',
+                  'use "explicit_bucket_histogram" or "base2_exponential_bucket_histogram"')
 
     if found := lookup("HEADERS"):
         var, value = found

@@ -8,6 +8,7 @@ almost line by line; ``streams`` (ring buffer / perf buffer records aggregated i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from otelbpf.aggregate.buckets import AGGREGATIONS, exponential_unavailable
 from otelbpf.config.tables import (ErrorList, Table, describe, did_you_mean, entry_name, freeze,
                                    parse_toml, read_toml)
 
@@ -64,7 +66,11 @@ BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
 
 @dataclass(frozen=True)
 class HistogramConfig:
-    """A map of histogram slots; the last label of the key is the slot number."""
+    """A map of histogram slots; the last label of the key is the slot number.
+
+    ``aggregation``: "auto" (exponential where exact, else explicit; an agent-wide default may
+    make it explicit), "exponential" or "explicit" (see `otelbpf.aggregate.buckets`).
+    """
 
     name: str
     help: str
@@ -78,6 +84,7 @@ class HistogramConfig:
     bucket_multiplier: float = 1.0
     per_cpu: str = "sum"
     entry: str = ""
+    aggregation: str = "auto"
     # bucket_type "exponential": the kernel's OpenTelemetry scale, and the most buckets a series
     # may export before it is downscaled.
     bucket_scale: int = 0
@@ -177,7 +184,12 @@ class StreamCounterConfig:
 
 @dataclass(frozen=True)
 class StreamHistogramConfig:
-    """An exponential histogram of the numeric field ``value`` per label set."""
+    """A histogram of the numeric field ``value`` per label set.
+
+    ``aggregation``: "auto" (exponential unless the agent-wide default is explicit),
+    "exponential" (``scale``, ``max_size``) or "explicit" (``bounds``, ascending upper bounds;
+    empty: the OpenTelemetry SDK's default bounds). A config that sets ``bounds`` is "explicit".
+    """
 
     name: str
     help: str
@@ -187,6 +199,11 @@ class StreamHistogramConfig:
     max_size: int = 160
     labels: tuple[StreamLabelConfig, ...] = ()
     entry: str = ""
+    aggregation: str = "auto"
+    bounds: tuple[float, ...] = ()
+
+
+DEFAULT_IDLE_INTERVALS = 60
 
 
 @dataclass(frozen=True)
@@ -204,6 +221,8 @@ class StreamConfig:
     counters: tuple[StreamCounterConfig, ...] = ()
     histograms: tuple[StreamHistogramConfig, ...] = ()
     entry: str = ""
+    # A label set without records for this many collections leaves the cardinality budget.
+    idle_intervals: int = DEFAULT_IDLE_INTERVALS
 
     def field(self, name: str) -> StreamFieldConfig:
         for f in self.fields:
@@ -225,6 +244,34 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class SpanConfig:
+    """Spans from a RINGBUF map, one per record (ebpf_exporter's ``tracing.spans``): ``labels``
+    lay out the record; see `otelbpf.traces.spans` for the labels that make the span."""
+
+    ringbuf: str
+    name: str
+    service: str
+    labels: tuple[LabelConfig, ...]
+    config_name: str = ""  # the ebpf_exporter config, sent as attribute ebpf_exporter.config
+    entry: str = ""
+
+
+CGROUP_ID_MAP_TYPES = ("hash", "cgrp_storage")
+
+
+@dataclass(frozen=True)
+class CgroupIdMapConfig:
+    """A map otelbpf keeps filled with the cgroups whose path matches ``regexps`` (ebpf_exporter's
+    ``cgroup_id_map``): ``hash`` maps are keyed by cgroup id, ``cgrp_storage`` by cgroup; the
+    value is 1. See `otelbpf.agent.cgroup_id_map`."""
+
+    name: str
+    type: str
+    regexps: tuple[str, ...]
+    entry: str = "cgroup_id_map"
+
+
+@dataclass(frozen=True)
 class ProgramConfig:
     """Everything one ``NAME.toml`` says about ``NAME.bpf.o``."""
 
@@ -235,12 +282,14 @@ class ProgramConfig:
     counters: tuple[CounterConfig, ...] = ()
     histograms: tuple[HistogramConfig, ...] = ()
     streams: tuple[StreamConfig, ...] = ()
+    spans: tuple[SpanConfig, ...] = ()
+    cgroup_id_map: CgroupIdMapConfig | None = None
 
     @property
     def maps(self) -> tuple[str, ...]:
         """Every map name the config reads, in config order, without duplicates."""
         names = [m.map for m in self.counters] + [m.map for m in self.histograms]
-        names += [s.map for s in self.streams]
+        names += [s.map for s in self.streams] + [s.ringbuf for s in self.spans]
         return tuple(dict.fromkeys(names))
 
 
@@ -254,6 +303,7 @@ MIN_SCALE, MAX_SCALE = -10, 20
 # Bounds that keep every bucket bound and scaled count a finite float.
 MAX_MULTIPLIER = 1e15
 MAX_SAMPLE_RATE = 1e12
+MAX_BOUNDS = 4096
 
 
 def load_program_config(path: Path, objects_dir: Path) -> ProgramConfig:
@@ -283,7 +333,7 @@ class _ProgramReader:
 
     def read(self) -> ProgramConfig:
         root = self.root
-        name = self.path.name.removesuffix(".toml")
+        name = re.sub(r"\.(toml|yaml)$", "", self.path.name)  # .yaml: an ebpf_exporter config
         object_path = self.objects_dir / f"{name}.bpf.o"
         object_text = root.string("object", "", non_empty=root.has("object"))
         if object_text:
@@ -463,10 +513,21 @@ class _ProgramReader:
                         "make bucket_min <= bucket_max")
         multiplier = t.number("bucket_multiplier", 1.0, min=0, max=MAX_MULTIPLIER,
                               min_exclusive=True)
-        if exponential and multiplier != 1.0:
-            # v·m does not fall in the bucket of v scaled: the kernel's index would be wrong.
-            t.error("bucket_multiplier", 'cannot rescale bucket_type "exponential" buckets',
-                    "record the value in the unit you export (e.g. ns) and remove bucket_multiplier")
+        aggregation = t.string("aggregation", "auto", choices=AGGREGATIONS)
+        if exponential:
+            if multiplier != 1.0:
+                # v·m does not fall in the bucket of v scaled: the kernel's index would be wrong.
+                t.error("bucket_multiplier", 'cannot rescale bucket_type "exponential" buckets',
+                        "record the value in the unit you export (e.g. ns) and remove bucket_multiplier")
+            if aggregation == "explicit":
+                t.error("aggregation", '"explicit" cannot be exact for bucket_type "exponential" '
+                        "(its bucket bounds 2^(i/2^scale) are not exact numbers)",
+                        'use bucket_type = "exp2" for explicit buckets, or leave aggregation out')
+        else:
+            why_not = exponential_unavailable(bucket_type, multiplier)
+            if aggregation == "exponential" and why_not:
+                t.error("aggregation", f'"exponential" cannot be exact here: {why_not}',
+                        'use aggregation = "explicit" (or "auto"): explicit bounds equal to the slots')
         per_cpu = self.per_cpu(t)
         labels = self.map_labels(t, bucket=True, signed_bucket=exponential)
         if labels and exponential:
@@ -474,7 +535,8 @@ class _ProgramReader:
         elif labels:
             self.check_cpu_label(t, per_cpu, labels[:-1])
             size = labels[-1].size
-            slots = len(bucket_keys) if fixed else bucket_max + 1
+            # fixed slots are keyed by the bucket value (ebpf_exporter's semantics)
+            slots = bucket_keys[-1] + 1 if fixed and bucket_keys else bucket_max + 1
             # The sum of observed values sits in the slot after the last bucket.
             if size in _BUCKET_LABEL_SIZES and slots >= 1 << (8 * size):
                 t.error("labels", f"the {size}-byte bucket label cannot hold slot {slots} "
@@ -485,7 +547,8 @@ class _ProgramReader:
                     'add labels = [{ name = "bucket", size = 4 }]')
         t.finish(("help", "description"))
         return HistogramConfig(name, help_text, unit, map_name, labels, bucket_type, bucket_min,
-                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry, bucket_scale, max_size)
+                               bucket_max, bucket_keys, multiplier, per_cpu, t.entry, aggregation,
+                               bucket_scale, max_size)
 
     def exponential_buckets(self, t: Table) -> tuple[int, int]:
         """bucket_scale and max_size of a bucket_type "exponential" histogram."""
@@ -512,6 +575,10 @@ class _ProgramReader:
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
             t.error("bucket_keys", "must hold integers only", "write bucket_keys = [1, 10, 100]")
             return ()
+        if value[0] < 0:
+            t.error("bucket_keys[0]", f"{value[0]} is negative",
+                    "fixed slots are keyed by the bucket value, a non-negative integer")
+            return ()
         for i in range(1, len(value)):
             if value[i] <= value[i - 1]:
                 t.error(f"bucket_keys[{i}]", f"{value[i]} does not increase over {value[i - 1]}",
@@ -536,6 +603,7 @@ class _ProgramReader:
             sample_rate = t.number("sample_rate", 1.0, min=0, max=MAX_SAMPLE_RATE,
                                    min_exclusive=True)
         limit = t.integer("cardinality_limit", None, min=1) if t.has("cardinality_limit") else None
+        idle = t.integer("idle_intervals", DEFAULT_IDLE_INTERVALS, min=1)
         counters = tuple(self.stream_counter(c, by_name)
                          for c in t.tables("counters", _entry(f"{t.entry}.counters")))
         histograms = tuple(self.stream_histogram(h, by_name)
@@ -544,7 +612,8 @@ class _ProgramReader:
             t.error(None, "defines no metrics",
                     "add a [[streams.counters]] or [[streams.histograms]]")
         t.finish()
-        return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry)
+        return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry,
+                            idle_intervals=idle)
 
     def stream_fields(self, t: Table) -> tuple[StreamFieldConfig, ...]:
         fields: list[StreamFieldConfig] = []
@@ -635,11 +704,46 @@ class _ProgramReader:
         value = t.string("value", non_empty=True)
         if value:
             self.check_numeric_field(t, "value", value, by_name)
+        aggregation = t.string("aggregation", "auto", choices=AGGREGATIONS)
+        bounds: tuple[float, ...] = ()
+        if t.has("bounds"):
+            bounds = self.bounds(t)
+            if aggregation == "exponential":
+                t.error("bounds", 'is only used by aggregation "explicit"',
+                        'remove bounds or write aggregation = "explicit"')
+            else:
+                aggregation = "explicit"
+        if aggregation == "explicit":
+            for key in ("scale", "max_size"):
+                if t.has(key):
+                    t.raw(key)
+                    t.error(key, 'is only used by aggregation "exponential"',
+                            "remove it; explicit buckets are set with bounds = [...]")
         scale = t.integer("scale", 20, min=MIN_SCALE, max=MAX_SCALE)
         max_size = t.integer("max_size", 160, min=2, max=1 << 14)
         labels = self.stream_labels(t, by_name)
         t.finish(("help", "description"))
-        return StreamHistogramConfig(name, help_text, unit, value, scale, max_size, labels, t.entry)
+        return StreamHistogramConfig(name, help_text, unit, value, scale, max_size, labels, t.entry,
+                                     aggregation, bounds)
+
+    def bounds(self, t: Table) -> tuple[float, ...]:
+        value = t.raw("bounds")
+        example = "write bounds = [0.001, 0.01, 0.1, 1]"
+        if not isinstance(value, list) or not value:
+            t.error("bounds", "must be a non-empty array of numbers", example)
+            return ()
+        if len(value) > MAX_BOUNDS:
+            t.error("bounds", f"has {len(value)} bounds", f"use at most {MAX_BOUNDS}")
+            return ()
+        for i, bound in enumerate(value):
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
+                t.error(f"bounds[{i}]", f"expected a finite number, got {describe(bound)}", example)
+                return ()
+            if i and bound <= value[i - 1]:
+                t.error(f"bounds[{i}]", f"{bound} does not increase over {value[i - 1]}",
+                        "list the bucket upper bounds in strictly increasing order")
+                return ()
+        return tuple(float(b) for b in value)
 
     # -- whole program ------------------------------------------------------------------------
 

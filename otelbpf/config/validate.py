@@ -13,18 +13,16 @@ from typing import Protocol
 from otelbpf.config.program import HistogramConfig, LabelConfig, ProgramConfig
 from otelbpf.config.tables import did_you_mean
 from otelbpf.errors import ConfigError
+from otelbpf.kernel.maps import PERCPU_TYPES, MapType
 
-# Kernel map type numbers (enum bpf_map_type in include/uapi/linux/bpf.h).
-HASH, ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY = 1, 2, 4, 5, 6
-LRU_HASH, LRU_PERCPU_HASH, RINGBUF = 9, 10, 27
+HASH, ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY = (
+    MapType.HASH, MapType.ARRAY, MapType.PERF_EVENT_ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY)
+LRU_HASH, LRU_PERCPU_HASH, RINGBUF = MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.RINGBUF
+CGRP_STORAGE = MapType.CGRP_STORAGE
+HASH_MAP_TYPES = frozenset({HASH, LRU_HASH})
 
-MAP_TYPE_NAMES = {
-    HASH: "HASH", ARRAY: "ARRAY", PERF_EVENT_ARRAY: "PERF_EVENT_ARRAY", PERCPU_HASH: "PERCPU_HASH",
-    PERCPU_ARRAY: "PERCPU_ARRAY", LRU_HASH: "LRU_HASH", LRU_PERCPU_HASH: "LRU_PERCPU_HASH",
-    RINGBUF: "RINGBUF",
-}
 AGGREGATE_MAP_TYPES = frozenset({HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH})
-PER_CPU_MAP_TYPES = frozenset({PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH})
+PER_CPU_MAP_TYPES = AGGREGATE_MAP_TYPES & PERCPU_TYPES
 STREAM_MAP_TYPES = frozenset({RINGBUF, PERF_EVENT_ARRAY})
 ARRAY_MAP_TYPES = frozenset({ARRAY, PERCPU_ARRAY})
 
@@ -40,11 +38,12 @@ class MapLike(Protocol):
 
 
 def type_name(map_type: int) -> str:
-    return MAP_TYPE_NAMES.get(int(map_type), f"type {int(map_type)}")
+    known = MapType.coerce(int(map_type))
+    return known.name if isinstance(known, MapType) else f"type {int(map_type)}"
 
 
 def _names(types: frozenset[int]) -> str:
-    return ", ".join(sorted(MAP_TYPE_NAMES[t] for t in types))
+    return ", ".join(sorted(type_name(t) for t in types))
 
 
 def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> list[ConfigError]:
@@ -83,8 +82,8 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
         # An array keyed by the bucket alone must have room for every slot and the sum slot.
         if (isinstance(metric, HistogramConfig) and kind in ARRAY_MAP_TYPES
                 and len(metric.labels) == 1):
-            slots = (len(metric.bucket_keys) if metric.bucket_type == "fixed"
-                     else metric.bucket_max + 1)
+            slots = (metric.bucket_keys[-1] + 1 if metric.bucket_type == "fixed"
+                     else metric.bucket_max + 1)  # fixed: keyed by value
             if bpf_map.max_entries < slots + 1:
                 error(metric.entry, "map",
                       f'array "{metric.map}" has {bpf_map.max_entries} entries, '
@@ -105,13 +104,33 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
             error(stream.entry, "fields", f"a {stream.record_size}-byte record does not fit in "
                   f'ring buffer "{stream.map}" ({bpf_map.max_entries} bytes)',
                   "check the field offsets, or enlarge the ring buffer's max_entries")
+    id_map = cfg.cgroup_id_map
+    if id_map is not None:
+        bpf_map = find(id_map.entry, id_map.name)
+        # ebpf_exporter's layouts: u64 cgroup id → u64, or cgroup (fd) → u64 in CGRP_STORAGE.
+        want = {"hash": (HASH_MAP_TYPES, 8), "cgrp_storage": (frozenset({CGRP_STORAGE}), 4)}
+        types, key_size = want[id_map.type]
+        if bpf_map is not None and (int(bpf_map.type) not in types
+                                    or bpf_map.key_size != key_size or bpf_map.value_size != 8):
+            error(id_map.entry, "type", f'map "{id_map.name}" is {type_name(bpf_map.type)} with '
+                  f"{bpf_map.key_size}-byte keys and {bpf_map.value_size}-byte values",
+                  f'type "{id_map.type}" needs a '
+                  + ("HASH or LRU_HASH map with u64 keys" if id_map.type == "hash"
+                     else "CGRP_STORAGE map with int keys") + " and u64 values")
+    for span in cfg.spans:
+        bpf_map = find(span.entry, span.ringbuf)
+        if bpf_map is not None and int(bpf_map.type) != RINGBUF:
+            error(span.entry, "ringbuf", f'map "{span.ringbuf}" is {type_name(bpf_map.type)}',
+                  "spans are read from a BPF_MAP_TYPE_RINGBUF map")
     return errors
 
 
 def _check_key(entry: str, map_name: str, labels: Sequence[LabelConfig], bpf_map: MapLike,
                error) -> None:
     covered = sum(label.size + label.padding for label in labels)
-    if covered == bpf_map.key_size:
+    # Without labels the map is one series whatever its key (an array's u32 index 0, as
+    # ebpf_exporter reads label-less maps).
+    if covered == bpf_map.key_size or not labels:
         return
     parts = " + ".join(f"{label.name} {label.size}"
                        + (f"+{label.padding} padding" if label.padding else "")

@@ -1,4 +1,7 @@
-"""Raw map keys and record fields → label values, through each label's decoder chain.
+"""Raw map keys and stream record label fields → label values, through each label's decoder chain.
+
+One rule for both: a stream's label fields, concatenated, are decoded as a key whose labels have
+the fields' sizes and no padding (``streams.aggregate`` builds such a ``KeyDecoder``).
 
 The same keys come back every interval, and some decoders are costly (kallsyms lookups, cgroup
 walks), so decoded label sets are cached per raw key in a bounded LRU. Keys whose chain drops
@@ -9,10 +12,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from otelbpf import decoders
-from otelbpf.config.program import DecoderConfig, LabelConfig
+from otelbpf.config.program import LabelConfig
 
 # Chains with decoders whose answer can change (interface names, cgroup paths, devices) have
 # their cached values dropped this often, so a renamed or newly created object shows up.
@@ -22,8 +25,9 @@ DEFAULT_REFRESH_SECONDS = 60.0
 class LabelCache:
     """A bounded LRU of raw bytes → decoded value; ``maxsize = 0`` disables caching.
 
-    With ``refresh_seconds``, the whole cache is dropped that often. Not thread-safe: each
-    reader owns its decoders.
+    With ``refresh_seconds``, the whole cache is dropped that often; ``generation`` counts the
+    drops, so holders of values derived from the cache know when to derive them again. Not
+    thread-safe: each reader owns its decoders.
     """
 
     def __init__(self, maxsize: int, refresh_seconds: float | None = None):
@@ -31,6 +35,8 @@ class LabelCache:
         self.refresh_seconds = refresh_seconds
         self.entries: OrderedDict[bytes, object] = OrderedDict()
         self._cleared = time.monotonic()
+        self.generation = 0
+        self.on_clear = None  # called after each timed drop (the decoders' own refresh)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -48,6 +54,9 @@ class LabelCache:
         if now - self._cleared >= self.refresh_seconds:  # type: ignore[operator]
             self.entries.clear()
             self._cleared = now
+            self.generation += 1
+            if self.on_clear is not None:
+                self.on_clear()
 
     def put(self, key: bytes, value: object) -> None:
         if self.maxsize <= 0:
@@ -88,6 +97,11 @@ class KeyDecoder:
         self._chains = tuple(decoders.build_chain(label.decoders) for label in self.labels)
         stable = all(chain.stable for chain in self._chains)
         self.cache = LabelCache(cache_size, None if stable else refresh_seconds)
+        self.cache.on_clear = self._refresh_chains
+
+    def _refresh_chains(self) -> None:
+        for chain in self._chains:
+            chain.refresh()
 
     def decode(self, key: bytes) -> tuple[str, ...] | None:
         cache = self.cache
@@ -102,11 +116,6 @@ class KeyDecoder:
         cache.put(key, values)
         return values
 
-    def decode_many(self, keys: Iterable[bytes]) -> list[tuple[str, ...] | None]:
-        """``decode`` for each key; accepts the rows of a uint8 numpy array too."""
-        decode = self.decode
-        return [decode(k if isinstance(k, bytes) else k.tobytes()) for k in keys]
-
     def _decode_uncached(self, key: bytes) -> tuple[str, ...] | None:
         if len(key) < self.key_size:
             return None
@@ -117,25 +126,3 @@ class KeyDecoder:
                 return None
             values.append(decoders.label_value(value))
         return tuple(values)
-
-
-class FieldDecoder:
-    """One stream label: a record field's bytes → its label value (cached like ``KeyDecoder``).
-
-    Stream aggregation groups records by the unique raw values of each label field first, so
-    this runs once per distinct value, not once per event.
-    """
-
-    def __init__(self, decoder_configs: Sequence[DecoderConfig], cache_size: int = 100_000,
-                 refresh_seconds: float = DEFAULT_REFRESH_SECONDS):
-        self._chain = decoders.build_chain(decoder_configs)
-        self.cache = LabelCache(cache_size, None if self._chain.stable else refresh_seconds)
-
-    def decode(self, raw: bytes) -> str | None:
-        cached = self.cache.get(raw, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        value = self._chain(raw)
-        text = None if value is None else decoders.label_value(value)
-        self.cache.put(raw, text)
-        return text

@@ -21,6 +21,8 @@ from otelbpf.decoders.inet_ip import InetIpDecoder
 from otelbpf.decoders.kstack import KstackDecoder
 from otelbpf.decoders.ksym import KsymDecoder
 from otelbpf.decoders.majorminor import MajorMinorDecoder
+from otelbpf.decoders.pci import (PciClassDecoder, PciDeviceDecoder, PciSubclassDecoder,
+                                  PciVendorDecoder)
 from otelbpf.decoders.regexp import RegexpDecoder
 from otelbpf.decoders.signal import SignalDecoder
 from otelbpf.decoders.sint import IntDecoder
@@ -43,6 +45,10 @@ _BUILTIN: tuple[type[Decoder], ...] = (
     KstackDecoder,
     KsymDecoder,
     MajorMinorDecoder,
+    PciClassDecoder,
+    PciDeviceDecoder,
+    PciSubclassDecoder,
+    PciVendorDecoder,
     RegexpDecoder,
     SignalDecoder,
     StaticMapDecoder,
@@ -106,6 +112,10 @@ class DecoderChain:
         self.decoders = tuple(decoders)
         self.stable = all(d.stable for d in self.decoders)
         self._steps = tuple(d.decode for d in self.decoders)
+
+    def refresh(self) -> None:
+        for decoder in self.decoders:
+            decoder.refresh()
 
     def __call__(self, raw: bytes) -> bytes | None:
         value: bytes | None = raw

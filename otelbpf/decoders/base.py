@@ -42,6 +42,10 @@ class Decoder:
     def decode(self, raw: bytes) -> bytes | None:
         raise NotImplementedError
 
+    def refresh(self) -> None:
+        """Forget what this decoder remembers about the system; label caches call it when they
+        drop the values of an unstable chain, so both refresh together."""
+
     def __repr__(self) -> str:
         return f"<decoder {self.name}>"
 
@@ -72,6 +76,15 @@ def decimal(number: int) -> bytes:
     if number.bit_length() > _MAX_DECIMAL_BITS:
         return hex(number).encode()
     return str(number).encode()
+
+
+def unknown_prefix(options: Mapping[str, Any]) -> bytes:
+    """The ``unknown_prefix`` option of decoders whose lookups can miss: text put before the
+    value that could not be resolved (ebpf_exporter writes ``unknown:<value>``). Default none."""
+    prefix = options.get("unknown_prefix", "")
+    if not isinstance(prefix, str):
+        raise ValueError('unknown_prefix must be a string, e.g. "unknown:"')
+    return prefix.encode()
 
 
 def as_text(raw: bytes) -> str:

@@ -4,6 +4,10 @@
 A cgroup v2 id is the inode number of its directory in the cgroup2 filesystem, so the decoder
 walks that filesystem once and indexes inodes. An unknown id triggers a new walk (at most one
 every few seconds, cgroups come and go); ids still unknown stay decimal text.
+
+ebpf_exporter's form (its YAML configs get it): ``path = "absolute"`` includes the mount point
+(``/sys/fs/cgroup/system.slice/sshd.service``) and ``unknown_prefix = "unknown_cgroup_id:"``
+labels ids still unknown ``unknown_cgroup_id:<id>``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int, decimal
+from otelbpf.decoders.base import Decoder, as_int, decimal, unknown_prefix
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 _RESCAN_SECONDS = 5.0
@@ -56,10 +60,17 @@ def index_cgroups(root: Path) -> dict[int, str]:
 
 class CgroupDecoder(Decoder):
     name = "cgroup"
+    option_names = ("path", "unknown_prefix")
     stable = False
 
     def __init__(self, options: Mapping[str, Any], root: Path | None = None):
         super().__init__(options)
+        path = options.get("path", "relative")
+        if path not in ("relative", "absolute"):
+            raise ValueError(f'path must be "relative" (below the cgroup2 mount) or "absolute", '
+                             f"got {path!r}")
+        self._absolute = path == "absolute"
+        self._unknown_prefix = unknown_prefix(options)
         self._root = root
         self._paths: dict[int, bytes] = {}
         self._scanned = -_RESCAN_SECONDS
@@ -69,7 +80,9 @@ class CgroupDecoder(Decoder):
         if self._root is None:
             self._root = cgroup2_mount()
         if self._root is not None:
-            self._paths = {i: p.encode() for i, p in index_cgroups(self._root).items()}
+            base = str(self._root).rstrip("/") if self._absolute else ""
+            self._paths = {i: (base + p if base and p != "/" else base or p).encode()
+                           for i, p in index_cgroups(self._root).items()}
 
     def decode(self, raw: bytes) -> bytes:
         cgroup_id = as_int(raw)
@@ -81,4 +94,4 @@ class CgroupDecoder(Decoder):
             if now - self._scanned >= _RESCAN_SECONDS:
                 self._scanned = now
                 self._rescan()
-        return self._paths.get(cgroup_id) or decimal(cgroup_id)
+        return self._paths.get(cgroup_id) or self._unknown_prefix + decimal(cgroup_id)

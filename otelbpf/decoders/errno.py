@@ -2,14 +2,17 @@
 
 Accepts positive numbers, negative ones (kernel return values, from ``int``) and their u32/u64
 two's complement (a negative return value read with ``uint``). Zero and numbers Python's errno
-module does not know stay decimal text.
+module does not know stay decimal text (after ``unknown_prefix``: ebpf_exporter's
+``unknown:<n>``).
 """
 
 from __future__ import annotations
 
 import errno as errno_names
+from collections.abc import Mapping
+from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int, decimal
+from otelbpf.decoders.base import Decoder, as_int, decimal, unknown_prefix
 
 # The kernel never returns an error below -MAX_ERRNO (include/linux/err.h).
 _MAX_ERRNO = 4095
@@ -17,6 +20,11 @@ _MAX_ERRNO = 4095
 
 class ErrnoDecoder(Decoder):
     name = "errno"
+    option_names = ("unknown_prefix",)
+
+    def __init__(self, options: Mapping[str, Any]):
+        super().__init__(options)
+        self._unknown_prefix = unknown_prefix(options)
 
     def decode(self, raw: bytes) -> bytes:
         number = as_int(raw)
@@ -25,4 +33,4 @@ class ErrnoDecoder(Decoder):
                 number -= 1 << width
         number = abs(number)
         name = errno_names.errorcode.get(number)
-        return name.encode() if name is not None else decimal(number)
+        return name.encode() if name is not None else self._unknown_prefix + decimal(number)

@@ -2,7 +2,11 @@
 bits, minor in the low 20, as block tracepoints report it) → the device name, e.g. ``sda``.
 
 The name comes from DEVNAME in /sys/dev/block/MAJOR:MINOR/uevent; devices without one show as
-``MAJOR:MINOR``. Names are cached; unknown devices are looked up again after a few seconds.
+``MAJOR:MINOR`` (after ``unknown_prefix``). Names are cached until the label cache refreshes (a
+device number can be given to another disk); unknown devices are looked up again after a few
+seconds. ``encoding = "userspace"`` reads the user-space ``dev_t`` layout instead (glibc's, and
+ebpf_exporter's examples' ``MKDEV``: major in bits 8-19, minor in bits 0-7 and 20-31), which is
+what ebpf_exporter's majorminor decoder expects.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from otelbpf.decoders.base import Decoder, as_int
+from otelbpf.decoders.base import Decoder, as_int, unknown_prefix
 
 SYS_DEV_BLOCK = Path("/sys/dev/block")
 _MINORBITS = 20
@@ -35,8 +39,16 @@ class MajorMinorDecoder(Decoder):
     stable = False
     root = SYS_DEV_BLOCK
 
+    option_names = ("encoding", "unknown_prefix")
+
     def __init__(self, options: Mapping[str, Any]):
         super().__init__(options)
+        encoding = options.get("encoding", "kernel")
+        if encoding not in ("kernel", "userspace"):
+            raise ValueError(f'encoding must be "kernel" (major = dev >> 20) or "userspace" '
+                             f"(glibc's major/minor), got {encoding!r}")
+        self._userspace = encoding == "userspace"
+        self._unknown_prefix = unknown_prefix(options)
         self._names: dict[int, bytes] = {}
         self._misses: dict[int, float] = {}
 
@@ -45,8 +57,11 @@ class MajorMinorDecoder(Decoder):
         name = self._names.get(dev)
         if name is not None:
             return name
-        major, minor = dev >> _MINORBITS, dev & ((1 << _MINORBITS) - 1)
-        fallback = f"{major}:{minor}".encode()
+        if self._userspace:
+            major, minor = (dev >> 8) & 0xFFF, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
+        else:
+            major, minor = dev >> _MINORBITS, dev & ((1 << _MINORBITS) - 1)
+        fallback = self._unknown_prefix + f"{major}:{minor}".encode()
         now = time.monotonic()
         if now - self._misses.get(dev, -_RETRY_SECONDS) < _RETRY_SECONDS:
             return fallback
@@ -58,3 +73,7 @@ class MajorMinorDecoder(Decoder):
             return fallback
         self._names[dev] = found.encode()
         return self._names[dev]
+
+    def refresh(self) -> None:
+        self._names.clear()
+        self._misses.clear()

@@ -3,8 +3,8 @@
     == otelbpf export at 2026-11-26T01:20:00.000Z: 2 metrics, 2 data points ==
     resource: service.name=otelbpf host.name=vm ...
     scope otelbpf.program.syscalls 0.1.0
-      # syscalls.count: sum, cumulative, monotonic - Syscalls by name
-      syscalls.count{syscall=read} 1234 {call}
+      # syscalls: sum, cumulative, monotonic - Syscalls by name
+      syscalls{syscall=read} 1234 {call}
       # bio.latency: exponential histogram, cumulative, scale 0 - Block I/O latency
       bio.latency{disk=sda} count=15 sum=9000 us  [0, 1]: 3  (512, 1024]: 7  (1024, 2048]: 5
 
@@ -198,6 +198,8 @@ def _value(value: AttributeValue) -> str:
         if not value or _NEEDS_QUOTES.intersection(value):
             return json.dumps(value, ensure_ascii=False)
         return value
+    if isinstance(value, tuple):
+        return "[" + ",".join(_value(v) for v in value) + "]"
     return _number(value)
 
 

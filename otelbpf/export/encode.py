@@ -15,7 +15,7 @@ import numpy as np
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
 from otelbpf.metrics.model import (
@@ -100,6 +100,8 @@ def encode_value(value: AttributeValue) -> AnyValue:
         return AnyValue(int_value=int(value))
     if isinstance(value, numbers.Real):
         return AnyValue(double_value=float(value))
+    if isinstance(value, tuple):
+        return AnyValue(array_value=ArrayValue(values=[encode_value(v) for v in value]))
     raise TypeError(f"attribute value {value!r} has unsupported type {type(value).__name__}")
 
 

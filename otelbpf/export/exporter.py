@@ -160,6 +160,15 @@ class ReliableExporter:
                     SendStatus.PERMANENT, f"{self.transport.protocol} transport failed: {detail}"
                 )
             self._stats.request(result.status, result.rejected_points)
+            if result.ambiguous:
+                self._stats.ambiguous()
+                log.warning(
+                    "export outcome unknown: the request was sent but no answer came; the backend "
+                    "may have stored it, and with delta temporality a retry then counts it twice",
+                    endpoint=self.transport.endpoint,
+                    error=result.message,
+                    data_points=points,
+                )
             if result.status is SendStatus.SUCCESS:
                 return self._finish(result, points, attempt, started, success=True)
             if result.status is SendStatus.PERMANENT:
@@ -250,6 +259,7 @@ class ExportStats:
         )
         self._failures = {"permanent": 0, "retries_exhausted": 0}
         self._retries = 0
+        self._ambiguous = 0
         self._points = {"exported": 0, "dropped": 0}
         self._rejected = 0
         self._durations = {
@@ -273,6 +283,10 @@ class ExportStats:
     def retry(self) -> None:
         with self._lock:
             self._retries += 1
+
+    def ambiguous(self) -> None:
+        with self._lock:
+            self._ambiguous += 1
 
     def export(self, outcome: ExportOutcome) -> None:
         key = "success" if outcome.success else "failure"
@@ -308,7 +322,7 @@ class ExportStats:
             requests = {(("outcome", k),): v for k, v in self._requests.items()}
             failures = {(("reason", k),): v for k, v in self._failures.items()}
             points = {(("outcome", k),): v for k, v in self._points.items()}
-            retries, rejected = self._retries, self._rejected
+            retries, rejected, ambiguous = self._retries, self._rejected, self._ambiguous
             durations = tuple(
                 HistogramPoint(
                     attributes=(("outcome", key),),
@@ -347,6 +361,13 @@ class ExportStats:
                 "{data_point}",
                 "Data points accepted by the backend (exported) or given up on (dropped)",
                 points,
+            ),
+            counter(
+                "otelbpf.export.ambiguous",
+                "{request}",
+                "Requests sent without an answer (timed out waiting for the response): the backend "
+                "may have stored them",
+                {(): ambiguous},
             ),
             counter(
                 "otelbpf.export.rejected_points",

@@ -146,7 +146,9 @@ class OtlpGrpcExporter:
             message += f": {details}"
         message = self._clean(message)
         if code in RETRYABLE_CODES:
-            return SendResult(SendStatus.RETRYABLE, message, retry_after=_retry_delay(error))
+            # A deadline that passed may have passed after the server stored the request.
+            return SendResult(SendStatus.RETRYABLE, message, retry_after=_retry_delay(error),
+                              ambiguous=code is grpc.StatusCode.DEADLINE_EXCEEDED)
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             message += " (check the credentials in the export headers)"
         return SendResult(SendStatus.PERMANENT, message)

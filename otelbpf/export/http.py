@@ -12,6 +12,7 @@ reported instead.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import gzip
 import http.client
@@ -133,10 +134,11 @@ class OtlpHttpExporter:
             finally:
                 error.close()
             return self._refused(error.code, error.reason, error.headers, payload)
-        except urllib.error.URLError as error:
+        except urllib.error.URLError as error:  # urllib wraps errors up to the end of sending
             return self._unreachable(error.reason)
         except (OSError, http.client.HTTPException) as error:  # includes TimeoutError
-            return self._unreachable(error)
+            # Raised while waiting for or reading the response: the request was sent.
+            return dataclasses.replace(self._unreachable(error), ambiguous=True)
 
     def close(self) -> None:
         self._opener.close()

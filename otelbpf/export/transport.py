@@ -32,6 +32,9 @@ class SendResult:
     message: str = ""  # why it failed, or the backend's partial-success message
     retry_after: float | None = None  # seconds to wait, from Retry-After or RetryInfo
     rejected_points: int = 0  # partial success: points the backend did not accept
+    # The request was sent but no answer came (a timeout or a dropped connection while waiting
+    # for the response): the backend may have stored it. A retry may then deliver it twice.
+    ambiguous: bool = False
 
     @property
     def ok(self) -> bool:

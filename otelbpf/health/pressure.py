@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from otelbpf.health.map_types import CountMethod
-from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint
+from otelbpf.metrics.model import Attributes, AttributeValue, Metric, MetricKind, NumberPoint
 
 LEVEL_OK, LEVEL_WARNING, LEVEL_CRITICAL = 0, 1, 2
 
@@ -45,7 +45,7 @@ class MapObservation:
         return min(max(self.entries, 0), self.max_entries) / self.max_entries
 
     def attributes(self) -> Attributes:
-        attrs: list[tuple[str, str | int | bool]] = [
+        attrs: list[tuple[str, AttributeValue]] = [
             ("bpf.map.id", self.id),
             ("bpf.map.name", self.name),
             ("bpf.map.type", self.type),
@@ -53,7 +53,7 @@ class MapObservation:
             ("bpf.map.prealloc_full", self.prealloc_full),
         ]
         if self.programs:
-            attrs.append(("bpf.map.programs", ",".join(self.programs)))
+            attrs.append(("bpf.map.programs", self.programs))  # an array attribute
         return tuple(attrs)
 
 
@@ -66,15 +66,19 @@ def pressure_level(utilization: float, warning: float, critical: float) -> int:
     return LEVEL_OK
 
 
-# name -> (description, unit)
+# name -> (description, unit). Capacity follows the semantic conventions' *.usage / *.limit /
+# *.utilization pattern; ring buffers hold bytes, not entries, so they get their own three.
 MAP_METRICS: dict[str, tuple[str, str]] = {
-    "bpf.map.entries": ("Elements in the map (see bpf.map.count_method)", "{entry}"),
-    "bpf.map.max_entries": ("The map's max_entries (ring buffers: data size in bytes)", "{entry}"),
-    "bpf.map.utilization": ("entries / max_entries (ring buffers: pending bytes / size)", "1"),
-    "bpf.map.memory": ("Memory the kernel accounts to the map (fdinfo memlock)", "By"),
-    "bpf.map.pressure.level": ("0 ok, 1 warning, 2 critical; always 0 for preallocated arrays", "{level}"),
-    "bpf.ringbuf.used": ("Bytes produced and not yet consumed", "By"),
-    "bpf.ringbuf.size": ("Ring buffer data size", "By"),
+    "bpf.map.entry.usage": ("Elements in the map (see bpf.map.count_method)", "{entry}"),
+    "bpf.map.entry.limit": ("The map's max_entries", "{entry}"),
+    "bpf.map.entry.utilization": ("bpf.map.entry.usage / bpf.map.entry.limit", "1"),
+    "bpf.map.memory.usage": ("Memory the kernel accounts to the map (fdinfo memlock)", "By"),
+    # An enum, not a ratio: unit "{level}" keeps Prometheus translation from adding "_ratio".
+    "bpf.map.pressure.level": ("Enum: 0 ok, 1 warning, 2 critical (from the entry or ring buffer utilization); "
+                               "always 0 for preallocated arrays", "{level}"),
+    "bpf.ringbuf.usage": ("Bytes produced and not yet consumed", "By"),
+    "bpf.ringbuf.limit": ("Ring buffer data size", "By"),
+    "bpf.ringbuf.utilization": ("bpf.ringbuf.usage / bpf.ringbuf.limit", "1"),
 }
 
 
@@ -88,18 +92,18 @@ def map_metrics(
 
     for obs in observations:
         attrs = obs.attributes()
-        add("bpf.map.max_entries", attrs, obs.max_entries)
+        ringbuf = obs.count_method is CountMethod.RINGBUF
+        add("bpf.ringbuf.limit" if ringbuf else "bpf.map.entry.limit", attrs, obs.max_entries)
         if obs.memory is not None:
-            add("bpf.map.memory", attrs, obs.memory)
-        if obs.count_method is CountMethod.RINGBUF and obs.ringbuf_used is not None:
-            add("bpf.ringbuf.used", attrs, obs.ringbuf_used)
-            add("bpf.ringbuf.size", attrs, obs.max_entries)
+            add("bpf.map.memory.usage", attrs, obs.memory)
+        if ringbuf and obs.ringbuf_used is not None:
+            add("bpf.ringbuf.usage", attrs, obs.ringbuf_used)
         elif obs.entries is not None:
-            add("bpf.map.entries", attrs, obs.entries)
+            add("bpf.map.entry.usage", attrs, obs.entries)
         utilization = obs.utilization
         if utilization is None:
             continue
-        add("bpf.map.utilization", attrs, utilization)
+        add("bpf.ringbuf.utilization" if ringbuf else "bpf.map.entry.utilization", attrs, utilization)
         # A preallocated array is full by construction and cannot drop an update: never a pressure.
         level = LEVEL_OK if obs.prealloc_full else pressure_level(utilization, warning, critical)
         add("bpf.map.pressure.level", attrs, level)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from otelbpf.kernel import libbpf as lb
+from otelbpf.kernel.maps import MapType
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe/type")
@@ -21,8 +22,6 @@ TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 BPF_PROG_TYPE_TRACING = 26
 BPF_TRACE_FENTRY = 24
-BPF_MAP_TYPE_HASH = 1
-BPF_MAP_TYPE_RINGBUF = 27
 _BTF_KIND_STRUCT, _BTF_KIND_FUNC = 4, 12
 
 
@@ -114,13 +113,13 @@ def probe_fentry() -> tuple[bool, str]:
 
 
 def probe_ringbuf() -> tuple[bool, str]:
-    if lb.libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, None) == 1:
+    if lb.libbpf_probe_bpf_map_type(MapType.RINGBUF, None) == 1:
         return True, ""
     return False, "BPF ring buffers need kernel 5.8+"
 
 
 def probe_batch_ops() -> tuple[bool, str]:
-    fd = lb.bpf_map_create(BPF_MAP_TYPE_HASH, b"otelbpf_probe", 4, 4, 1, None)
+    fd = lb.bpf_map_create(MapType.HASH, b"otelbpf_probe", 4, 4, 1, None)
     if fd < 0:
         return False, f"cannot create a probe map: {lb.errno_name(-fd)}"
     try:

@@ -224,6 +224,10 @@ bpf_program__set_log_level = _proto("bpf_program__set_log_level", c_int, c_void_
 bpf_program__set_log_buf = _proto("bpf_program__set_log_buf", c_int, c_void_p, c_void_p, c_size_t)
 bpf_program__attach = _proto("bpf_program__attach", c_void_p, c_void_p)
 bpf_program__attach_perf_event = _proto("bpf_program__attach_perf_event", c_void_p, c_void_p, c_int)
+bpf_program__attach_xdp = _proto("bpf_program__attach_xdp", c_void_p, c_void_p, c_int)
+bpf_program__set_type = _proto("bpf_program__set_type", c_int, c_void_p, c_int)
+bpf_program__set_expected_attach_type = _proto("bpf_program__set_expected_attach_type", c_int, c_void_p,
+                                               c_int)
 bpf_program__attach_iter = _proto("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(BpfIterAttachOpts))
 bpf_program__attach_tracepoint = _proto(
     "bpf_program__attach_tracepoint", c_void_p, c_void_p, c_char_p, c_char_p
@@ -234,6 +238,7 @@ bpf_program__attach_uprobe = _proto(
 )
 
 bpf_link__fd = _proto("bpf_link__fd", c_int, c_void_p)
+bpf_link__open = _proto("bpf_link__open", c_void_p, c_char_p)
 bpf_link__pin = _proto("bpf_link__pin", c_int, c_void_p, c_char_p)
 bpf_link__unpin = _proto("bpf_link__unpin", c_int, c_void_p)
 bpf_link__destroy = _proto("bpf_link__destroy", c_int, c_void_p)

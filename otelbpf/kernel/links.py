@@ -19,6 +19,16 @@ class BpfLink:
         self.program = program
         self.target = target
 
+    @classmethod
+    def open_pinned(cls, path: os.PathLike | str, program: str) -> BpfLink:
+        """A link pinned by an earlier process (still attached): adopt it, or unpin it to detach."""
+        ptr = lb.check_ptr(lb.bpf_link__open(os.fsencode(path)), f"bpf_link__open({os.fspath(path)})")
+        link = cls(ptr, program, target=os.fspath(path))
+        link.pinned = True
+        return link
+
+    pinned = False
+
     @property
     def fd(self) -> int:
         if not self._ptr:
@@ -34,10 +44,12 @@ class BpfLink:
         if not self._ptr:
             raise ValueError(f"link of program '{self.program}' is closed")
         lb.check(lb.bpf_link__pin(self._ptr, os.fsencode(path)), f"bpf_link__pin({os.fspath(path)})")
+        self.pinned = True
 
     def unpin(self) -> None:
-        if self._ptr:
+        if self._ptr and self.pinned:
             lb.check(lb.bpf_link__unpin(self._ptr), f"bpf_link__unpin(program '{self.program}')")
+            self.pinned = False
 
     def close(self) -> None:
         """Detach (a pinned link stays attached: the pin holds its own reference)."""

@@ -17,6 +17,7 @@ import ctypes
 import errno
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,14 @@ LOG_TAIL_LINES = 30
 
 # Sections whose programs have no attach target of their own (libbpf cannot auto-attach them).
 MANUAL_ATTACH_PREFIXES = ("perf_event", "syscall", "socket", "xdp", "tc", "classifier", "action")
+
+# Sections ebpf_exporter attaches itself (exporter/perf_event.go, exporter/xdp.go), which libbpf
+# does not know: their program type is set here, and attach() reads the target from the section.
+# Values of enum bpf_prog_type / bpf_attach_type (include/uapi/linux/bpf.h).
+BPF_PROG_TYPE_XDP, BPF_PROG_TYPE_PERF_EVENT = 6, 7
+BPF_XDP, BPF_PERF_EVENT = 37, 41
+TARGET_SECTIONS = {"perf_event/": (BPF_PROG_TYPE_PERF_EVENT, BPF_PERF_EVENT),
+                   "xdp/": (BPF_PROG_TYPE_XDP, BPF_XDP)}
 
 _FAILED_PROG = re.compile(r"prog '([^']+)': failed to load")
 _ANY_PROG_FAILURE = re.compile(r"prog '([^']+)': .*(?:fail|error|invalid)", re.IGNORECASE)
@@ -128,6 +137,12 @@ class BpfObject:
         self.rodata: dict[str, RodataVar] = {}
         self.program_errors: dict[str, OtelbpfError] = {}
         self.pin_states: dict[str, str] = {}
+        # Maps that must start empty even though a pin exists (the caller knows their old
+        # counts mean something else): {name: why}. See set_pin_paths.
+        self.fresh_pins: dict[str, str] = {}
+        # New maps whose pin is written only by commit_pins(): until then an old pin at that
+        # path (and the running version reading it) stays untouched.
+        self.staged_pins: dict[str, Path] = {}
         self.links: list[BpfLink] = []
         self.loaded = False
         self._load_failed = False
@@ -159,9 +174,15 @@ class BpfObject:
             raise
         return obj
 
-    def set_pin_paths(self, pin_maps: Mapping[str, os.PathLike | str]) -> None:
-        """Pin these maps at load (reusing compatible pins). Callable between open and load, so a
-        config can be validated against the object's maps before anything is pinned."""
+    def set_pin_paths(self, pin_maps: Mapping[str, os.PathLike | str],
+                      fresh: Mapping[str, str] | None = None) -> None:
+        """Pin these maps (reusing compatible pins). Callable between open and load, so a
+        config can be validated against the object's maps before anything is pinned.
+
+        ``fresh`` names maps whose existing pin must not be reused, with the reason. Such maps
+        and those with no or an incompatible pin are created unpinned and pinned only by
+        ``commit_pins()``: loading a new version never disturbs the pins of the running one.
+        """
         if self.loaded:
             raise RuntimeError(f"{self.path}: pin paths must be set before load()")
         unknown = sorted(set(pin_maps) - set(self.maps))
@@ -170,6 +191,7 @@ class BpfObject:
                 f"{self.path}: cannot pin unknown map(s) {', '.join(unknown)}; maps: {', '.join(sorted(self.maps)) or 'none'}"
             )
         self.pin_maps = {name: Path(p) for name, p in pin_maps.items()}
+        self.fresh_pins = dict(fresh or {})
 
     def _open_elf(self) -> None:
         if not self.path.is_file():
@@ -186,6 +208,11 @@ class BpfObject:
         prog = lb.bpf_object__next_program(ptr, None)
         while prog:
             self._prog_ptrs[lb.bpf_program__name(prog).decode()] = prog
+            section = lb.bpf_program__section_name(prog).decode()
+            for prefix, (prog_type, attach_type) in TARGET_SECTIONS.items():
+                if section.startswith(prefix):
+                    lb.bpf_program__set_type(prog, prog_type)
+                    lb.bpf_program__set_expected_attach_type(prog, attach_type)
             prog = lb.bpf_object__next_program(ptr, prog)
         m = lb.bpf_object__next_map(ptr, None)
         rodata_ptr = 0
@@ -246,7 +273,7 @@ class BpfObject:
     # --- pins -------------------------------------------------------------------------------------
 
     def _check_pins(self) -> None:
-        """Decide per pinned map: reuse, create, or unlink an incompatible pin and create anew."""
+        """Decide per pinned map: reuse a compatible pin, or create a new map to pin at commit."""
         for name, path in self.pin_maps.items():
             want = self.maps[name]
             if name in self.pin_states:  # decided on the first load attempt
@@ -257,18 +284,31 @@ class BpfObject:
                 if exc.errno != errno.ENOENT:
                     raise LoadError(self.path, None, f"map '{name}': cannot open pin {path}: {exc.strerror}") from None
                 self.pin_states[name] = "created"
+                self.staged_pins[name] = path
                 continue
             try:
-                why = self._pin_mismatch(want, fd)
+                # libbpf would refuse to load with an incompatible pin (map_is_reuse_compat);
+                # the layout changed on purpose (new program version), so that map starts afresh.
+                why = self._pin_mismatch(want, fd) or self.fresh_pins.get(name)
             finally:
                 os.close(fd)
             if why is None:
                 self.pin_states[name] = "reused"
             else:
-                # libbpf would refuse to load with an incompatible pin (map_is_reuse_compat);
-                # the layout changed on purpose (new program version), so start that map afresh.
-                os.unlink(path)
                 self.pin_states[name] = f"replaced: {why}"
+                self.staged_pins[name] = path
+
+    def commit_pins(self) -> None:
+        """Pin the maps created by load() in place of whatever their paths held (the old version's
+        maps, which the old version no longer counts into once it is detached)."""
+        for name, path in sorted(self.staged_pins.items()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            lb.check(lb.bpf_obj_pin(self.maps[name].fd, os.fsencode(path)), f"bpf_obj_pin({path})")
+            del self.staged_pins[name]
 
     @staticmethod
     def _pin_mismatch(want: BpfMap, fd: int) -> str | None:
@@ -294,18 +334,24 @@ class BpfObject:
 
     def _set_pin_paths(self) -> None:
         for name, path in self.pin_maps.items():
+            if name in self.staged_pins:
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             lb.check(lb.bpf_map__set_pin_path(self._map_ptrs[name], os.fsencode(path)),
                      f"bpf_map__set_pin_path({name}, {path})")
 
     # --- load -------------------------------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, *, maps_only: bool = False, stage_pins: bool = False) -> None:
         """Create maps and load programs.
 
         With ``isolate`` (default), a program that fails to load is recorded in ``program_errors``
         (and on its ``BpfProgram.error``) and the others are loaded without it; LoadError is raised
         only when no program loads. Without ``isolate`` the first failure raises.
+        ``maps_only``: create (or reuse the pinned) maps and load no program, for reading the
+        maps of programs that stay attached through pinned links of an earlier process.
+        ``stage_pins``: leave new maps unpinned until ``commit_pins()`` (a reload that may still
+        be rejected); otherwise they are pinned before load() returns.
         """
         if self.loaded or self._load_failed:
             raise ValueError(f"{self.path}: load() was already called; open the object again to retry")
@@ -314,7 +360,7 @@ class BpfObject:
         while True:
             self._set_pin_paths()
             for name, p in self._prog_ptrs.items():
-                if name in self.program_errors:
+                if name in self.program_errors or maps_only:
                     lb.bpf_program__set_autoload(p, False)
                     continue
                 # Log level 0: libbpf loads without a log and, only on failure, reloads that
@@ -346,6 +392,8 @@ class BpfObject:
         self._load_failed = False
         self.loaded = True
         self._collect_loaded()
+        if not stage_pins:
+            self.commit_pins()
 
     def _load_error(self, err: int, messages: list[str]) -> LoadError:
         program = None
@@ -413,8 +461,21 @@ class BpfObject:
         return prog, self._prog_ptrs[name]
 
     def attach(self, name: str) -> BpfLink:
-        """Attach one program to the target its section names; AttachError says why not."""
+        """Attach one program to the target its section names; AttachError says why not.
+
+        ``perf_event/type=T,config=C,frequency=F`` (or ``period=P``) opens that perf event on
+        every online CPU, and ``xdp/IFNAME`` attaches to that interface, as ebpf_exporter does;
+        the returned link is the first of a perf event's per-CPU links (all are kept).
+        """
         prog, ptr = self._loaded_program(name)
+        if prog.kind == "perf_event" and prog.section.startswith("perf_event/"):
+            try:
+                target = perf_event_target(prog.section)
+            except ValueError as exc:
+                raise AttachError(self.path, name, prog.section, str(exc)) from None
+            return self.attach_perf_event(name, **target)[0]
+        if prog.kind == "xdp" and prog.section.startswith("xdp/"):
+            return self._attach_xdp(prog, ptr)
         if prog.kind in MANUAL_ATTACH_PREFIXES:
             raise AttachError(self.path, name, prog.section,
                               f"SEC(\"{prog.section}\") programs have no attach target in their section"
@@ -432,7 +493,8 @@ class BpfObject:
         """Attach every loaded program that has its target in its section; failures don't stop the rest."""
         results: dict[str, BpfLink | AttachError] = {}
         for name, prog in self.programs.items():
-            if not prog.loaded or prog.kind in MANUAL_ATTACH_PREFIXES:
+            targeted = prog.section.startswith(tuple(TARGET_SECTIONS))
+            if not prog.loaded or (prog.kind in MANUAL_ATTACH_PREFIXES and not targeted):
                 continue
             try:
                 results[name] = self.attach(name)
@@ -481,6 +543,24 @@ class BpfObject:
         self.links.extend(links)
         return links
 
+    def _attach_xdp(self, prog: BpfProgram, ptr: int) -> BpfLink:
+        device = prog.section.removeprefix("xdp/")
+        try:
+            ifindex = socket.if_nametoindex(device)
+        except OSError:
+            raise AttachError(self.path, prog.name, prog.section,
+                              f'no network interface "{device}" on this host') from None
+        with lb.capture_messages() as messages:
+            link = lb.bpf_program__attach_xdp(ptr, ifindex)
+            err = ctypes.get_errno()
+        if not link:
+            raise AttachError(self.path, prog.name, prog.section,
+                              f"attach XDP to {device}: {lb.errno_name(err or errno.EINVAL)}"
+                              + (f" ({_messages_tail(messages, 1)})" if messages else ""))
+        result = BpfLink(link, prog.name, target=prog.section)
+        self.links.append(result)
+        return result
+
     # --- lifecycle --------------------------------------------------------------------------------
 
     def detach(self) -> None:
@@ -508,6 +588,23 @@ class BpfObject:
 
     def __repr__(self) -> str:
         return f"BpfObject({str(self.path)!r}, programs={sorted(self.programs)}, maps={sorted(self.maps)})"
+
+
+def perf_event_target(section: str) -> dict[str, int]:
+    """``perf_event/type=1,config=0,frequency=99`` → `BpfObject.attach_perf_event` arguments;
+    ValueError saying what to write instead."""
+    names = {"type": "type", "config": "config", "frequency": "sample_freq",
+             "period": "sample_period"}
+    out: dict[str, int] = {}
+    for item in section.removeprefix("perf_event/").split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in names or not value.isdigit():
+            raise ValueError(f'cannot read "{item}": write type=N,config=N and frequency=N or '
+                             "period=N (integers), as ebpf_exporter does")
+        out[names[key]] = int(value)
+    if "type" not in out or "config" not in out or ("sample_freq" in out) == ("sample_period" in out):
+        raise ValueError("needs type=, config= and one of frequency= or period=")
+    return out
 
 
 def attach_reason(prog: BpfProgram, err: int, messages: list[str]) -> str:
@@ -539,4 +636,4 @@ def attach_reason(prog: BpfProgram, err: int, messages: list[str]) -> str:
     return f"attach failed: {lb.errno_name(err)}" + (f" ({detail})" if detail else "")
 
 
-__all__ = ["BpfObject", "BpfProgram", "attach_reason"]
+__all__ = ["BpfObject", "BpfProgram", "attach_reason", "perf_event_target"]

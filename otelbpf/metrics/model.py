@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, Union
 
-AttributeValue = Union[str, bool, int, float]
+# A tuple is an array attribute (homogeneous, as OTLP's ArrayValue), e.g. bpf.map.programs.
+AttributeValue = Union[str, bool, int, float, tuple]
 Attributes = tuple[tuple[str, AttributeValue], ...]
 
 

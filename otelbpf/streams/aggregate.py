@@ -1,10 +1,16 @@
-"""StreamAggregator: batches of stream records → cumulative counters and exponential histograms.
+"""StreamAggregator: batches of stream records → cumulative counters and histograms.
 
 Everything per record is a numpy pass over the whole batch: view the records through the
 configured layout, turn each record's label bytes into a key id (grouping.KeyIndex), map key ids
-to series ids (decoding each raw key once, when first seen), then `bincount` for counters and
-`ExponentialHistograms.record` for histograms. Python code runs per batch, per metric and per new
+to series ids (decoding each raw key with the map labels' `KeyDecoder` when first seen, again when
+an unstable decoder chain refreshes), then `bincount` for counters and
+`ExponentialHistograms.record` / `ExplicitHistograms.record` for histograms. Python code runs per
+batch, per metric and per new
 label key, never per record.
+
+Records that would corrupt a series (an impossible sample rate, a value a counter cannot take)
+are skipped and counted by reason in `otelbpf.stream.dropped`. At each collection, series without
+records for the stream's `idle_intervals` collections end and leave the cardinality budget.
 
 Thread use: the drain thread calls `add`/`add_lost`; `collect` may run on any thread. Both hold
 one lock, `collect` only long enough to copy the state; building points happens outside it.
@@ -19,10 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from otelbpf.aggregate.buckets import effective_aggregation
 from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES, CardinalityLimiter
+from otelbpf.aggregate.explicit import DEFAULT_BOUNDS, ExplicitHistograms
 from otelbpf.aggregate.exponential import ExponentialHistograms
-from otelbpf.config.program import default_decoders
-from otelbpf.decoders import build_chain
+from otelbpf.config.program import LabelConfig, default_decoders
+from otelbpf.decode.labels import KeyDecoder
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint
 from otelbpf.streams.grouping import KeyIndex
 from otelbpf.streams.layout import RecordLayout, layout_from_config
@@ -33,77 +41,135 @@ log = logging.getLogger(__name__)
 DEFAULT_CARDINALITY_LIMIT = 2000
 
 
-class _LabelDecoder:
-    """Raw label key (the label fields' bytes, concatenated) → attributes, or None to drop.
+def stream_key_decoder(labels, layout: RecordLayout, cache_size: int = 100_000) -> KeyDecoder:
+    """The `KeyDecoder` for a stream metric's labels: the label fields' bytes, concatenated in
+    label order (as `KeyIndex.pack` lays them out), decoded like a map key whose labels have the
+    fields' sizes and no padding. A label without decoders (a config built in code; the loader
+    always fills them in) gets the loader's defaults for its field type."""
+    fields = [layout.field(label.field) for label in labels]
+    return KeyDecoder([LabelConfig(label.name, f.size, 0, label.decoders or default_decoders(f.type))
+                       for label, f in zip(labels, fields)], cache_size)
 
-    A label without decoders (a config built in code; the loader always fills them in) gets the
-    loader's defaults: numbers in decimal, char[N] up to the NUL, u8[N] in hex.
-    """
 
-    def __init__(self, labels, layout: RecordLayout):
-        self.names = [label.name for label in labels]
-        self.fields = [layout.field(label.field) for label in labels]
-        self.chains = [build_chain(label.decoders or default_decoders(f.type))
-                       for label, f in zip(labels, self.fields)]
-
-    def decode(self, raw: bytes) -> Attributes | None:
-        out = []
-        pos = 0
-        for name, f, chain in zip(self.names, self.fields, self.chains):
-            part = raw[pos:pos + f.size]
-            pos += f.size
-            value = chain(part)
-            if value is None:
-                return None
-            out.append((name, value.decode("utf-8", "replace")))
-        return tuple(out)
+_UNLEARNED = -2  # key_series: key id not mapped yet (new, relabelled or its series expired)
+_DROPPED = -1  # key_series: the decoder chain drops this key
 
 
 class _MetricState:
     """One configured counter or histogram: its series and values."""
 
     def __init__(self, config, kind: MetricKind, layout: RecordLayout, limiter: CardinalityLimiter,
-                 integral: bool):
+                 integral: bool, start_ns: int):
         self.config = config
         self.kind = kind
         self.label_fields = tuple(label.field for label in config.labels)
         self.value_field = config.value
-        self.decoder = _LabelDecoder(config.labels, layout)
+        self.decoder = stream_key_decoder(config.labels, layout)
+        self.label_generation = self.decoder.cache.generation
         self.limiter = limiter
         self.series: dict[Attributes, int] = {}
-        self.attributes: list[Attributes] = []
-        self.key_series = np.zeros(0, dtype=np.int64)  # KeyIndex id → series id (-1: dropped)
+        self.attributes: list[Attributes | None] = []  # None: a free (expired) series id
+        self.starts: list[int] = []
+        # Per series: the collection at which it last counted something, and its total then
+        # (comparing totals once per collection costs nothing per record).
+        self.last_seen = np.zeros(16, dtype=np.int64)
+        self.seen_totals = np.zeros(16, dtype=np.float64)
+        self.collection = 0
+        self.free: list[int] = []
+        self.start_ns = start_ns  # start of series created now (moves to each collection's time)
+        self.key_series = np.zeros(0, dtype=np.int64)  # KeyIndex id → series id (or _DROPPED/_UNLEARNED)
         self.key_generation = 0
         if kind is MetricKind.SUM:
-            # Exact integer sums unless a fractional sample rate makes them fractional.
+            # Exact integer sums unless a fractional sample rate makes them fractional; the type
+            # of a series never changes (a backend may reject a sum that flips int/double).
             self.values = np.zeros(16, dtype=np.int64 if integral else np.float64)
+        elif kind is MetricKind.HISTOGRAM:
+            self.histograms = ExplicitHistograms(config.bounds or DEFAULT_BOUNDS)
         else:
             self.histograms = ExponentialHistograms(max_size=config.max_size, max_scale=config.scale)
 
-    def learn_keys(self, index: KeyIndex) -> None:
-        """Series ids for the keys `index` just created (decoded once each)."""
+    def series_ids(self, index: KeyIndex, key_ids: np.ndarray) -> np.ndarray:
+        """Series id (or _DROPPED) of every record, deciding series for keys not mapped yet."""
         if index.generation != self.key_generation:
             self.key_series = self.key_series[:0]
             self.key_generation = index.generation
-        if not index.new_keys:
-            return
-        ids = [self._series_id(raw) for raw in index.new_keys]
-        self.key_series = np.concatenate([self.key_series, np.array(ids, dtype=np.int64)])
+        cache = self.decoder.cache
+        if cache.refresh_seconds is not None:
+            cache.expire()
+            if cache.generation != self.label_generation:
+                # Label values may have changed (a renamed interface, a reused device number):
+                # decode every key again as records arrive; old series keep their counts.
+                self.label_generation = cache.generation
+                self.key_series[:] = _UNLEARNED
+        if len(self.key_series) < len(index):
+            grow = np.full(len(index) - len(self.key_series), _UNLEARNED, dtype=np.int64)
+            self.key_series = np.concatenate([self.key_series, grow])
+        sid = self.key_series[key_ids]
+        if len(sid) and sid.min() == _UNLEARNED:
+            for key_id in np.unique(key_ids[sid == _UNLEARNED]).tolist():
+                self.key_series[key_id] = self._series_id(index.key_bytes(key_id))
+            sid = self.key_series[key_ids]
+        return sid
 
     def _series_id(self, raw: bytes) -> int:
-        attrs = self.decoder.decode(raw)
-        if attrs is None:
-            return -1
+        values = self.decoder.decode(raw)
+        if values is None:
+            return _DROPPED
+        attrs: Attributes = tuple(zip(self.decoder.names, values))
         if not self.limiter.admit(self.config.name, attrs):
             attrs = OVERFLOW_ATTRIBUTES
         sid = self.series.get(attrs)
         if sid is None:
+            sid = self._new_series(attrs)
+        return sid
+
+    def _new_series(self, attrs: Attributes) -> int:
+        if self.free:
+            sid = self.free.pop()
+            self.attributes[sid] = attrs
+            self.starts[sid] = self.start_ns
+        else:
             sid = len(self.attributes)
-            self.series[attrs] = sid
             self.attributes.append(attrs)
+            self.starts.append(self.start_ns)
+            if sid >= len(self.last_seen):
+                self.last_seen = np.concatenate([self.last_seen, np.zeros_like(self.last_seen)])
+                self.seen_totals = np.concatenate([self.seen_totals, np.zeros_like(self.seen_totals)])
             if self.kind is MetricKind.SUM and sid >= len(self.values):
                 self.values = np.concatenate([self.values, np.zeros_like(self.values)])
+        self.series[attrs] = sid
+        self.last_seen[sid] = self.collection
+        self.seen_totals[sid] = 0
         return sid
+
+    def expire(self, collection: int, idle_intervals: int) -> None:
+        """Series without records for `idle_intervals` collections end: they leave the
+        cardinality budget, so a burst of one-off label values cannot keep later real ones in the
+        overflow series. A label set that comes back starts a new series (new start time)."""
+        self.collection = collection
+        n = len(self.attributes)
+        if self.kind is MetricKind.SUM:
+            totals = self.values[:n].astype(np.float64)
+        else:
+            totals = np.array([self.histograms.count(sid) for sid in range(n)], dtype=np.float64)
+        counted = totals != self.seen_totals[:n]
+        self.last_seen[:n][counted] = collection
+        self.seen_totals[:n] = totals
+        live = np.array([a is not None and a != OVERFLOW_ATTRIBUTES for a in self.attributes], dtype=bool)
+        idle = np.flatnonzero(live & (self.last_seen[:n] <= collection - idle_intervals))
+        if not idle.size:
+            return
+        for sid in idle.tolist():
+            attrs = self.attributes[sid]
+            del self.series[attrs]
+            self.limiter.release(self.config.name, attrs)
+            self.attributes[sid] = None
+            self.free.append(sid)
+        if self.kind is MetricKind.SUM:
+            self.values[idle] = 0
+        else:
+            self.histograms.reset(idle)
+        self.key_series[np.isin(self.key_series, idle)] = _UNLEARNED
 
     def add(self, sid: np.ndarray, values: np.ndarray | None, weights) -> None:
         """Add one batch: `sid` series per record, `values` the value field (None: count records),
@@ -123,6 +189,33 @@ class _MetricState:
                 amount = amount * _int_weights(weights)
             np.add.at(self.values, sid, amount)
 
+    def value_drops(self, values: np.ndarray | None, weights) -> list[tuple[str, np.ndarray]]:
+        """(reason, mask) of records whose value a counter cannot take.
+
+        A counter only grows and its sums are int64: a negative value, or one that times its
+        sample rate reaches 2^63, would corrupt it. Histograms take any value (non-finite ones
+        are counted by `ExponentialHistograms`).
+        """
+        if self.kind is not MetricKind.SUM or values is None or not len(values):
+            return []
+        largest = float(values.max()) * (1.0 if weights is None else float(np.max(weights)))
+        if largest < _INT64_LIMIT and (values.dtype.kind != "i" or values.min() >= 0):
+            return []  # the common batch: two reductions, no per-record masks
+        drops = []
+        if values.dtype.kind == "i":
+            drops.append(("negative_value", values < 0))
+        rate = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
+        drops.append(("value_too_large", values.astype(np.float64) * rate >= _INT64_LIMIT))
+        return [(reason, mask) for reason, mask in drops if mask.any()]
+
+
+_INT64_LIMIT = float(1 << 63)
+
+
+def _histogram_kind(config, default_aggregation: str) -> MetricKind:
+    explicit = effective_aggregation(config.aggregation, default_aggregation) == "explicit"
+    return MetricKind.HISTOGRAM if explicit else MetricKind.EXPONENTIAL_HISTOGRAM
+
 
 def _int_weights(weights):
     """Histograms count whole events: a fractional sample rate is rounded (numbers only; a rate
@@ -135,6 +228,7 @@ class _Snapshot:
     events: int
     lost: int
     skipped: int
+    dropped: dict
     metrics: list
 
 
@@ -142,11 +236,15 @@ class StreamAggregator:
     """Aggregates one stream's records as its config says.
 
     `program` names the BPF program (the `otelbpf.program` attribute of the self metrics);
-    `start_ns` is the start time of every cumulative point (default: now).
+    `start_ns` (default: now) is the start time of the self metrics and of series created before
+    the first collection; a series created later starts at the collection before it (it had
+    nothing until then). `default_aggregation` is what a histogram left at "auto" becomes ("auto"
+    keeps it exponential).
     """
 
     def __init__(self, config, *, program: str, start_ns: int | None = None,
-                 default_cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT, max_label_keys: int = 1 << 16):
+                 default_cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT, max_label_keys: int = 1 << 16,
+                 default_aggregation: str = "auto"):
         self.config = config
         self.name = config.map
         self.program = program
@@ -158,9 +256,10 @@ class StreamAggregator:
         self._rate_field = rate if isinstance(rate, str) else None
         self._rate = None if isinstance(rate, str) or rate == 1 else rate
         integral = self._rate is None or float(self._rate).is_integer()
-        self._metrics = [_MetricState(c, MetricKind.SUM, self.layout, limiter, integral) for c in config.counters]
-        self._metrics += [_MetricState(h, MetricKind.EXPONENTIAL_HISTOGRAM, self.layout, limiter, integral)
-                          for h in config.histograms]
+        self._metrics = [_MetricState(c, MetricKind.SUM, self.layout, limiter, integral, self.start_ns)
+                         for c in config.counters]
+        self._metrics += [_MetricState(h, _histogram_kind(h, default_aggregation), self.layout, limiter,
+                                       integral, self.start_ns) for h in config.histograms]
         self._indexes: dict[tuple[str, ...], KeyIndex] = {}
         for m in self._metrics:
             if m.label_fields not in self._indexes:
@@ -171,6 +270,9 @@ class StreamAggregator:
         self.events = 0
         self.lost = 0
         self.skipped = 0
+        self.dropped: dict[str, int] = {}  # reason → records skipped (for one metric or all)
+        self._drops_reported: set[str] = set()
+        self.collections = 0  # completed collections: the clock of `idle_intervals`
         self._short_lengths_reported: set[int] = set()
 
     # -- drain side ---------------------------------------------------------------------------------
@@ -191,6 +293,13 @@ class StreamAggregator:
             with self._lock:
                 self.lost += int(count)
 
+    def add_dropped(self, reason: str, count: int) -> None:
+        """Records read but not aggregated (the stream is down): counted in otelbpf.stream.dropped."""
+        if count:
+            with self._lock:
+                self.events += int(count)
+                self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
     def _skip(self, batch: RecordBatch, short: int) -> None:
         self.skipped += short
         self.events += short  # consumed all the same
@@ -206,17 +315,24 @@ class StreamAggregator:
             )
 
     def _aggregate(self, records: np.ndarray) -> None:
-        weights = self._weights(records)
+        weights, keep = self._weights(records)
+        if keep is not None:
+            records = records[keep]
+            weights = weights[keep]
+            if not len(records):
+                return
         key_ids: dict[tuple[str, ...], np.ndarray] = {}
         for fields, index in self._indexes.items():
             key_ids[fields] = index.lookup(index.pack(records, list(fields)))
         for m in self._metrics:
             index = self._indexes[m.label_fields]
-            m.learn_keys(index)
-            sid = m.key_series[key_ids[m.label_fields]]
+            sid = m.series_ids(index, key_ids[m.label_fields])
             values = None if m.value_field is None else records[m.value_field]
             w = weights
             keep = sid >= 0
+            for reason, bad in m.value_drops(values, w):
+                self._drop(reason, bad & keep)
+                keep &= ~bad
             if not keep.all():
                 sid = sid[keep]
                 values = None if values is None else values[keep]
@@ -225,37 +341,76 @@ class StreamAggregator:
                 m.add(sid, values, w)
 
     def _weights(self, records: np.ndarray):
-        """None (every record is one event), a number, or one int64 weight per record (0 counts as 1)."""
-        if self._rate_field is not None:
-            w = records[self._rate_field].astype(np.int64)
-            w[w == 0] = 1
-            return w
-        return self._rate
+        """(weights, records to keep or None).
+
+        Weights are None (every record is one event), a number, or one int64 per record. A rate
+        field must hold 1 .. 2^63-1: a zero, negative or larger rate cannot be a sampling rate
+        (an uninitialised or corrupt field), so those records are skipped and counted in
+        `otelbpf.stream.dropped{reason}` rather than guessed at.
+        """
+        if self._rate_field is None:
+            return self._rate, None
+        raw = records[self._rate_field]
+        bad = [("sample_rate_zero", raw == 0)]
+        if raw.dtype.kind == "i":
+            bad.append(("sample_rate_negative", raw < 0))
+        elif raw.dtype.itemsize == 8:
+            bad.append(("sample_rate_too_large", raw >= np.uint64(1 << 63)))
+        keep = None
+        for reason, mask in bad:
+            if mask.any():
+                self._drop(reason, mask)
+                keep = ~mask if keep is None else keep & ~mask
+        return raw.astype(np.int64), keep
+
+    def _drop(self, reason: str, mask: np.ndarray) -> None:
+        n = int(np.count_nonzero(mask))
+        if not n:
+            return
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        if reason not in self._drops_reported:
+            self._drops_reported.add(reason)
+            log.warning(
+                "stream %s of program %s: records with %s are skipped and counted in "
+                "otelbpf.stream.dropped{reason=%s} (fix: check what the BPF program writes into the field)",
+                self.name, self.program, reason.replace("_", " "), reason)
 
     # -- export side ----------------------------------------------------------------------------------
 
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self, now_ns: int | None = None) -> _Snapshot:
+        """A copy of the state. With `now_ns` it is a collection: idle series expire first, and
+        series created from now on start at `now_ns`."""
         with self._lock:
+            if now_ns is not None:
+                self.collections += 1
+                for m in self._metrics:
+                    m.expire(self.collections, self.config.idle_intervals)
+                    m.start_ns = max(m.start_ns, now_ns)
             metrics = []
             for m in self._metrics:
                 state = m.values[:len(m.attributes)].copy() if m.kind is MetricKind.SUM else m.histograms.copy()
-                metrics.append((m, list(m.attributes), state))
-            return _Snapshot(self.events, self.lost, self.skipped, metrics)
+                metrics.append((m, list(m.attributes), list(m.starts), state))
+            dropped = dict(self.dropped)
+            nonfinite = sum(m.histograms.dropped_nonfinite for m in self._metrics if m.kind is not MetricKind.SUM)
+            if nonfinite:
+                dropped["non_finite_value"] = nonfinite
+            return _Snapshot(self.events, self.lost, self.skipped, dropped, metrics)
 
     def collect(self, now_ns: int, *, extra_lost: int = 0) -> list[Metric]:
         """Cumulative metrics: the configured counters and histograms, then the stream self metrics.
 
         `extra_lost` adds losses counted elsewhere (ring buffer reserve failures from `<map>_drops`).
         """
-        snap = self.snapshot()
-        start = self.start_ns
+        snap = self.snapshot(now_ns)
         out: list[Metric] = []
-        for m, attributes, state in snap.metrics:
+        for m, attributes, starts, state in snap.metrics:
             c = m.config
             if m.kind is MetricKind.SUM:
-                points = tuple(NumberPoint(a, _number(v), now_ns, start) for a, v in zip(attributes, state.tolist()))
+                points = tuple(NumberPoint(a, v, now_ns, t0)
+                               for a, v, t0 in zip(attributes, state.tolist(), starts) if a is not None)
             else:
-                points = tuple(state.point(i, a, start, now_ns) for i, a in enumerate(attributes))
+                points = tuple(state.point(i, a, t0, now_ns)
+                               for i, (a, t0) in enumerate(zip(attributes, starts)) if a is not None)
             out.append(Metric(c.name, c.help, c.unit, m.kind, points))
         out.append(self._self_counter("otelbpf.stream.events", "Records read from the stream.", snap.events, now_ns))
         out.append(self._self_counter(
@@ -264,15 +419,17 @@ class StreamAggregator:
         out.append(self._self_counter(
             "otelbpf.stream.skipped", "Records skipped because they are shorter than the configured fields.",
             snap.skipped, now_ns))
+        if snap.dropped:
+            points = tuple(NumberPoint(self.self_attributes + (("reason", reason),), count, now_ns, self.start_ns)
+                           for reason, count in sorted(snap.dropped.items()))
+            out.append(Metric("otelbpf.stream.dropped",
+                              "Records skipped for a metric because a value or sample rate is out of range.",
+                              "{record}", MetricKind.SUM, points))
         return out
 
     def _self_counter(self, name: str, help: str, value: int, now_ns: int) -> Metric:
         point = NumberPoint(self.self_attributes, int(value), now_ns, self.start_ns)
         return Metric(name, help, "{record}", MetricKind.SUM, (point,))
-
-
-def _number(v: float) -> int | float:
-    return int(v) if float(v).is_integer() else v
 
 
 def gauge(name: str, help: str, unit: str, attributes: Attributes, value: int | float, now_ns: int) -> Metric:

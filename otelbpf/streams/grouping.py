@@ -21,8 +21,8 @@ _DENSE_LIMIT = 1 << 16
 class KeyIndex:
     """Ids for raw label keys of `key_size` bytes; at most `max_keys` remembered (then it resets).
 
-    `new_keys` after each `lookup` lists the raw bytes of ids created by that call, in id order,
-    so the caller can decode each new key exactly once.
+    Ids are 0, 1, 2, ... in order of first sight; `key_bytes(id)` gives a key's raw bytes back,
+    so the caller decodes each key once, when it first meets its id.
     """
 
     def __init__(self, key_size: int, max_keys: int = 1 << 16):
@@ -48,6 +48,10 @@ class KeyIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def key_bytes(self, key_id: int) -> bytes:
+        """The raw label bytes of `key_id` (ids are rows of `_keys`, in creation order)."""
+        return self._keys[key_id].tobytes()[: self.key_size]
 
     def pack(self, records: np.ndarray, fields: list[str]) -> np.ndarray:
         """The label fields of every record → (n, words) uint64 key words, zero padded.
@@ -105,7 +109,6 @@ class KeyIndex:
 
     def lookup(self, words: np.ndarray) -> np.ndarray:
         """The id (int64) of every record's key; `words` as returned by `pack`."""
-        self.new_keys: list[bytes] = []
         n = len(words)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
@@ -143,7 +146,6 @@ class KeyIndex:
             if key_id is None:
                 key_id = len(self._ids)
                 self._ids[raw] = key_id
-                self.new_keys.append(raw[: self.key_size])
                 fresh.append(j)
             new_ids[j] = key_id
         if fresh:

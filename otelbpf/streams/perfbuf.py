@@ -18,9 +18,9 @@ the readable region is copied out in (at most) two pieces before walking it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import mmap
 import os
-import select
 import struct
 
 import numpy as np
@@ -42,6 +42,8 @@ _DATA_OFFSET = 1040
 _PAGE = mmap.PAGESIZE
 _U64 = np.dtype("<u8")
 _SAMPLE_HEADER = 12  # perf_event_header + u32 raw_size
+
+log = logging.getLogger(__name__)
 
 
 
@@ -106,7 +108,7 @@ class PerfBufferReader:
     `pages_per_cpu` must be a power of two. `wakeup_events` = samples per wake-up (1 wakes the
     reader for every sample, as libbpf does); with `wakeup_bytes` set instead, the kernel wakes the
     reader when that many bytes are waiting (a watermark), which costs fewer wake-ups under load.
-    The drain loop must still poll with a timeout so that a quiet tail below the watermark is read.
+    Whoever polls `filenos()` must still use a timeout so that a quiet tail below the watermark is read.
     """
 
     def __init__(self, bpf_map, pages_per_cpu: int = 64, *, wakeup_events: int = 1,
@@ -116,26 +118,60 @@ class PerfBufferReader:
         self.map = bpf_map
         self.name = bpf_map.name
         self.lost = 0  # samples the kernel could not write (PERF_RECORD_LOST), since open
-        self.records_read = 0
+        self._pages = pages_per_cpu
+        self._wakeup = (wakeup_events, wakeup_bytes)
         self._rings: list[_CpuRing] = []
-        self._epoll = select.epoll()
+        self._closed = False
         try:
             for cpu in cpus if cpus is not None else online_cpus():
-                if cpu >= bpf_map.max_entries:
-                    continue  # the map has no slot for it; bpf_perf_event_output there returns -E2BIG
-                fd = open_bpf_output(cpu, wakeup_events=wakeup_events, wakeup_bytes=wakeup_bytes)
-                try:
-                    ring = _CpuRing(cpu, fd, pages_per_cpu)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._rings.append(ring)
-                bpf_map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
-                fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
-                self._epoll.register(fd, select.EPOLLIN)
+                self._open_cpu(cpu)
         except BaseException:
             self.close()
             raise
+
+    def _open_cpu(self, cpu: int) -> int | None:
+        """Open, map and enable the ring of `cpu` and point the map's slot at it; its fd."""
+        if cpu >= self.map.max_entries:
+            return None  # the map has no slot for it; bpf_perf_event_output there returns -E2BIG
+        fd = open_bpf_output(cpu, wakeup_events=self._wakeup[0], wakeup_bytes=self._wakeup[1])
+        try:
+            ring = _CpuRing(cpu, fd, self._pages)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self.map.update(struct.pack("<I", cpu), struct.pack("<I", fd))
+            fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+        except BaseException:
+            ring.close()
+            raise
+        self._rings.append(ring)
+        return fd
+
+    def track_online_cpus(self) -> list[int]:
+        """Follow CPU hotplug; the fds of new rings, for the caller's epoll set.
+
+        A CPU that came online since the reader opened gets a ring (without one, every sample
+        written there is lost). A CPU that went offline and came back has its event switched off
+        by the kernel, which stays off until enabled again (kernel/events/core.c,
+        perf_event_exit_cpu), so every online CPU's event is enabled again: a no-op for one that
+        is on. A CPU whose ring cannot be opened now is logged and tried again at the next call;
+        the other rings keep working."""
+        online = online_cpus()
+        have = {r.cpu: r for r in self._rings}
+        fds = []
+        for cpu in online:
+            if cpu in have:
+                fcntl.ioctl(have[cpu].fd, PERF_EVENT_IOC_ENABLE, 0)
+                continue
+            try:
+                fd = self._open_cpu(cpu)
+            except OSError as e:
+                log.warning("perf buffer %s: no ring for cpu %d, which came online: %s", self.name, cpu, e)
+                continue
+            if fd is not None:
+                fds.append(fd)
+        return fds
 
     def filenos(self) -> list[int]:
         """The fds to put in an epoll set: one perf event per CPU."""
@@ -160,9 +196,7 @@ class PerfBufferReader:
             ring.release(head)
         if not batches:
             return RecordBatch.empty()
-        batch = batches[0] if len(batches) == 1 else _concat(batches)
-        self.records_read += len(batch)
-        return batch
+        return batches[0] if len(batches) == 1 else _concat(batches)
 
     def _parse(self, buf: np.ndarray) -> RecordBatch:
         """Walk one CPU's copied region: runs of same-size samples are checked in one vectorised step."""
@@ -189,23 +223,22 @@ class PerfBufferReader:
         seg[:, 0] += _SAMPLE_HEADER
         return RecordBatch.from_runs(buf, seg[:, :3], seg[:, 3])
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return bool(self._epoll.poll(-1 if timeout is None else timeout))
-
     @property
     def closed(self) -> bool:
-        return self._epoll.closed
+        return self._closed
 
-    def close(self) -> None:
+    def close(self, *, clear_map: bool = True) -> None:
+        """Unmap and close every ring; `clear_map=False` leaves the map's slots alone (a new reader
+        of the same map has taken them over)."""
         for ring in self._rings:
-            try:
-                self.map.delete(struct.pack("<I", ring.cpu))
-            except (OSError, ValueError):
-                pass  # the map may already be gone with its object
+            if clear_map:
+                try:
+                    self.map.delete(struct.pack("<I", ring.cpu))
+                except (OSError, ValueError):
+                    pass  # the map may already be gone with its object
             ring.close()
         self._rings = []
-        if not self._epoll.closed:
-            self._epoll.close()
+        self._closed = True
 
     def __enter__(self) -> PerfBufferReader:
         return self

@@ -47,7 +47,8 @@ class RecordBatch:
         return cls(data, offsets, np.repeat(np.asarray(lengths, dtype=np.int64), counts))
 
     def payloads(self) -> list[bytes]:
-        """Each payload as bytes: for tests and debugging, not for the hot path."""
+        """Each payload as bytes, for consumers that handle records one by one (span records:
+        modest volume, each becomes an SDK span)."""
         return [self.data[o:o + n].tobytes() for o, n in zip(self.offsets.tolist(), self.lengths.tolist())]
 
     def view(self, layout: RecordLayout) -> tuple[np.ndarray, int]:

@@ -16,7 +16,6 @@ fall back to one header at a time.
 from __future__ import annotations
 
 import mmap
-import select
 import struct
 
 import numpy as np
@@ -37,7 +36,7 @@ class RingBufferReader:
     """Reads committed records of one ring buffer map; `read()` returns them as one RecordBatch.
 
     `bpf_map` is an otelbpf.kernel.maps.BpfMap (anything with fd, name, max_entries). The reader
-    does not own the map fd. `read()` and `wait()` must be called from one thread at a time, and a
+    does not own the map fd. `read()` must be called from one thread at a time, and a
     batch is valid until the next `read()` (its buffer is reused): aggregate it before reading on.
     """
 
@@ -64,16 +63,15 @@ class RingBufferReader:
         self._prod = np.frombuffer(self._prod_mm, dtype=np.uint64, count=1)
         # Data area (twice) as a flat byte array; index 0 is the data start.
         self._data = np.frombuffer(self._prod_mm, dtype=np.uint8, offset=_PAGE)
-        self._epoll = select.epoll()
-        self._epoll.register(fd, select.EPOLLIN)
         self._buf = np.empty(0, dtype=np.uint8)
-        self.records_read = 0
         # The kernel cannot tell a ring buffer reader about records it failed to reserve; programs
         # count those themselves (OTELBPF_RINGBUF_RESERVE → <map>_drops, read by StreamSource).
         self.lost = 0
 
     def filenos(self) -> list[int]:
-        """The fds to put in an epoll set (the map fd): readable when records are available."""
+        """The fds to put in an epoll set (the map fd): readable when records are available. The
+        kernel wakes a reader only once it has consumed everything, so poll only after a `read()`
+        that returned an empty batch."""
         return [self.map.fd]
 
     def available(self) -> int:
@@ -97,9 +95,7 @@ class RingBufferReader:
         np.copyto(data, self._data[start:stop])
         load_fence()  # payload copy before the consumer position store (release)
         self._cons[0] = cons + (stop - start)
-        batch = _batch_from_segments(data, segments, start)
-        self.records_read += len(batch)
-        return batch
+        return _batch_from_segments(data, segments, start)
 
     def _scratch(self, n: int) -> np.ndarray:
         """A reused copy buffer: a fresh multi-MiB allocation per read costs a page fault per 4 KiB."""
@@ -129,14 +125,6 @@ class RingBufferReader:
         # records lie wholly below producer_pos), so the copy may run a little past the batch limit.
         return segments, p
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Sleep until the kernel signals data (True) or the timeout passes (False).
-
-        The kernel only wakes a reader that has consumed everything, so call this only after a
-        `read()` that returned an empty batch.
-        """
-        return bool(self._epoll.poll(-1 if timeout is None else timeout))
-
     @property
     def closed(self) -> bool:
         return self._cons_mm.closed
@@ -144,7 +132,6 @@ class RingBufferReader:
     def close(self) -> None:
         if self.closed:
             return
-        self._epoll.close()
         del self._cons, self._prod, self._data
         self._cons_mm.close()
         self._prod_mm.close()

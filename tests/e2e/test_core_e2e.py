@@ -41,10 +41,10 @@ def test_http_exact_counts_in_victoria_metrics(tmp_path, bpf_build, victoria_met
         assert agent.count_events("flushed") >= 2
 
     sel = f'test_run="{run_id}"'
-    getpid = victoria_metrics.query(f'syscalls_count_total{{syscall="getpid",{sel}}}')
+    getpid = victoria_metrics.query(f'syscalls_total{{syscall="getpid",{sel}}}')
     assert [s.value for s in getpid] == [GETPIDS]
     # The filter holds: the child made no other syscall than the ones its loop and pipe need.
-    assert victoria_metrics.query(f'syscalls_count_total{{syscall="execve",{sel}}}') == []
+    assert victoria_metrics.query(f'syscalls_total{{syscall="execve",{sel}}}') == []
 
     exported = victoria_metrics.query(f"sum(bio_latency_microseconds_count{{{sel}}})")
     kernel_total = kernel_histogram_total(pin_dir)
@@ -70,11 +70,11 @@ def test_grpc_exact_counts(tmp_path, bpf_build, grpc_receiver, pin_dir):
             child.getpid(777)
             assert agent.stop() == 0
 
-    getpid = grpc_points(grpc_receiver.received[-1:], "syscalls.count", syscall="getpid")
+    getpid = grpc_points(grpc_receiver.received[-1:], "syscalls", syscall="getpid")
     assert [dp.as_int for dp in getpid] == [777]
     last = grpc_receiver.received[-1].request
     assert all(m.sum.is_monotonic for rm in last.resource_metrics for sm in rm.scope_metrics
-               for m in sm.metrics if m.name == "syscalls.count")
+               for m in sm.metrics if m.name == "syscalls")
 
 
 def test_console_without_endpoint_shows_metrics(tmp_path, bpf_build, pin_dir):
@@ -86,4 +86,4 @@ def test_console_without_endpoint_shows_metrics(tmp_path, bpf_build, pin_dir):
             child.getpid(42)
             assert agent.stop() == 0
     text = "".join(agent.stdout_lines)
-    assert re.search(r"^\s*syscalls\.count\{syscall=getpid\} 42 \{call\}$", text, re.M), text[-2000:]
+    assert re.search(r"^\s*syscalls\{syscall=getpid\} 42 \{call\}$", text, re.M), text[-2000:]

@@ -57,28 +57,30 @@ def test_streams_and_health_reach_victoria_metrics(tmp_path, bpf_build, victoria
         assert agent.stop() == 0
 
     sel = f'test_run="{run_id}"'
-    execs = victoria_metrics.query(f'execsnoop_execs_total{{command="{exec_name}",{sel}}}')
+    execs = victoria_metrics.query(f'execsnoop_execs_total{{process_executable_name="{exec_name}",{sel}}}')
     assert [s.value for s in execs] == [EXECS]
     with open("/proc/self/comm") as f:
         assert execs[0].labels["parent_command"] == f.read().strip()  # this test process ran them
     sigs = victoria_metrics.query(
-        f'signals_generated_total{{command="{sig_name}",signal="SIGWINCH",{sel}}}')
+        f'signals_generated_total{{process_executable_name="{sig_name}",signal="SIGWINCH",{sel}}}')
     assert [s.value for s in sigs] == [SIGNALS]
     # SIGKILL from the cleanup is one more signal to the same process, under its own label.
     assert victoria_metrics.query(
-        f'signals_generated_total{{command="{sig_name}",signal="SIGKILL",{sel}}}')[0].value == 1
+        f'signals_generated_total{{process_executable_name="{sig_name}",signal="SIGKILL",{sel}}}')[0].value == 1
 
     lost = victoria_metrics.query(f"otelbpf_stream_lost_total{{{sel}}}")
     assert lost and all(s.value == 0 for s in lost)
     events = victoria_metrics.query(f'otelbpf_stream_events_total{{otelbpf_stream="exec_events",{sel}}}')
     assert events and events[0].value >= EXECS
+    up = victoria_metrics.query(f"otelbpf_stream_up{{{sel}}}")
+    assert sorted((s.labels["otelbpf_stream"], s.value) for s in up) == [("exec_events", 1), ("signal_events", 1)]
 
     # Host BPF health covers our own maps and programs like any other.
-    ring = victoria_metrics.query(f'bpf_ringbuf_size_bytes{{bpf_map_name="exec_events",{sel}}}')
+    ring = victoria_metrics.query(f'bpf_ringbuf_limit_bytes{{bpf_map_name="exec_events",{sel}}}')
     assert ring and ring[0].value > 0
-    hist = victoria_metrics.query(f'bpf_map_max_entries{{bpf_map_name="signal_events",{sel}}}')
+    hist = victoria_metrics.query(f'bpf_map_entry_limit{{bpf_map_name="signal_events",{sel}}}')
     assert hist, "perf event array missing from map pressure"
-    runs = victoria_metrics.query(f'bpf_program_run_count_total{{bpf_program_name="execsnoop",{sel}}}')
+    runs = victoria_metrics.query(f'bpf_program_runs_total{{bpf_program_name="execsnoop",{sel}}}')
     assert runs and runs[0].value >= EXECS
     attached = victoria_metrics.query(f"otelbpf_program_attached{{{sel}}}")
     assert {s.labels["bpf_program_name"]: s.value for s in attached} == {"execsnoop": 1, "signals": 1}

@@ -128,6 +128,14 @@ def test_numpy_values_and_attributes():
     assert [kv.value.WhichOneof("value") for kv in dp.attributes] == ["int_value", "bool_value"]
 
 
+def test_array_attributes_are_otlp_arrays():
+    point = NumberPoint((("bpf.map.programs", ("sys_enter", "sys_exit")),), 1, T1)
+    dp = only_metric(roundtrip(Metric("n", "", "", MetricKind.GAUGE, (point,)))).gauge.data_points[0]
+    (kv,) = dp.attributes
+    assert kv.value.WhichOneof("value") == "array_value"
+    assert [v.string_value for v in kv.value.array_value.values] == ["sys_enter", "sys_exit"]
+
+
 def test_unsupported_attribute_type_is_an_error():
     with pytest.raises(TypeError, match="unsupported"):
         encode_value(b"bytes")

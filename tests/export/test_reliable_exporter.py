@@ -179,6 +179,7 @@ def test_self_metrics_shape():
     assert set(metrics) == {
         "otelbpf.export.requests", "otelbpf.export.failures", "otelbpf.export.retries",
         "otelbpf.export.data_points", "otelbpf.export.duration", "otelbpf.export.rejected_points",
+        "otelbpf.export.ambiguous",
     }
     duration = metrics["otelbpf.export.duration"]
     assert duration.unit == "s" and duration.kind is MetricKind.HISTOGRAM

@@ -57,8 +57,8 @@ def by_name(metrics):
 def test_unmeasurable_map_has_no_count_points():
     obs = MapObservation(id=7, name="lpm", type="lpm_trie", max_entries=100, count_method=CountMethod.NONE, memory=0)
     metrics = by_name(map_metrics([obs], 0.7, 0.9, 123))
-    assert set(metrics) == {"bpf.map.max_entries", "bpf.map.memory"}
-    assert metrics["bpf.map.memory"].points[0].value == 0  # the kernel's own number, even 0
+    assert set(metrics) == {"bpf.map.entry.limit", "bpf.map.memory.usage"}
+    assert metrics["bpf.map.memory.usage"].points[0].value == 0  # the kernel's own number, even 0
     assert all(m.kind is MetricKind.GAUGE for m in metrics.values())
 
 
@@ -67,9 +67,9 @@ def test_prealloc_array_is_full_but_never_under_pressure():
         id=1, name="a", type="array", max_entries=8, count_method=CountMethod.MAX_ENTRIES, entries=8
     )
     metrics = by_name(map_metrics([obs], 0.7, 0.9, 1))
-    assert metrics["bpf.map.utilization"].points[0].value == 1.0
+    assert metrics["bpf.map.entry.utilization"].points[0].value == 1.0
     assert metrics["bpf.map.pressure.level"].points[0].value == 0
-    assert ("bpf.map.prealloc_full", True) in metrics["bpf.map.entries"].points[0].attributes
+    assert ("bpf.map.prealloc_full", True) in metrics["bpf.map.entry.usage"].points[0].attributes
 
 
 def test_ringbuf_observation():
@@ -77,11 +77,11 @@ def test_ringbuf_observation():
         id=3, name="rb", type="ringbuf", max_entries=4096, count_method=CountMethod.RINGBUF, ringbuf_used=3900
     )
     metrics = by_name(map_metrics([obs], 0.7, 0.9, 1))
-    assert "bpf.map.entries" not in metrics
-    assert metrics["bpf.ringbuf.used"].points[0].value == 3900
-    assert metrics["bpf.ringbuf.size"].points[0].value == 4096
+    assert "bpf.map.entry.usage" not in metrics
+    assert metrics["bpf.ringbuf.usage"].points[0].value == 3900
+    assert metrics["bpf.ringbuf.limit"].points[0].value == 4096
     assert metrics["bpf.map.pressure.level"].points[0].value == 2
-    assert metrics["bpf.ringbuf.used"].unit == "By"
+    assert metrics["bpf.ringbuf.usage"].unit == "By"
 
 
 def test_racy_kfunc_sum_is_clamped_in_utilization():
@@ -103,7 +103,7 @@ def test_attributes_and_owners():
         "bpf.map.type": "hash",
         "bpf.map.count_method": "kfunc",
         "bpf.map.prealloc_full": False,
-        "bpf.map.programs": "a_prog,b_prog",
+        "bpf.map.programs": ("a_prog", "b_prog"),  # an array attribute, not a joined string
     }
 
 

@@ -91,11 +91,11 @@ def check_query(expr: str) -> None:
 
 
 def test_prometheus_names():
-    assert prometheus_name("bpf.map.utilization", "1", "gauge") == "bpf_map_utilization_ratio"
-    assert prometheus_name("bpf.program.run.time", "ns", "counter") == "bpf_program_run_time_nanoseconds_total"
-    assert prometheus_name("bpf.program.runs_per_second", "{run}/s", "gauge") == "bpf_program_runs_per_second"
-    assert prometheus_name("bpf.map.entries", "{entry}", "gauge") == "bpf_map_entries"
-    assert "bpf_map_pressure_level" in EXPORTED and "bpf_ringbuf_used_bytes" in EXPORTED
+    assert prometheus_name("bpf.map.entry.utilization", "1", "gauge") == "bpf_map_entry_utilization_ratio"
+    assert prometheus_name("bpf.program.run.time", "s", "counter") == "bpf_program_run_time_seconds_total"
+    assert prometheus_name("bpf.program.run.rate", "{run}/s", "gauge") == "bpf_program_run_rate_per_second"
+    assert prometheus_name("bpf.map.entry.usage", "{entry}", "gauge") == "bpf_map_entry_usage"
+    assert "bpf_map_pressure_level" in EXPORTED and "bpf_ringbuf_usage_bytes" in EXPORTED
 
 
 # --- dashboard ----------------------------------------------------------------------------------
@@ -191,5 +191,5 @@ def test_alert_rules():
             allowed = set().union(*(EXPORTED[m] for m in metrics)) | RESOURCE_LABELS
             assert used <= allowed, (name, used - allowed)
     assert "> 0.01" in rules["BpfProgramCpuShareHigh"]["expr"]
-    assert "> 1000" in rules["BpfProgramAverageRunTimeHigh"]["expr"]
+    assert "> 0.000001" in rules["BpfProgramAverageRunTimeHigh"]["expr"]  # 1 µs
     assert "> 100000" in rules["BpfProgramRunRateHigh"]["expr"]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from otelbpf.health.program_stats import ProgramStats
+from otelbpf.kernel.features import probe
 from otelbpf.kernel.object import BpfObject
 
 from .conftest import points_by, program_stats_config
@@ -32,7 +33,9 @@ def test_run_count_grows_by_exactly_the_runs(tracepoint):
     obj, link, prog_id = tracepoint
     stats = ProgramStats(program_stats_config())
     try:
-        assert stats.stats.method == "bpf_enable_stats"
+        # BPF_ENABLE_STATS where the kernel has it, else the sysctl (checked against the probe,
+        # itself checked against the real command in tests/kernel/test_features.py)
+        assert stats.stats.method == ("bpf_enable_stats" if probe().enable_stats else "sysctl")
         t0 = time.time_ns()
         first = points_by(stats.collect(t0), "bpf.program.id")
         for _ in range(RUNS):
@@ -41,16 +44,19 @@ def test_run_count_grows_by_exactly_the_runs(tracepoint):
     finally:
         stats.close()
 
-    count0, count1 = first["bpf.program.run.count"][prog_id], second["bpf.program.run.count"][prog_id]
+    count0, count1 = first["bpf.program.runs"][prog_id], second["bpf.program.runs"][prog_id]
     assert count1.value - count0.value == RUNS
     time0, time1 = first["bpf.program.run.time"][prog_id], second["bpf.program.run.time"][prog_id]
     assert time1.value > time0.value
-    assert second["bpf.program.run.average_time"][prog_id].value == (time1.value - time0.value) / RUNS
+    # Seconds now, from the kernel's ns: the same interval, to within the doubles' rounding.
+    assert second["bpf.program.run.average_time"][prog_id].value == pytest.approx((time1.value - time0.value) / RUNS,
+                                                                                  rel=1e-9)
+    assert second["bpf.program.run.average_time"][prog_id].value < 1e-3  # seconds, not ns
     assert 0 < second["bpf.program.cpu.utilization"][prog_id].value < 1
-    assert second["bpf.program.runs_per_second"][prog_id].value > 0
+    assert second["bpf.program.run.rate"][prog_id].value > 0
     assert second["bpf.program.recursion.misses"][prog_id].value == 0
     # No interval yet at the first sight of a program: no rates.
-    assert prog_id not in first.get("bpf.program.runs_per_second", {})
+    assert prog_id not in first.get("bpf.program.run.rate", {})
 
     # Cumulative series start at the program's load time, and keep that start.
     assert count0.start_time_ns == count1.start_time_ns == time1.start_time_ns
@@ -68,7 +74,7 @@ def test_unloaded_programs_stop_being_exported(bpf_build):
         obj.load()
         link = obj.attach("health_tp")
         prog_id = obj.programs["health_tp"].id
-        assert prog_id in points_by(stats.collect(time.time_ns()), "bpf.program.id")["bpf.program.run.count"]
+        assert prog_id in points_by(stats.collect(time.time_ns()), "bpf.program.id")["bpf.program.runs"]
         link.close()
         obj.close()
         deadline = time.monotonic() + 10
@@ -98,3 +104,30 @@ def test_include_exclude(tracepoint):
         finally:
             stats.close()
         assert (prog_id in ids) is expected, config
+
+
+def _start_times(export, prog_id: int) -> set[int]:
+    return {dp.start_time_unix_nano for rm in export.request.resource_metrics for sm in rm.scope_metrics
+            for m in sm.metrics if m.name == "bpf.program.run.count" for dp in m.sum.data_points
+            if any(a.key == "bpf.program.id" and a.value.int_value == prog_id for a in dp.attributes)}
+
+
+def test_start_time_is_identical_across_agent_runs(tracepoint, tmp_path, grpc_receiver, pin_dir):
+    """Two runs of the agent (a restart) export the same start time for a program that stayed
+    loaded: one that moved by microseconds would read as a counter reset."""
+    from agentproc import REPO, AgentProcess, write_agent_config
+    from reliability.reliability_harness import wait_flushes
+
+    _obj, _link, prog_id = tracepoint
+    starts = []
+    for run in range(2):
+        (tmp_path / str(run)).mkdir()
+        config = write_agent_config(tmp_path / str(run), endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=[], programs_dir=REPO / "conf" / "conf.d", pin_dir=pin_dir,
+                                    builtins=True)
+        with AgentProcess(config) as agent:
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        starts.append(_start_times(grpc_receiver.received[-1], prog_id))
+    assert len(starts[0]) == 1 and starts[0] == starts[1], starts
+    assert next(iter(starts[0])) <= time.time_ns()

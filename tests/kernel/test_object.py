@@ -60,8 +60,8 @@ def test_attach_before_load_and_unknown_program(objects: Path) -> None:
 
 
 def test_pins_survive_the_isolation_reopen(objects: Path, pin_dir: Path) -> None:
-    # On this kernel on_fentry fails to load, so load() re-opens the object: the pin must still be
-    # created once and be the map the loaded programs use.
+    # Where on_fentry fails to load, load() re-opens the object: the pin must still be created
+    # once and be the map the loaded programs use.
     pin = pin_dir / "hits"
     with BpfObject.open(objects / "kernel_attach.bpf.o", pin_maps={"hits": pin}) as obj:
         obj.load()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otelbpf.config.program import load_program_config
+from otelbpf.config.program import load_program_config, parse_program_config
 from otelbpf.config.validate import validate_against_object
 from otelbpf.kernel.maps import MapType
 from otelbpf.kernel.object import BpfObject
@@ -319,6 +319,27 @@ def test_biolatency_slot_is_exp2_of_the_request_latency(load, io_target):
 # --- configs ---------------------------------------------------------------------------------
 
 
+def _documented_examples() -> dict[str, str]:
+    """docs/configuration.md's TOML examples that name a shipped program (`# conf.d/NAME.toml`)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    out = {}
+    for block in text.split("```toml\n")[1:]:
+        body = block.split("```", 1)[0]
+        first = body.splitlines()[0]
+        if first.startswith("# conf.d/"):
+            out[first.split("/", 1)[1].split(".toml", 1)[0]] = body
+    return out
+
+
+@pytest.mark.parametrize("program", ["syscalls", "biolatency"])
+def test_documented_example_matches_the_shipped_object(bpf_build, program):
+    """The examples in docs/configuration.md describe the shipped objects' key layouts."""
+    example = _documented_examples()[program]
+    config = parse_program_config(example, Path(f"{program}.toml"), bpf_build)
+    with BpfObject.open(bpf_build / f"{program}.bpf.o") as obj:
+        assert validate_against_object(config, obj.maps) == []
+
+
 @pytest.mark.parametrize("program", ["syscalls", "biolatency"])
 def test_config_describes_the_map_keys(bpf_build, program):
     """conf/conf.d/NAME.toml loads, matches the object, and its labels walk every key byte."""
@@ -343,7 +364,7 @@ def test_config_describes_the_map_keys(bpf_build, program):
 def test_biolatency_operation_names_cover_every_op():
     config = load_program_config(CONF_D / "biolatency.toml", REPO / "bpf" / "build")
     (histogram,) = config.histograms
-    operation = next(label for label in histogram.labels if label.name == "operation")
+    operation = next(label for label in histogram.labels if label.name == "disk.io.direction")
     static_map = next(d for d in operation.decoders if d.name == "static_map")
     assert {int(k): v for k, v in static_map.options["static_map"].items()} == {
         v: k for k, v in BIO_OPS.items()}

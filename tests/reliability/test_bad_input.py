@@ -102,7 +102,7 @@ def test_bad_program_is_reported_and_the_good_one_keeps_exact_counts(
     assert line["level"] == "error"
     for part in expected:
         assert part in line["error"], (part, line["error"])
-    assert [p.as_int for p in grpc_points(grpc_receiver.received, "syscalls.count",
+    assert [p.as_int for p in grpc_points(grpc_receiver.received, "syscalls",
                                           syscall="getpid")][-1] == 250
     loaded = {dp.attributes[0].value.string_value: dp.as_int
               for dp in gauge_points(grpc_receiver.received[-1], "otelbpf.program.loaded")}
@@ -150,7 +150,7 @@ def test_kprobe_and_fentry_on_a_kernel_without_them(tmp_path, bpf_build, grpc_re
     assert attached["on_tracepoint"] == 1 and attached["on_missing"] == 0
     assert all(attached[name] == 0 for name in reasons)
     # The good program beside it is untouched: raw_tp/tp_btf on sys_enter also saw our getpids.
-    assert [p.as_int for p in grpc_points(grpc_receiver.received, "syscalls.count",
+    assert [p.as_int for p in grpc_points(grpc_receiver.received, "syscalls",
                                           syscall="getpid")][-1] == 99
 
 

@@ -1,6 +1,6 @@
 """Limits: a map with more series than [limits] cardinality exports limit - 1 series of its own plus
 one otel.metric.overflow=true series holding the rest (nothing is lost); a tiny label cache still
-decodes every key right; the agent exports its own footprint as otelbpf.agent.*."""
+decodes every key right; the agent exports its own footprint as process.* metrics."""
 
 from __future__ import annotations
 
@@ -83,9 +83,13 @@ def test_cardinality_limit_folds_extra_series_into_overflow(tmp_path, bpf_build,
     assert not [e for e in agent.logs if e.get("event") == "cannot read metric"]
 
     # The agent's own footprint is exported with the data.
-    rss = metric_points(grpc_receiver.received[-1], "otelbpf.agent.memory.rss")
-    cpu = metric_points(grpc_receiver.received[-1], "otelbpf.agent.cpu.time")
-    share = metric_points(grpc_receiver.received[-1], "otelbpf.agent.cpu.utilization")
+    rss = metric_points(grpc_receiver.received[-1], "process.memory.usage")
+    cpu = metric_points(grpc_receiver.received[-1], "process.cpu.time")
+    share = metric_points(grpc_receiver.received[-1], "process.cpu.utilization")
     assert rss and 10 * 2**20 < rss[0].as_int < 1 << 30
-    assert cpu and cpu[0].as_double > 0
-    assert share and 0 <= share[0].as_double < 2
+    assert {attrs(dp)["cpu.mode"] for dp in cpu} == {"user", "system"} and sum(dp.as_double for dp in cpu) > 0
+    assert {attrs(dp)["cpu.mode"] for dp in share} == {"user", "system"}
+    assert all(0 <= dp.as_double <= 1 for dp in share)  # of all the CPUs the agent may use
+    threads = metric_points(grpc_receiver.received[-1], "process.thread.count")
+    fds = metric_points(grpc_receiver.received[-1], "process.open_file_descriptor.count")
+    assert threads and threads[0].as_int >= 2 and fds and fds[0].as_int >= 3

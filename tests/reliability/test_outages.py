@@ -30,7 +30,7 @@ def test_cumulative_totals_survive_a_victoria_metrics_outage(tmp_path, bpf_build
             wait_flushes(agent, ok=True)
             child.getpid(1000)
             wait_flushes(agent, ok=True)
-            assert vm.value('syscalls_count_total{syscall="getpid"}') == 1000
+            assert vm.value('syscalls_total{syscall="getpid"}') == 1000
 
             vm.stop()
             child.getpid(200)
@@ -43,7 +43,7 @@ def test_cumulative_totals_survive_a_victoria_metrics_outage(tmp_path, bpf_build
             assert agent.stop() == 0
         no_traceback(agent)
 
-    assert vm.value('syscalls_count_total{syscall="getpid"}') == 1234
+    assert vm.value('syscalls_total{syscall="getpid"}') == 1234
     # The outage was seen, counted and exported once the backend was back.
     assert agent.count_events("export failed, retries exhausted before the deadline, data dropped") >= 3
     assert vm.value('otelbpf_export_failures_total{reason="retries_exhausted"}') >= 3
@@ -78,7 +78,7 @@ def test_delta_intervals_merge_across_grpc_outage(tmp_path, bpf_build, grpc_rece
         failed = flushes(agent, ok=False)
 
     assert failed >= 2
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     assert sum(p.as_int for p in points) == 579
     # One chain of intervals: each delta starts where the previously *exported* one ended, so
     # nothing is counted twice and no interval is missing.
@@ -94,7 +94,7 @@ def test_delta_intervals_merge_across_grpc_outage(tmp_path, bpf_build, grpc_rece
         for rm in export.request.resource_metrics:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
-                    if m.name == "syscalls.count":
+                    if m.name == "syscalls":
                         assert m.sum.aggregation_temporality == 1  # DELTA
 
 

@@ -6,17 +6,26 @@ not inherit old counts: it gets a fresh map, a new start time and a log line tha
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
 
 import pytest
-from agentproc import AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
+from agentproc import CONF_D, REPO, AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
 from reliability_harness import no_traceback, wait_flushes
 from workloads import SYS_GETPID, GetpidChild
 
+from otelbpf.agent.state import AgentState
+from otelbpf.errors import ConfigError
 from otelbpf.kernel import libbpf as lb
+from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap
 
 pytestmark = [pytest.mark.kernel, pytest.mark.backend, pytest.mark.slow]
@@ -41,7 +50,7 @@ def test_kill_9_restart_continues_the_cumulative_series_in_victoria_metrics(
                                     programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
         first = run_then_kill(config, child, 600, env)
         assert first.proc.returncode == -9
-        assert vm.value(f"syscalls_count_total{{{sel}}}") == 600
+        assert vm.value(f"syscalls_total{{{sel}}}") == 600
         with AgentProcess(config, env=env) as agent:
             started = agent.wait_event("program loaded", program="syscalls")
             child.getpid(45)
@@ -50,9 +59,9 @@ def test_kill_9_restart_continues_the_cumulative_series_in_victoria_metrics(
     assert started  # loaded from the pinned map: no "series start" line for a reused pin
     assert not [e for e in agent.logs if e.get("event") == "series start"]
     # One series (stable service.instance.id), the exact total, and no counter reset in between.
-    assert vm.value(f"syscalls_count_total{{{sel}}}") == 645
-    assert vm.value(f"resets(syscalls_count_total{{{sel}}}[1h])") == 0
-    assert len(vm.query(f"count_over_time(syscalls_count_total{{{sel}}}[1h])")) == 1
+    assert vm.value(f"syscalls_total{{{sel}}}") == 645
+    assert vm.value(f"resets(syscalls_total{{{sel}}}[1h])") == 0
+    assert len(vm.query(f"count_over_time(syscalls_total{{{sel}}}[1h])")) == 1
 
 
 def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_receiver, pin_dir):
@@ -67,9 +76,9 @@ def test_kill_9_restart_keeps_start_time_over_grpc(tmp_path, bpf_build, grpc_rec
             child.getpid(12)
             assert agent.stop() == 0
         no_traceback(agent)
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
-    old = grpc_points(grpc_receiver.received[:before], "syscalls.count", syscall="getpid")
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
+    old = grpc_points(grpc_receiver.received[:before], "syscalls", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:], "syscalls", syscall="getpid")
     assert old and new
     assert {p.start_time_unix_nano for p in points} == {old[0].start_time_unix_nano}
     assert new[-1].as_int == 312
@@ -95,7 +104,7 @@ def test_changed_key_layout_gets_a_fresh_map_and_start_time(tmp_path, bpf_build,
         config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
                                     programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
         run_then_kill(config, child, 100)
-        old = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+        old = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
         (programs / "syscalls.toml").write_text(split_label_config(child.pid))
         before = len(grpc_receiver.received)
         with AgentProcess(config) as agent:
@@ -106,7 +115,7 @@ def test_changed_key_layout_gets_a_fresh_map_and_start_time(tmp_path, bpf_build,
         no_traceback(agent)
     assert line["map"] == "syscall_counts"
     assert "layout changed" in line["reason"], line
-    new = grpc_points(grpc_receiver.received[before:], "syscalls.count",
+    new = grpc_points(grpc_receiver.received[before:], "syscalls",
                       syscall=str(SYS_GETPID), high="0")
     # Only what happened after the change: the old 100 calls are not read with the new layout.
     assert new[-1].as_int == 7
@@ -121,6 +130,7 @@ def test_pinned_map_with_another_layout_is_replaced(tmp_path, bpf_build, grpc_re
         programs = programs_dir(tmp_path, child.pid)
         config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
                                     programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
+        AgentState(pin_dir, tmp_path / "state").claim_pin_dir(config)  # pin_dir is the agent's
         (pin_dir / "syscalls").mkdir(parents=True)
         with BpfMap.create(1, 4, 16, 8, name="stale_counts") as stale:  # HASH, 16-byte values
             stale.update(SYS_GETPID.to_bytes(4, "little"), (99).to_bytes(16, "little"))
@@ -133,7 +143,7 @@ def test_pinned_map_with_another_layout_is_replaced(tmp_path, bpf_build, grpc_re
             assert agent.stop() == 0
         no_traceback(agent)
     assert line["reason"] == "replaced: type HASH -> PERCPU_HASH", line
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     assert points[-1].as_int == 5
 
 
@@ -148,9 +158,314 @@ def test_kill_9_restart_with_delta_sends_each_count_once(tmp_path, bpf_build, gr
             child.getpid(12)
             assert agent.stop() == 0
         no_traceback(agent)
-    points = grpc_points(grpc_receiver.received, "syscalls.count", syscall="getpid")
+    points = grpc_points(grpc_receiver.received, "syscalls", syscall="getpid")
     # The baseline persisted in state_dir: the restarted agent continues the chain of intervals
     # where the killed one left it, instead of re-sending everything since the series start.
     assert sum(p.as_int for p in points) == 312
     for prev, cur in itertools.pairwise(points):
         assert cur.start_time_unix_nano == prev.time_unix_nano, (prev, cur)
+
+
+def keep_attached(config) -> None:
+    config.write_text(config.read_text().replace("[state]\n", "[state]\nkeep_attached = true\n"))
+
+
+def link_ids(pin_dir) -> dict[str, int]:
+    """{BPF program: link id} of the links pinned for syscalls."""
+    ids = {}
+    for path in sorted((pin_dir / "syscalls" / "@links").iterdir()):
+        link = BpfLink.open_pinned(path, path.name)
+        try:
+            ids[path.name] = link_info_id(link.fd)
+        finally:
+            link.close()
+    return ids
+
+
+def link_info_id(fd: int) -> int:
+    info = (ctypes.c_uint32 * 16)()  # struct bpf_link_info starts: u32 type, u32 id
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    assert lb.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) == 0
+    return info[1]
+
+
+def link_alive(link_id: int) -> bool:
+    fd = lb.bpf_link_get_fd_by_id(link_id)
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+def links_gone(ids, timeout: float = 5.0) -> bool:
+    """The kernel frees an unpinned link from a work queue: give it a moment."""
+    deadline = time.monotonic() + timeout
+    while any(link_alive(i) for i in ids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_keep_attached_counts_while_the_agent_is_down(tmp_path, bpf_build, victoria_metrics,
+                                                      run_id, pin_dir):
+    """Events made while the agent is stopped (SIGTERM), killed (-9) or replaced by one with a
+    changed program are in the totals after the restart, exactly; `otelbpf detach` ends it."""
+    vm = victoria_metrics
+    sel = f'syscall="getpid",test_run="{run_id}"'
+    env = {"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}
+    with GetpidChild() as child:
+        programs = programs_dir(tmp_path, child.pid)
+        config = write_agent_config(tmp_path, endpoint=vm.otlp_http_endpoint, programs=["syscalls"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config, env=env) as agent:
+            wait_flushes(agent, ok=True)
+            child.getpid(100)
+            assert agent.stop() == 0  # SIGTERM
+        first = link_ids(pin_dir)
+        assert first  # still attached, through the pins
+        child.getpid(40)  # nobody is running: only the kernel counts
+
+        with AgentProcess(config, env=env) as agent:
+            adopted = agent.wait_event("program adopted: still attached since the previous agent")
+            child.getpid(5)
+            wait_flushes(agent, ok=True)
+            assert vm.value(f"syscalls_total{{{sel}}}") == 145
+            agent.kill()  # kill -9: nothing runs at exit
+        assert link_ids(pin_dir) == first  # the same links, never detached
+        child.getpid(30)
+
+        # A changed program (new help text): its new version replaces the pinned one at start.
+        text = (programs / "syscalls.toml").read_text()
+        (programs / "syscalls.toml").write_text(text.replace(
+            'help = "System calls entered, by system call"', 'help = "System calls (v2)"'))
+        with AgentProcess(config, env=env) as agent:
+            loaded = agent.wait_event("program loaded", program="syscalls")
+            child.getpid(1)
+            assert agent.stop() == 0
+        assert agent.count_events("program adopted: still attached since the previous agent") == 0
+        assert set(link_ids(pin_dir)) == set(first) and not set(link_ids(pin_dir).values()) & set(first.values())
+        child.getpid(9)
+        with AgentProcess(config, env=env) as agent:
+            agent.wait_event("program adopted: still attached since the previous agent")
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert vm.value(f"syscalls_total{{{sel}}}") == 185
+        assert vm.value(f"resets(syscalls_total{{{sel}}}[1h])") == 0
+
+        last = link_ids(pin_dir)
+        done = subprocess.run([sys.executable, "-m", "otelbpf", "detach", "--config", str(config)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        assert "detached syscalls" in done.stdout
+        assert not (pin_dir / "syscalls").exists()
+        assert links_gone(last.values())  # detached: the kernel dropped them
+    assert adopted["attached"] == sorted(first)
+    assert loaded["attached"] == sorted(first)
+
+
+def test_changed_parameters_start_the_maps_fresh(tmp_path, bpf_build, grpc_receiver, pin_dir):
+    """A [parameters] value is part of what a count means: a new value gets a fresh map and a
+    new start time (with a log line); the same value again keeps counting."""
+    with GetpidChild() as child, GetpidChild() as other:
+        programs = programs_dir(tmp_path, child.pid)
+        config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=["syscalls"], programs_dir=programs, pin_dir=pin_dir)
+        run_then_kill(config, child, 50)
+        (programs / "syscalls.toml").write_text(syscalls_toml(other.pid))
+        before = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:
+            line = agent.wait_event("series start", program="syscalls")
+            wait_flushes(agent, ok=True)
+            other.getpid(6)
+            wait_flushes(agent, ok=True)
+            agent.kill()
+        middle = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:  # same parameters: the counts go on
+            wait_flushes(agent, ok=True)
+            other.getpid(4)
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert line["map"] == "syscall_counts" and line["reason"] == "replaced: parameters changed"
+    assert not [e for e in agent.logs if e.get("event") == "series start"]
+    old = grpc_points(grpc_receiver.received[:before], "syscalls", syscall="getpid")
+    new = grpc_points(grpc_receiver.received[before:middle], "syscalls", syscall="getpid")
+    last = grpc_points(grpc_receiver.received[middle:], "syscalls", syscall="getpid")
+    assert old[-1].as_int == 50 and new[-1].as_int == 6 and last[-1].as_int == 10
+    assert new[-1].start_time_unix_nano > old[-1].time_unix_nano
+    assert last[-1].start_time_unix_nano == new[-1].start_time_unix_nano
+
+
+def test_pin_without_a_saved_start_time_starts_fresh(tmp_path, bpf_build, grpc_receiver, pin_dir):
+    """Old counts are never reported with start = now: without its start time a pin is replaced."""
+    with GetpidChild() as child:
+        config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=["syscalls"],
+                                    programs_dir=programs_dir(tmp_path, child.pid), pin_dir=pin_dir)
+        run_then_kill(config, child, 50)
+        (tmp_path / "state" / "start_times.json").unlink()
+        before = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:
+            line = agent.wait_event("series start", program="syscalls")
+            wait_flushes(agent, ok=True)
+            child.getpid(3)
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert line["reason"] == "replaced: pinned map without a saved start time"
+    new = grpc_points(grpc_receiver.received[before:], "syscalls", syscall="getpid")
+    assert new[-1].as_int == 3
+
+
+def refused_start(tmp_path, pin_dir, state_dir=None) -> str:
+    """Start the agent with this [state]; it must exit 2 with one line on stderr, which is returned."""
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()), pin_dir=pin_dir,
+                                state_dir=state_dir)
+    done = subprocess.run([sys.executable, "-m", "otelbpf", "run", "--config", str(config)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("otelbpf: ")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_unwritable_state_dir_refuses_to_start(tmp_path, bpf_build, pin_dir):
+    (tmp_path / "a-file").write_text("")
+    line = refused_start(tmp_path, pin_dir, tmp_path / "a-file" / "state")
+    assert "state: state_dir: cannot write" in line and "fix: make it writable" in line, line
+    assert not pin_dir.exists()  # refused before anything was pinned
+
+
+def test_pin_dir_must_be_ours_alone(tmp_path, bpf_build, bpffs, pin_dir):
+    line = refused_start(tmp_path, bpffs)
+    assert f"pin_dir: {bpffs} is the root of a BPF filesystem" in line, line
+    # A directory with someone else's pin: refused, and their pin is left alone.
+    pin_dir.mkdir()
+    with BpfMap.create(2, 4, 4, 1, name="not_ours") as theirs:
+        assert lb.bpf_obj_pin(theirs.fd, os.fsencode(pin_dir / "their_map")) == 0
+    line = refused_start(tmp_path, pin_dir)
+    assert "holds pins otelbpf did not create (their_map)" in line, line
+    assert (pin_dir / "their_map").exists()
+    (pin_dir / "their_map").unlink()
+    # An empty directory is taken (and marked); the agent then runs.
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()), pin_dir=pin_dir)
+    assert subprocess.run([sys.executable, "-m", "otelbpf", "run", "--config", str(config),
+                           "--iterations", "1"], capture_output=True, cwd=REPO,
+                          timeout=60).returncode == 0
+    assert (pin_dir / "@otelbpf").exists() and (pin_dir / "syscalls" / "syscall_counts").exists()
+
+
+def test_pin_dir_of_an_agent_older_than_the_marker_is_accepted(tmp_path, bpffs, pin_dir):
+    """Upgrades: a pin_dir without the marker whose every entry is a program state_dir knows."""
+    (pin_dir / "syscalls").mkdir(parents=True)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "start_times.json").write_text(json.dumps(
+        {"syscalls/syscall_counts": {"start_ns": 1, "config_layout": "x"}}))
+    AgentState(pin_dir, state_dir).claim_pin_dir("otelbpf.toml")
+    assert (pin_dir / "@otelbpf").exists()
+    (pin_dir / "@otelbpf").unlink()
+    (pin_dir / "other").mkdir()  # unknown to this state_dir: not provably ours
+    with pytest.raises(ConfigError, match=r"holds pins otelbpf did not create \(other\)"):
+        AgentState(pin_dir, state_dir).claim_pin_dir("otelbpf.toml")
+
+
+def test_program_removed_while_down_is_detached_at_start(tmp_path, bpf_build, pin_dir):
+    with GetpidChild() as child:
+        programs = programs_dir(tmp_path, child.pid, biolatency=True)
+        config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            assert agent.stop() == 0
+        left = link_ids(pin_dir)
+        assert left and all(link_alive(i) for i in left.values())
+        config.write_text(config.read_text().replace('programs = ["syscalls"]',
+                                                     'programs = ["biolatency"]'))
+        with AgentProcess(config) as agent:
+            agent.wait_event("program removed: detaching and unpinning what an earlier agent left",
+                             program="syscalls")
+            agent.wait_event("agent started")
+            assert agent.stop() == 0
+        no_traceback(agent)
+    assert not (pin_dir / "syscalls").exists() and (pin_dir / "biolatency").exists()
+    assert links_gone(left.values())
+
+
+def test_keep_attached_stream_records_written_while_down_are_read_after(tmp_path, bpf_build,
+                                                                        grpc_receiver, pin_dir):
+    """With keep_attached the ring buffer is pinned too: execs while the agent is down wait in it
+    and the next agent, adopting the still-attached program, reads them."""
+    name = f"otb{uuid.uuid4().hex[:12]}"
+    path = tmp_path / name
+    shutil.copy("/bin/true", path)
+    programs = tmp_path / "conf.d"
+    programs.mkdir()
+    shutil.copy(CONF_D / "execsnoop.toml", programs / "execsnoop.toml")
+    config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                programs=["execsnoop"], programs_dir=programs, pin_dir=pin_dir)
+    keep_attached(config)
+    with AgentProcess(config) as agent:
+        wait_flushes(agent, ok=True)
+        for _ in range(3):
+            subprocess.run([path], check=True)
+        assert agent.stop() == 0
+    before = len(grpc_receiver.received)
+    for _ in range(4):
+        subprocess.run([path], check=True)  # nobody reads: the records wait in the pinned ring
+    with AgentProcess(config) as agent:
+        agent.wait_event("program adopted: still attached since the previous agent")
+        wait_flushes(agent, ok=True)
+        subprocess.run([path], check=True)
+        assert agent.stop() == 0
+    no_traceback(agent)
+    first = grpc_points(grpc_receiver.received[:before], "execsnoop.execs", command=name)
+    second = grpc_points(grpc_receiver.received[before:], "execsnoop.execs", command=name)
+    assert first[-1].as_int == 3 and second[-1].as_int == 5
+    lost = grpc_points(grpc_receiver.received, "otelbpf.stream.lost")
+    assert lost and sum(p.as_int for p in lost) == 0
+
+
+def test_detach_named_programs(tmp_path, bpf_build, pin_dir):
+    """`otelbpf detach NAME` removes that program only; an unknown name exits 1 and says which
+    programs are pinned; without names every program goes."""
+    programs = programs_dir(tmp_path, os.getpid(), biolatency=True)
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls", "biolatency"],
+                                programs_dir=programs, pin_dir=pin_dir)
+    keep_attached(config)
+    with AgentProcess(config) as agent:
+        agent.wait_event("agent started")
+        assert agent.stop() == 0
+    left = link_ids(pin_dir)
+
+    def detach(*names):
+        return subprocess.run([sys.executable, "-m", "otelbpf", "detach", "--config", str(config),
+                               *names], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    done = detach("biolatency", "nosuch")
+    assert done.returncode == 1
+    assert "not pinned under" in done.stderr and "nosuch" in done.stderr, done.stderr
+    assert "pinned: biolatency, syscalls" in done.stderr, done.stderr
+    assert not (pin_dir / "biolatency").exists() and link_ids(pin_dir) == left
+    done = detach()
+    assert done.returncode == 0 and "detached syscalls" in done.stdout, done
+    assert not (pin_dir / "syscalls").exists() and links_gone(left.values())
+    assert (pin_dir / "@otelbpf").exists()  # pin_dir stays marked as otelbpf's
+
+
+def test_pin_dir_off_bpffs_runs_unpinned_and_says_so(tmp_path, bpf_build):
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, os.getpid()),
+                                pin_dir=tmp_path / "not-bpffs")
+    with AgentProcess(config) as agent:
+        line = agent.wait_event("pinning disabled: counters start from zero whenever the agent "
+                                "starts")
+        agent.wait_event("program loaded", program="syscalls")
+        assert agent.stop() == 0
+    no_traceback(agent)
+    assert "cannot pin in" in line["reason"] and "mount -t bpf" in line["fix"]
+    assert list((tmp_path / "not-bpffs").iterdir()) == []

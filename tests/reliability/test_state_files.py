@@ -57,3 +57,25 @@ def test_dropped_delta_baseline_is_gone(tmp_path):
     state.drop_delta_baselines()
     state.drop_delta_baselines()  # nothing left: still fine
     assert state.load_delta_baselines() == {}
+
+
+def test_pin_plan_says_which_pinned_maps_must_start_fresh(tmp_path):
+    """Saved start, layout and parameters decide; nothing is unlinked by planning."""
+    pins, state_dir = tmp_path / "pins", tmp_path / "state"
+    state = AgentState(pins, state_dir)
+    paths, fresh = state.pin_plan("p", {"a": "L1", "b": "L1", "c": "L1"}, "P1", others=["ring"])
+    assert paths == {n: pins / "p" / n for n in ("a", "b", "c", "ring")} and fresh == {}
+    for name in ("a", "b", "c"):
+        state.map_start("p", name, "created", "L1", "P1", 1000)
+        paths[name].write_text("")  # stands in for the pin
+    paths["ring"].write_text("")
+    again = AgentState(pins, state_dir)  # a restart reads the saved start times
+    assert again.pin_plan("p", {"a": "L1", "b": "L1", "c": "L1"}, "P1", ["ring"])[1] == {}
+    assert again.map_start("p", "a", "reused", "L1", "P1", 2000).start_ns == 1000
+    _, fresh = again.pin_plan("p", {"a": "L2", "b": "L1", "c": "L1", "d": "L1"}, "P2", ["ring"])
+    assert fresh == {"a": "metric layout changed (labels or buckets)", "b": "parameters changed",
+                     "c": "parameters changed"}  # "d" has no pin yet: nothing to replace
+    (state_dir / "start_times.json").unlink()
+    _, fresh = AgentState(pins, state_dir).pin_plan("p", {"a": "L1"}, "P1")
+    assert fresh == {"a": "pinned map without a saved start time"}
+    assert all(p.exists() for p in paths.values())

@@ -61,9 +61,9 @@ def test_exec_counts_exact_with_delta_across_an_outage(tmp_path, bpf_build, grpc
     for export in grpc_receiver.received:
         keys = series_keys(export)
         assert len(keys) == len(set(keys)), "a series was sent twice in one request"
-    execs = grpc_points(grpc_receiver.received, "execsnoop.execs", command=name)
+    execs = grpc_points(grpc_receiver.received, "execsnoop.execs", **{"process.executable.name": name})
     assert sum(p.as_int for p in execs) == 13
-    assert sum(p.as_int for p in grpc_points(grpc_receiver.received, "syscalls.count",
+    assert sum(p.as_int for p in grpc_points(grpc_receiver.received, "syscalls",
                                              syscall="getpid")) == 10
     lost = grpc_points(grpc_receiver.received, "otelbpf.stream.lost")
     assert lost and sum(p.as_int for p in lost) == 0
@@ -98,4 +98,4 @@ def test_stream_layout_larger_than_the_records(tmp_path, bpf_build, grpc_receive
     events = grpc_points(last, "otelbpf.stream.events")
     assert skipped[0].as_int >= 4 and skipped[0].as_int == events[0].as_int
     assert grpc_points(grpc_receiver.received, "execsnoop.execs") == []
-    assert grpc_points(last, "syscalls.count", syscall="getpid")[0].as_int == 33
+    assert grpc_points(last, "syscalls", syscall="getpid")[0].as_int == 33

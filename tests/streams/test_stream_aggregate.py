@@ -43,9 +43,9 @@ def batch_of(rows: list[dict]) -> RecordBatch:
     return RecordBatch(data, offsets, np.full(len(rows), dtype.itemsize), stride)
 
 
-def aggregator(counters=(), histograms=(), **kw) -> StreamAggregator:
+def aggregator(counters=(), histograms=(), default_aggregation="auto", **kw) -> StreamAggregator:
     cfg = StreamConfig(map="events", fields=FIELDS, counters=tuple(counters), histograms=tuple(histograms), **kw)
-    return StreamAggregator(cfg, program="prog", start_ns=START)
+    return StreamAggregator(cfg, program="prog", start_ns=START, default_aggregation=default_aggregation)
 
 
 def points(agg: StreamAggregator, name: str) -> dict:
@@ -100,11 +100,40 @@ def test_fractional_sample_rate_scales_counters_exactly_and_rounds_histogram_wei
     assert points(agg, "size")[()].count == 6  # each record counts round(2.5) = 2 times
 
 
+def test_explicit_bounds_bucket_values_exactly():
+    """(bounds[i-1], bounds[i]]: a value on a bound is in the bucket it ends; u64 values past 2^53 too."""
+    big = 2**63 - 1000  # a float64 conversion rounds it down onto the bound below
+    bounds = (10.0, 100.0, float(2**63 - 1024))
+    agg = aggregator(histograms=[StreamHistogramConfig("size", "", "By", value="bytes", aggregation="explicit",
+                                                        bounds=bounds)], sample_rate="rate")
+    agg.add(batch_of([{"bytes": 10, "rate": 1}, {"bytes": 11, "rate": 1}, {"bytes": 100, "rate": 3},
+                      {"bytes": 0, "rate": 1}, {"bytes": big, "rate": 1}]))
+    metric = next(m for m in agg.collect(2_000) if m.name == "size")
+    (point,) = metric.points
+    assert metric.kind is MetricKind.HISTOGRAM and point.bounds == bounds
+    assert point.bucket_counts == (2, 4, 0, 1) and point.count == 7
+    assert (point.sum, point.min, point.max) == (10 + 11 + 300 + big, 0, big)
+
+
+def test_default_aggregation_makes_auto_histograms_explicit():
+    auto = StreamHistogramConfig("size", "", "By", value="bytes")
+    pinned = StreamHistogramConfig("pinned", "", "By", value="bytes", aggregation="exponential")
+    agg = aggregator(histograms=[auto, pinned], default_aggregation="explicit")
+    agg.add(batch_of([{"bytes": 7}, {"bytes": 5000}]))
+    kinds = {m.name: m for m in agg.collect(2_000)}
+    assert kinds["size"].kind is MetricKind.HISTOGRAM
+    assert kinds["size"].points[0].bounds == tuple(float(b) for b in (0, 5, 10, 25, 50, 75, 100, 250, 500, 750,
+                                                                        1000, 2500, 5000, 7500, 10000))
+    assert kinds["size"].points[0].bucket_counts[2] == 1 and kinds["size"].points[0].bucket_counts[12] == 1
+    assert kinds["pinned"].kind is MetricKind.EXPONENTIAL_HISTOGRAM  # its own choice wins
+    assert aggregator(histograms=[auto]).collect(1)[0].kind is MetricKind.EXPONENTIAL_HISTOGRAM
+
+
 def test_sample_rate_field_weights_each_record():
     agg = aggregator([StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("comm", "comm"),))],
                      sample_rate="rate")
-    agg.add(batch_of([{"comm": b"a", "rate": 100}, {"comm": b"a", "rate": 1}, {"comm": b"b", "rate": 0}]))
-    assert values(agg, "n") == {(("comm", "a"),): 101, (("comm", "b"),): 1}  # rate 0 counts as unsampled
+    agg.add(batch_of([{"comm": b"a", "rate": 100}, {"comm": b"a", "rate": 1}]))
+    assert values(agg, "n") == {(("comm", "a"),): 101}
 
 
 def test_decoders_run_once_per_new_key_and_can_drop_series():
@@ -190,3 +219,102 @@ def test_label_ids_survive_key_cache_resets(n):
     for start in range(0, 200, 50):
         agg.add(batch_of([{"pid": p % 100} for p in range(start, start + 50)] * n))
     assert values(agg, "n") == {(("pid", str(p)),): 2 * n for p in range(100)}
+
+
+def dropped(agg) -> dict:
+    metric = next((m for m in agg.collect(2_000) if m.name == "otelbpf.stream.dropped"), None)
+    return {} if metric is None else {dict(p.attributes)["reason"]: p.value for p in metric.points}
+
+
+@pytest.mark.parametrize("field, bad, reason", [
+    ("rate", 0, "sample_rate_zero"),
+    ("sig", -3, "sample_rate_negative"),
+    ("bytes", (1 << 63) + 5, "sample_rate_too_large"),
+])
+def test_out_of_range_sample_rates_are_dropped_and_counted(field, bad, reason, caplog):
+    """A record whose rate field cannot be a rate is skipped and counted; the good records of the
+    same batch still count, and the aggregator keeps working (no exception reaches the drainer)."""
+    agg = aggregator([StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("comm", "comm"),))],
+                     [StreamHistogramConfig("pid", "", "1", value="pid")], sample_rate=field)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            agg.add(batch_of([{"comm": b"a", field: 7, "pid": 1}, {"comm": b"a", field: bad, "pid": 1},
+                              {"comm": b"b", field: bad, "pid": 2}]))
+    assert values(agg, "n") == {(("comm", "a"),): 14}
+    assert points(agg, "pid")[()].count == 14
+    assert dropped(agg) == {reason: 4}
+    assert sum(reason in r.getMessage() for r in caplog.records) == 1  # one line, not one per batch
+
+
+def test_counter_values_a_counter_cannot_take_are_dropped_and_counted():
+    """A negative value would make a counter go down; one that times its rate reaches 2^63 would
+    wrap the int64 sum."""
+    fields = FIELDS + (StreamFieldConfig("delta", "s64"),)
+    cfg = StreamConfig(map="events", fields=fields, sample_rate=4,
+                       counters=(StreamCounterConfig("total", "", "By", value="delta"),))
+    agg = StreamAggregator(cfg, program="prog", start_ns=START)
+    dtype = layout_from_config(fields).dtype
+    recs = np.zeros(3, dtype=dtype)
+    recs["delta"] = [10, -1, 1 << 62]
+    data = recs.view(np.uint8).copy()
+    agg.add(RecordBatch(data, np.arange(3) * dtype.itemsize, np.full(3, dtype.itemsize), dtype.itemsize))
+    assert values(agg, "total") == {(): 40}
+    assert dropped(agg) == {"negative_value": 1, "value_too_large": 1}
+
+
+def test_a_fractional_rate_keeps_every_counter_point_a_double():
+    """The number type of a series never flips between intervals (5.0 stays a double, not int 5)."""
+    agg = aggregator([StreamCounterConfig("n", "", "1")], sample_rate=2.5)
+    agg.add(batch_of([{}, {}]))
+    (value,) = values(agg, "n").values()
+    assert value == 5.0 and isinstance(value, float)
+    agg.add(batch_of([{}]))
+    assert isinstance(values(agg, "n")[()], float)
+    integral = aggregator([StreamCounterConfig("n", "", "1")], sample_rate=2)
+    integral.add(batch_of([{}]))
+    assert isinstance(values(integral, "n")[()], int)
+
+
+def test_idle_label_sets_leave_the_cardinality_budget():
+    """A burst of one-off label values fills the budget; once they have been idle for
+    `idle_intervals` collections they leave it, and later real label sets get series of their own
+    (the overflow series keeps what it counted; a label set that returns starts a new series)."""
+    cfg = StreamConfig(map="events", fields=FIELDS, cardinality_limit=4, idle_intervals=2,
+                       counters=(StreamCounterConfig("n", "", "1", labels=(StreamLabelConfig("pid", "pid"),)),))
+    agg = StreamAggregator(cfg, program="prog", start_ns=START)
+    overflow = (("otel.metric.overflow", True),)
+    agg.add(batch_of([{"pid": p} for p in range(100, 110)]))  # junk burst: 3 admitted, 7 overflow
+
+    def collect(now_ns):
+        return {p.attributes: p for m in agg.collect(now_ns) if m.name == "n" for p in m.points}
+
+    assert len(collect(2_000)) == 4
+    agg.add(batch_of([{"pid": 1}]))
+    assert (("pid", "1"),) not in collect(3_000)  # budget full: folded; the burst idle for 1
+    assert set(collect(4_000)) == {overflow}  # idle for 2 collections: the burst's series end
+    agg.add(batch_of([{"pid": 2}]))
+    got = collect(5_000)
+    assert set(got) == {overflow, (("pid", "2"),)}
+    assert got[overflow].value == 8 and got[(("pid", "2"),)].value == 1
+    assert got[(("pid", "2"),)].start_time_ns == 4_000  # created after the collection at 4_000
+    agg.add(batch_of([{"pid": 100}]))
+    assert collect(6_000)[(("pid", "100"),)].value == 1  # a returning label set is a new series
+
+
+def test_stream_labels_refresh_like_map_labels(tmp_path, monkeypatch):
+    """Stream labels go through the same KeyDecoder as map keys: an unstable chain's values are
+    decoded again when its cache refreshes, so a device renamed later counts under its new name."""
+    from otelbpf.decoders.majorminor import MajorMinorDecoder
+
+    (tmp_path / "8:16").mkdir()
+    uevent = tmp_path / "8:16" / "uevent"
+    uevent.write_text("DEVNAME=sdb\n")
+    monkeypatch.setattr(MajorMinorDecoder, "root", tmp_path)
+    label = StreamLabelConfig("pid", "device", (DecoderConfig("majorminor"),))
+    agg = aggregator([StreamCounterConfig("n", "", "1", labels=(label,))])
+    dev = (8 << 20) | 16
+    agg.add(batch_of([{"pid": dev}]))
+    uevent.write_text("DEVNAME=sdc\n")
+    agg._metrics[0].decoder.cache._cleared -= 3600  # the refresh period has passed
+    agg.add(batch_of([{"pid": dev}] * 2))
+    assert values(agg, "n") == {(("device", "sdb"),): 1, (("device", "sdc"),): 2}

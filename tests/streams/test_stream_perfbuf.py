@@ -8,7 +8,7 @@ import os
 import pytest
 
 from otelbpf.streams.perfbuf import PerfBufferReader
-from tests.streams.generators import seqs
+from tests.streams.generators import Readiness, seqs
 
 pytestmark = pytest.mark.kernel
 
@@ -62,9 +62,10 @@ def test_lost_samples_are_counted(perf_burst):
 
 def test_wait_wakes_up_per_sample(perf_burst):
     with PerfBufferReader(perf_burst.maps["test_perf"], 4) as reader:
-        assert reader.wait(0.05) is False
+        ready = Readiness(reader)
+        assert ready(0.05) is False
         burst(1)
-        assert reader.wait(5.0) is True
+        assert ready(5.0) is True
         assert seqs(reader.read()) == [0]
 
 
@@ -85,9 +86,10 @@ def test_pages_per_cpu_must_be_a_power_of_two(perf_burst):
 
 def test_watermark_wakes_only_past_the_threshold_but_read_sees_everything(perf_burst):
     with PerfBufferReader(perf_burst.maps["test_perf"], 4, wakeup_bytes=4096) as reader:
+        ready = Readiness(reader)
         burst(10)  # 320 bytes: below the watermark, no wake-up
-        assert reader.wait(0.1) is False
+        assert ready(0.1) is False
         assert seqs(reader.read()) == list(range(10))
         burst(200)  # 6400 bytes: past it
-        assert reader.wait(5.0) is True
+        assert ready(5.0) is True
         assert len(reader.read()) == 200

@@ -73,13 +73,13 @@ def test_execsnoop_counts_every_exec_by_command_and_parent(bpf_build, tmp_path):
         for _ in range(25):
             subprocess.run([exe], check=True)
         parent = Path("/proc/self/comm").read_text().strip()
-        labels = (("command", name), ("parent_command", parent))
+        labels = (("process.executable.name", name), ("parent_command", parent))
         assert settle(lambda: counter(source, "execsnoop.execs", labels), 25) == 25
         assert counter(source, "otelbpf.stream.lost", source.aggregator.self_attributes) == 0
         attrs = dict(source.aggregator.self_attributes)
         assert attrs == {"otelbpf.program": "execsnoop", "otelbpf.stream": "exec_events"}
         assert counter(source, "otelbpf.stream.events", source.aggregator.self_attributes) >= 25
-        sizes = [m for m in source.collect(time.time_ns()) if m.name == "otelbpf.stream.ringbuf.size"]
+        sizes = [m for m in source.collect(time.time_ns()) if m.name == "otelbpf.stream.ringbuf.limit"]
         assert sizes[0].points[0].value == 256 * 1024
     finally:
         drainer.close()
@@ -103,8 +103,8 @@ def test_signals_counts_every_signal_by_number_and_target(bpf_build, tmp_path):
             os.kill(child.pid, signal.SIGWINCH)  # ignored by default: the target keeps sleeping
         for _ in range(3):
             os.kill(child.pid, signal.SIGCONT)
-        winch = (("signal", "SIGWINCH"), ("command", name))
-        cont = (("signal", "SIGCONT"), ("command", name))
+        winch = (("signal", "SIGWINCH"), ("process.executable.name", name))
+        cont = (("signal", "SIGCONT"), ("process.executable.name", name))
         assert settle(lambda: counter(source, "signals.generated", winch), 40) == 40
         assert counter(source, "signals.generated", cont) == 3
         assert counter(source, "otelbpf.stream.lost", source.aggregator.self_attributes) == 0

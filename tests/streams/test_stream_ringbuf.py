@@ -10,7 +10,7 @@ import pytest
 
 from otelbpf.kernel.maps import BpfMap, MapType
 from otelbpf.streams.ringbuf import RingBufferReader
-from tests.streams.generators import gen_args, seqs
+from tests.streams.generators import gen_args, payloads, Readiness, seqs
 
 pytestmark = pytest.mark.kernel
 
@@ -24,7 +24,7 @@ def test_reads_every_record_in_order(stream_test):
         stream_test.programs["gen_big"].test_run(gen_args(1000, keys=7))
         batch = reader.read()
         assert batch.stride == 24  # 16-byte payload + 8-byte header: one uniform run
-        assert [struct.unpack_from("<II", p) for p in batch.payloads()] == [(i, i % 7) for i in range(1000)]
+        assert [struct.unpack_from("<II", p) for p in payloads(batch)] == [(i, i % 7) for i in range(1000)]
         assert reader.available() == 0
         assert len(reader.read()) == 0
 
@@ -89,11 +89,12 @@ def test_busy_record_stops_the_walk_until_committed(stream_test):
 def test_wait_wakes_up_on_new_records(stream_test):
     prog = stream_test.programs["gen_big"]
     with RingBufferReader(stream_test.maps["big_ring"]) as reader:
-        assert reader.wait(0.05) is False
+        ready = Readiness(reader)
+        assert ready(0.05) is False
         timer = threading.Timer(0.1, prog.test_run, args=(gen_args(3),))
         timer.start()
         started = time.monotonic()
-        assert reader.wait(5.0) is True
+        assert ready(5.0) is True
         assert time.monotonic() - started < 4
         timer.join()
         assert seqs(reader.read()) == [0, 1, 2]

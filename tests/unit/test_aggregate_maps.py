@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from otelbpf.aggregate.buckets import BucketLayout
-from otelbpf.aggregate.maps import counter_metric, histogram_metric, sum_cpus
+from otelbpf.aggregate.maps import OutOfRangeSlots, counter_metric, histogram_metric, sum_cpus
 from otelbpf.config.program import (
     CounterConfig,
     DecoderConfig,
@@ -151,7 +151,9 @@ def test_histogram_merges_equal_labels_and_drops_none():
 def test_histogram_per_cpu_label_and_fixed():
     cfg = hist_cfg(bucket_type="fixed", keys=(10, 100), per_cpu="label")
     layout = BucketLayout.from_config(cfg)
-    snap = snapshot([hkey(1, 1, 0), hkey(1, 1, 1), hkey(1, 1, 2)], [[1, 0], [0, 2], [5, 150]])
+    # fixed slots are keyed by bucket value: keys 10 and 100, the sum at 101; key 2 is not read
+    snap = snapshot([hkey(1, 1, 10), hkey(1, 1, 100), hkey(1, 1, 101), hkey(1, 1, 2)],
+                    [[1, 0], [0, 2], [5, 150], [40, 40]])
     metric = histogram_metric(cfg, snap, KeyDecoder(cfg.series_labels, 8), layout, 0, 1)
     assert [(p.attributes[-1], p.bucket_counts, p.sum) for p in metric.points] == [
         (("cpu", "0"), (1, 0, 0), 5), (("cpu", "1"), (0, 2, 0), 150)]
@@ -193,5 +195,39 @@ def test_histogram_matches_per_key_reference(n_series):
         counts = {k: c for k, c in slots.items() if k <= 20}
         if not counts and 21 not in slots:
             continue
-        assert got[attrs] == layout.to_point(counts, slots.get(21, 0), attrs, 0, 1)
+        row = np.zeros((1, layout.n_columns), dtype=np.int64)
+        for slot, count in counts.items():
+            row[0, slot] = count
+        assert got[attrs] == layout.to_points(row, [slots.get(21, 0)], [attrs], 0, 1)[0]
     assert len(got) == sum(1 for s in reference.values() if any(k <= 21 for k in s))
+
+
+def test_histogram_slots_outside_the_layout_are_counted_and_warned_once(caplog):
+    """Slots below bucket_min and above the sum slot are counted in otelbpf.histogram.out_of_range
+    (the map's cumulative events there, per CPU summed) with one warning naming the metric."""
+    cfg = hist_cfg(bucket_min=2)
+    layout = BucketLayout.from_config(cfg)
+    keys = [hkey(8, 0, 3), hkey(8, 0, 11), hkey(8, 0, 1), hkey(8, 0, 40)]
+    outside = OutOfRangeSlots("biolatency")
+    with caplog.at_level("WARNING"):
+        histogram_metric(cfg, snapshot(keys, [[5, 0], [9, 0], [2, 1], [99, 1]]), KeyDecoder(cfg.series_labels),
+                         layout, 10, 20, out_of_range=outside)
+        metric = histogram_metric(cfg, snapshot(keys, [[5, 0], [9, 0], [2, 2], [99, 2]]),
+                                  KeyDecoder(cfg.series_labels), layout, 10, 30, out_of_range=outside)
+    (point,) = metric.points
+    assert point.count == 5 + 4  # the slot below bucket_min still counts in the lowest bucket
+    report = outside.metric(10, 30)
+    assert report.name == "otelbpf.histogram.out_of_range" and report.monotonic
+    (counted,) = report.points
+    assert counted.attributes == (("otelbpf.program", "biolatency"), ("otelbpf.metric", cfg.name))
+    assert (counted.value, counted.start_time_ns, counted.time_ns) == (4 + 101, 10, 30)
+    warnings = [r.getMessage() for r in caplog.records if "out_of_range" in r.getMessage()]
+    assert len(warnings) == 1 and cfg.name in warnings[0] and "1, 40" in warnings[0]
+
+
+def test_histogram_without_out_of_range_slots_reports_nothing():
+    cfg = hist_cfg()
+    outside = OutOfRangeSlots("p")
+    histogram_metric(cfg, snapshot([hkey(8, 0, 3)], [[1]]), KeyDecoder(cfg.series_labels),
+                     BucketLayout.from_config(cfg), 0, 1, out_of_range=outside)
+    assert outside.metric(0, 1) is None

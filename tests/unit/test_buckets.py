@@ -1,4 +1,8 @@
-"""Kernel histogram slots → OTLP points: every observation stays inside the bucket that counts it."""
+"""Kernel histogram slots → OTLP points: every observation stays inside the bucket that counts it.
+
+Every point here is made by `BucketLayout.to_points`, the function `maps.histogram_metric` calls,
+for every bucket type and every slot of each layout.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from otelbpf.aggregate.buckets import (
-    BucketLayout,
-    exp2_to_exponential,
-    power_of_two_exponent,
-)
+from otelbpf.aggregate.buckets import BucketLayout, exponential_unavailable, power_of_two_exponent
 from otelbpf.config.program import HistogramConfig, LabelConfig
 from otelbpf.metrics.model import ExponentialHistogramPoint, HistogramPoint
 
@@ -34,10 +34,11 @@ def linear_slot(v: int) -> int:
 
 
 def fixed_slot(v: int, keys) -> int:
-    for i, key in enumerate(keys):
+    """ebpf_exporter's fixed histograms key a slot by its bucket value: the first key >= v."""
+    for key in keys:
         if v <= key:
-            return i
-    return len(keys) - 1  # clamped; the test keeps v <= keys[-1]
+            return key
+    return keys[-1]  # clamped; the test keeps v <= keys[-1]
 
 
 def clamp(slot: int, lo: int, hi: int) -> int:
@@ -73,9 +74,20 @@ def observations(limit: int) -> list[int]:
     return sorted(v for v in vs if 0 <= v <= limit)
 
 
+def point_of(layout: BucketLayout, slot_counts, sum_value, attributes=(), start_ns: int = 0, now_ns: int = 1):
+    """One series' point through `to_points`: `slot_counts` maps kernel slot → count (slots the
+    layout never reads are left out, as `histogram_metric` leaves them out)."""
+    items = slot_counts.items() if isinstance(slot_counts, dict) else enumerate(slot_counts)
+    row = np.zeros((1, layout.n_columns), dtype=np.int64)
+    for slot, count in items:
+        column = int(layout.columns(np.array([slot]))[0])
+        if column >= 0:
+            row[0, column] += count
+    return layout.to_points(row, [sum_value], [attributes], start_ns, now_ns)[0]
+
+
 def single(layout: BucketLayout, slot: int, v, multiplier: float):
-    counts = {slot: 1}
-    return layout.to_point(counts, v, (), 1, 2)
+    return point_of(layout, {slot: 1}, v, (), 1, 2)
 
 
 EXP_CASES = [
@@ -119,38 +131,90 @@ EXPLICIT_CASES = [
 ]
 
 
+# exp2/exp2zero slots that would be exponential, forced to explicit bounds (aggregation = "explicit")
+FORCED_EXPLICIT_CASES = [(t, lo, hi, m, ()) for t, lo, hi, m in EXP_CASES]
+
+
 def linear_top(bucket_max: int) -> int:
     return bucket_max
 
 
-@pytest.mark.parametrize("bucket_type,bucket_min,bucket_max,multiplier,keys", EXPLICIT_CASES)
+@pytest.mark.parametrize("bucket_type,bucket_min,bucket_max,multiplier,keys",
+                         EXPLICIT_CASES + FORCED_EXPLICIT_CASES)
 def test_explicit_observations_stay_in_their_bucket(bucket_type, bucket_min, bucket_max, multiplier, keys):
     layout = BucketLayout.create(bucket_type, bucket_min=bucket_min, bucket_max=bucket_max,
-                                 bucket_keys=keys, multiplier=multiplier)
+                                 bucket_keys=keys, multiplier=multiplier, aggregation="explicit")
     assert not layout.exponential
     if bucket_type == "fixed":
         top, slot_of = keys[-1], (lambda v: fixed_slot(v, keys))
-        assert layout.slot_keys == tuple(range(len(keys))) and layout.sum_key == len(keys)
+        assert layout.slot_keys == keys and layout.sum_key == keys[-1] + 1
     elif bucket_type == "linear":
         top, slot_of = bucket_max, linear_slot
     elif bucket_type == "exp2":
-        top, slot_of = 1 << bucket_max, exp2_slot
+        top, slot_of = min(1 << bucket_max, (1 << 64) - 1), exp2_slot
     else:
-        top, slot_of = 1 << (bucket_max - 1), exp2zero_slot
+        top, slot_of = min(1 << (bucket_max - 1), (1 << 64) - 1), exp2zero_slot
     for v in observations(top):
         slot = slot_of(v) if bucket_type == "fixed" else clamp(slot_of(v), bucket_min, bucket_max)
         point = single(layout, slot, v, multiplier)
         assert len(point.bucket_counts) == len(point.bounds) + 1
         assert point.bucket_counts[-1] == 0  # nothing above the highest slot's bound
         lower, upper = explicit_bucket_of(point)
-        value = v * multiplier
+        if power_of_two_exponent(multiplier) is None:
+            value = v * multiplier  # as the bounds were rounded: the multiplier as written, times v
+        else:
+            lower, upper = Fraction(lower) if lower > -math.inf else lower, Fraction(upper)
+            value = v * Fraction(multiplier)  # exact, also for observations near 2^64
         assert lower < value <= upper, (v, slot, point)
+
+
+def test_forced_explicit_bounds_are_the_exponential_bucket_edges():
+    """Same slots, both aggregations: each explicit bucket is exactly one exponential bucket (or
+    the zero bucket), so switching a backend to explicit buckets moves no observation."""
+    counts = {0: 5, 1: 2, 3: 1, 10: 4}
+    exponential = point_of(BucketLayout.create("exp2", bucket_max=12), counts, 99)
+    explicit = point_of(BucketLayout.create("exp2", bucket_max=12, aggregation="explicit"), counts, 99)
+    assert explicit.bounds == tuple(float(2 ** k) for k in range(13))
+    assert explicit.bounds[0] == exponential.zero_threshold
+    assert explicit.bucket_counts[0] == exponential.zero_count
+    for k, c in enumerate(exponential.positive_counts):
+        i = exponential.positive_offset + k  # (2^i, 2^(i+1)] is explicit bucket (bounds[i], bounds[i+1]]
+        assert explicit.bounds[i + 1] == 2.0 ** (i + 1) and explicit.bucket_counts[i + 1] == c
+    assert (explicit.count, explicit.sum) == (exponential.count, exponential.sum)
+    zero = BucketLayout.create("exp2zero", bucket_max=6, aggregation="explicit")
+    assert zero.bounds == (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # slot 0 holds exactly 0: (-inf, 0]
+
+
+@pytest.mark.parametrize("bucket_type,multiplier,keys,ok", [
+    ("exp2", 1.0, (), True), ("exp2zero", 2.0 ** -20, (), True), ("exp2", 1000.0, (), False),
+    ("linear", 1.0, (), False), ("fixed", 1.0, (1, 2), False)])
+def test_exponential_is_refused_where_it_cannot_be_exact(bucket_type, multiplier, keys, ok):
+    assert (exponential_unavailable(bucket_type, multiplier) is None) == ok
+    if ok:
+        assert BucketLayout.create(bucket_type, bucket_max=8, multiplier=multiplier,
+                                   aggregation="exponential").exponential
+    else:
+        with pytest.raises(ValueError, match="power of two|powers of two"):
+            BucketLayout.create(bucket_type, bucket_max=8, bucket_keys=keys, multiplier=multiplier,
+                                aggregation="exponential")
+
+
+def test_auto_and_default_aggregation():
+    auto = HistogramConfig(name="lat", help="", unit="us", map="m", labels=(LabelConfig("bucket", 4),),
+                           bucket_type="exp2", bucket_max=20)
+    assert BucketLayout.from_config(auto).exponential
+    assert not BucketLayout.from_config(auto, "explicit").exponential
+    pinned = HistogramConfig(name="lat", help="", unit="us", map="m", labels=auto.labels,
+                             bucket_type="exp2", bucket_max=20, aggregation="exponential")
+    assert BucketLayout.from_config(pinned, "explicit").exponential  # the histogram's own choice wins
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        BucketLayout.create("exp2", bucket_max=3, aggregation="native")
 
 
 def test_exp2_slot_maps_to_exponential_index():
     layout = BucketLayout.create("exp2", bucket_min=0, bucket_max=64)
     # slot k ↔ bucket (2^(k-1), 2^k] = index k-1; slot 0 (0 and 1) → zero_count, threshold 1
-    point = layout.to_point({0: 5, 1: 2, 3: 1, 10: 4, 65: 999}, 1234, (("a", "b"),), 10, 20)
+    point = point_of(layout, {0: 5, 1: 2, 3: 1, 10: 4, 65: 999}, 1234, (("a", "b"),), 10, 20)
     assert point == ExponentialHistogramPoint(
         attributes=(("a", "b"),), start_time_ns=10, time_ns=20, count=12, sum=1234, scale=0,
         zero_count=5, positive_offset=0, positive_counts=(2, 0, 1, 0, 0, 0, 0, 0, 0, 4), zero_threshold=1.0)
@@ -159,7 +223,7 @@ def test_exp2_slot_maps_to_exponential_index():
 def test_exp2_with_negative_power_of_two_multiplier():
     layout = BucketLayout.create("exp2", bucket_min=0, bucket_max=40, multiplier=2.0**-3)
     assert layout.multiplier_log2 == -3
-    point = layout.to_point(np.array([1, 0, 0, 7]), 80, (), 0, 1)
+    point = point_of(layout, np.array([1, 0, 0, 7]), 80)
     # slot 3 counts (2^2, 2^3] units = (2^-1, 2^0] → index -1; slot 0 holds <= 2^-3
     assert (point.positive_offset, point.positive_counts) == (-1, (7,))
     assert point.zero_threshold == 0.125 and point.zero_count == 1
@@ -168,7 +232,7 @@ def test_exp2_with_negative_power_of_two_multiplier():
 
 def test_exp2zero_slot_zero_is_exactly_zero():
     layout = BucketLayout.create("exp2zero", bucket_min=0, bucket_max=10)
-    point = layout.to_point({0: 3, 1: 1, 2: 2}, 5, (), 0, 1)
+    point = point_of(layout, {0: 3, 1: 1, 2: 2}, 5)
     # slot 1 counts (2^-1, 2^0] → index -1; slot 2 (1, 2] → index 0
     assert point.zero_threshold == 0.0 and point.zero_count == 3
     assert (point.positive_offset, point.positive_counts) == (-1, (1, 2))
@@ -180,16 +244,35 @@ def test_sum_key_and_count():
     counts = np.zeros(11, dtype=np.int64)
     counts[[1, 5]] = [2, 3]
     counts[10] = 17  # the sum slot is ignored as a bucket
-    point = layout.to_point(counts, 17, (), 0, 1)
+    point = point_of(layout, counts, 17)
     assert point.count == 5 and point.sum == 34
     assert point.bounds == tuple(2.0 * k for k in range(10))
 
 
-def test_out_of_range_slots_stay_exact():
+def test_slots_below_bucket_min_stay_exact():
     layout = BucketLayout.create("linear", bucket_min=2, bucket_max=4)
-    point = layout.to_point({0: 1, 3: 1, 9: 1}, 0, (), 0, 1)
-    # slot 0 (<= 0) joins the lowest bucket (<= 2); slot 9 (> 4) lands in (4, +inf)
-    assert point.bounds == (2.0, 3.0, 4.0) and point.bucket_counts == (1, 1, 0, 1)
+    point = point_of(layout, {0: 1, 3: 1, 4: 2}, 0)
+    # slot 0 (<= 0) joins the lowest bucket (<= 2); slots above the sum slot never reach to_points
+    # (maps.histogram_metric counts them in otelbpf.histogram.out_of_range)
+    assert point.bounds == (2.0, 3.0, 4.0) and point.bucket_counts == (1, 1, 2, 0)
+
+
+@pytest.mark.parametrize("bucket_type,bucket_min,bucket_max,multiplier,keys",
+                         [c + ((),) for c in EXP_CASES] + EXPLICIT_CASES)
+def test_every_slot_in_one_batch_matches_the_slot_alone(bucket_type, bucket_min, bucket_max, multiplier, keys):
+    """One to_points call over every slot (one series per slot, as histogram_metric batches them)
+    gives each series the point of its slot alone: the rows never leak into each other."""
+    layout = BucketLayout.create(bucket_type, bucket_min=bucket_min, bucket_max=bucket_max,
+                                 bucket_keys=keys, multiplier=multiplier)
+    n = layout.sum_column
+    table = np.eye(n, layout.n_columns, dtype=np.int64) * 3
+    slots = [int(s) for s in layout.slot_keys] if bucket_type == "fixed" else list(range(n))
+    attrs = [(("slot", str(s)),) for s in slots]
+    batch = layout.to_points(table, list(range(n)), attrs, 5, 6)
+    assert len(batch) == n
+    for c, s in enumerate(slots):
+        assert batch[c] == point_of(layout, {s: 3}, c, attrs[c], 5, 6), s
+        assert batch[c].count == 3
 
 
 def test_from_config_uses_histogram_config():
@@ -201,7 +284,18 @@ def test_from_config_uses_histogram_config():
     cfg2 = HistogramConfig(name="lat", help="", unit="s", map="m", labels=cfg.labels, bucket_type="fixed",
                            bucket_keys=(1, 2, 5), bucket_multiplier=1e-6)
     layout2 = BucketLayout.from_config(cfg2)
-    assert not layout2.exponential and layout2.sum_key == 3 and layout2.bounds == (1e-6, 2e-6, 5e-6)
+    assert not layout2.exponential and layout2.sum_key == 6 and layout2.bounds == (1e-6, 2e-6, 5e-6)
+
+
+def test_fixed_slots_are_keyed_by_bucket_value():
+    """ebpf_exporter: buckets[key] for each key in bucket_keys, le = key × multiplier, sum at
+    bucket_keys[-1] + 1; keys not listed are not read."""
+    layout = BucketLayout.create("fixed", bucket_keys=(10, 100, 1000), multiplier=0.5)
+    point = point_of(layout, {10: 3, 100: 4, 1000: 5, 1001: 777, 50: 9, 0: 2}, 777)
+    assert point.bounds == (5.0, 50.0, 500.0)
+    assert point.bucket_counts == (3, 4, 5, 0) and point.count == 12 and point.sum == 388.5
+    cols = layout.columns(np.array([10, 100, 1000, 1001, 50, 0, 5000]))
+    assert cols.tolist() == [0, 1, 2, 3, -1, -1, -1] and layout.sum_column == 3
 
 
 def test_power_of_two_exponent():
@@ -212,6 +306,6 @@ def test_power_of_two_exponent():
     assert power_of_two_exponent(1e-9) is None
 
 
-def test_exp2_to_exponential_empty():
-    point = exp2_to_exponential({}, 0, (), 0, 1)
+def test_an_empty_series_is_an_empty_point():
+    point = point_of(BucketLayout.create("exp2", bucket_max=10), {}, 0)
     assert point.count == 0 and point.positive_counts == () and point.zero_count == 0

@@ -30,13 +30,14 @@ def test_first_limit_minus_one_admitted_rest_folded():
     assert [p.attributes for p in out.points] == [attrs(0), attrs(1), attrs(2), OVERFLOW_ATTRIBUTES]
     assert out.points[-1].value == 4 + 5 + 6
     assert len(out.points) == 4  # the overflow series counts toward the limit
-    assert limiter.folded("calls") == 3 and limiter.admitted("calls") == 3
+    assert all(limiter.admitted_set("calls", attrs(i)) for i in range(3))
+    assert not limiter.admitted_set("calls", attrs(3))
 
 
 def test_under_the_limit_nothing_changes():
     limiter = CardinalityLimiter(10)
     metric = counter(9)
-    assert limiter.apply(metric) is metric and limiter.folded("calls") == 0
+    assert limiter.apply(metric) is metric
 
 
 def test_admitted_sets_are_remembered_across_intervals():
@@ -47,8 +48,14 @@ def test_admitted_sets_are_remembered_across_intervals():
                    (NumberPoint(attrs(7), 1, 20, 0), NumberPoint(attrs(1), 5, 20, 0), NumberPoint(attrs(0), 9, 20, 0)))
     out = limiter.apply(later)
     assert [p.attributes for p in out.points] == [attrs(1), attrs(0), OVERFLOW_ATTRIBUTES]
-    limiter.forget("calls")
-    assert limiter.admitted("calls") == 0
+
+
+def test_a_released_set_frees_its_place_for_the_next_one():
+    limiter = CardinalityLimiter(3)
+    assert limiter.admit("calls", attrs(0)) and limiter.admit("calls", attrs(1))
+    assert not limiter.admit("calls", attrs(2))
+    limiter.release("calls", attrs(0))
+    assert limiter.admit("calls", attrs(2)) and not limiter.admitted_set("calls", attrs(0))
 
 
 def test_limits_are_per_metric():
@@ -62,19 +69,9 @@ def test_limit_one_folds_everything():
     assert [(p.attributes, p.value) for p in out.points] == [(OVERFLOW_ATTRIBUTES, 6)]
 
 
-def test_route_and_remap_for_streams():
-    limiter = CardinalityLimiter(3)
-    routes = limiter.route("lat", [attrs(0), attrs(1), attrs(2), attrs(3)])
-    assert routes.tolist() == [0, 1, -1, -1]
-    events = np.array([3, 0, 2, 1, 1])
-    remapped = limiter.remap("lat", events, [attrs(0), attrs(1), attrs(2), attrs(3)], overflow_id=99)
-    assert remapped.tolist() == [99, 0, 99, 1, 1]
-    assert limiter.folded("lat") == 2
-
-
 def test_histograms_fold_by_merging():
     layout = BucketLayout.create("linear", bucket_min=0, bucket_max=2)
-    points = tuple(layout.to_point({1: i + 1, 2: 1}, 10, attrs(i), 0, 5) for i in range(3))
+    points = tuple(layout.to_points(np.array([[0, i + 1, 1]]), [10], [attrs(i)], 0, 5)[0] for i in range(3))
     out = CardinalityLimiter(2).apply(Metric("h", "", "", MetricKind.HISTOGRAM, points))
     overflow = out.points[-1]
     assert isinstance(overflow, HistogramPoint)
@@ -98,3 +95,24 @@ def test_exponential_merge_uses_the_coarser_scale():
 def test_bad_limit():
     with pytest.raises(ValueError):
         CardinalityLimiter(0)
+
+
+def test_histogram_series_never_go_down_when_keys_are_recreated():
+    """MonotonicSeries on histogram points: a recreated key's series keeps its old buckets and adds
+    the new ones; a folded key that disappears leaves its buckets in the overflow series."""
+    from otelbpf.aggregate.cardinality import MonotonicSeries
+
+    layout = BucketLayout.create("linear", bucket_min=0, bucket_max=2)
+
+    def read(now, rows):
+        points = tuple(layout.to_points(np.array([row]), [sum(row)], [attrs(i)], 0, now)[0]
+                       for i, row in rows.items())
+        return Metric("h", "", "", MetricKind.HISTOGRAM, points)
+
+    series = MonotonicSeries(CardinalityLimiter(2))  # one series of its own + overflow
+    first = series.apply(read(10, {0: [1, 2, 0], 1: [0, 3, 0]}), 10)
+    assert [p.count for p in first.points] == [3, 3]
+    second = series.apply(read(20, {0: [0, 1, 0]}), 20)  # key 0 recreated, key 1 (folded) gone
+    by = {p.attributes: p for p in second.points}
+    assert by[attrs(0)].bucket_counts == (1, 3, 0, 0) and by[attrs(0)].count == 4
+    assert by[OVERFLOW_ATTRIBUTES].bucket_counts == (0, 3, 0, 0) and by[OVERFLOW_ATTRIBUTES].time_ns == 20

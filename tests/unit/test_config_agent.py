@@ -282,3 +282,35 @@ def test_config_is_frozen(tmp_path):
         cfg.interval = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.export.headers["x"] = "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("explicit_bucket_histogram", "explicit"),
+    ("base2_exponential_bucket_histogram", "auto"),
+    ("Explicit_Bucket_Histogram", "explicit"),
+])
+def test_default_histogram_aggregation_from_environment(tmp_path, value, expected):
+    var = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+    assert load("", tmp_path).export.default_histogram_aggregation == "auto"
+    assert load("", tmp_path, {var: value}).export.default_histogram_aggregation == expected
+    # the file wins over the environment
+    text = '[export]\ndefault_histogram_aggregation = "base2_exponential_bucket_histogram"'
+    assert load(text, tmp_path, {var: value}).export.default_histogram_aggregation == "auto"
+
+
+def test_unknown_histogram_aggregation_names_the_choices(tmp_path):
+    var = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+    (error,) = errors_of("", tmp_path, {var: "explicit"})
+    assert (str(error.path), error.field) == ("environment", var)
+    assert "explicit_bucket_histogram" in error.fix and "base2_exponential_bucket_histogram" in error.fix
+    (error,) = errors_of('[export]\ndefault_histogram_aggregation = "explicit"', tmp_path)
+    assert (error.entry, error.field) == ("export", "default_histogram_aggregation")
+    assert "explicit_bucket_histogram" in error.message + (error.fix or "")
+
+
+def test_keep_attached(tmp_path):
+    assert load("", tmp_path).state.keep_attached is False
+    assert load("[state]\nkeep_attached = true\n", tmp_path).state.keep_attached is True
+    (error,) = errors_of('[state]\npin_dir = ""\nkeep_attached = true\n', tmp_path)
+    assert (error.entry, error.field) == ("state", "keep_attached")
+    assert "needs pinning" in error.message and "set pin_dir" in error.fix

@@ -28,7 +28,7 @@ PROGRAM_KEYS = [
     "object", "parameters", "counters", "histograms", "streams", "name", "help", "description",
     "unit", "map", "per_cpu", "labels", "size", "padding", "decoders", "bucket_type", "bucket_min",
     "bucket_max", "bucket_keys", "bucket_multiplier", "fields", "type", "offset", "sample_rate",
-    "cardinality_limit", "field", "value", "scale", "max_size", "static_map", "allow_unknown",
+    "cardinality_limit", "idle_intervals", "field", "value", "scale", "max_size", "static_map", "allow_unknown",
     "regexps", "arch",
 ]
 AGENT_KEYS = [
@@ -152,7 +152,7 @@ stream_metric_tables = st.fixed_dictionaries(
 stream_tables = st.fixed_dictionaries(
     {"map": scalars, "fields": st.lists(field_tables, max_size=4)},
     optional={"sample_rate": st.sampled_from(["a", "b"]) | scalars, "cardinality_limit": scalars,
-              "counters": st.lists(stream_metric_tables, max_size=2),
+              "idle_intervals": scalars, "counters": st.lists(stream_metric_tables, max_size=2),
               "histograms": st.lists(stream_metric_tables, max_size=2)})
 programs = st.fixed_dictionaries({}, optional={
     "counters": st.lists(metric_tables, max_size=3),

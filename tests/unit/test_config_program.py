@@ -54,6 +54,7 @@ map = "events"
 fields = [ { name = "tgid", type = "u32" }, { name = "comm", type = "char[16]" }, { name = "latency_ns", type = "u64", offset = 24 }, { name = "rate", type = "u16" }, { name = "addr", type = "u8[6]" }, { name = "delta", type = "s32" } ]
 sample_rate = "rate"
 cardinality_limit = 500
+idle_intervals = 6
 [[streams.counters]]
 name = "exec.count"
 [[streams.counters]]
@@ -103,7 +104,7 @@ def test_example_loads():
     assert fixed.bucket_keys == (512, 4096, 65536) and fixed.bucket_label.decoders == ()
     stream = cfg.streams[0]
     assert stream.entry == 'streams[0] "events"'
-    assert stream.sample_rate == "rate" and stream.cardinality_limit == 500
+    assert stream.sample_rate == "rate" and stream.cardinality_limit == 500 and stream.idle_intervals == 6
     assert [(f.name, f.offset) for f in stream.fields] == [
         ("tgid", 0), ("comm", 4), ("latency_ns", 24), ("rate", 32), ("addr", 34), ("delta", 40)]
     assert stream.layout_end == 44 and stream.record_size == 48
@@ -130,7 +131,7 @@ def test_stream_defaults():
     cfg = parse('[[streams]]\nmap = "rb"\nfields = [{name="v", type="u64"}]\n'
                 '[[streams.histograms]]\nname = "h"\nvalue = "v"')
     s = cfg.streams[0]
-    assert s.sample_rate == 1 and s.cardinality_limit is None
+    assert s.sample_rate == 1 and s.cardinality_limit is None and s.idle_intervals == 60
     assert (s.histograms[0].scale, s.histograms[0].max_size) == (20, 160)
 
 
@@ -194,6 +195,9 @@ ERRORS = [
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nlabels = [{name="b", size=3}]', 'histograms[0] "h".labels[0] "b"', "size", "bucket label"),
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nlabels = [{name="b", size=4, decoders=[{name="hex"}]}]', 'histograms[0] "h".labels[0] "b"', "decoders", "read as a number"),
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 255\nlabels = [{name="b", size=1}]', 'histograms[0] "h"', "labels", "cannot hold slot 256"),
+    # fixed slots are keyed by value: the sum of bucket_keys = [10, 255] sits at slot 256
+    ('[[histograms]]\nname = "h"\nbucket_type = "fixed"\nbucket_keys = [10, 255]\nlabels = [{name="b", size=1}]', 'histograms[0] "h"', "labels", "cannot hold slot 256"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "fixed"\nbucket_keys = [-1, 5]\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "bucket_keys[0]", "is negative"),
     ('[[streams]]\nfields = [{name="v", type="u64"}]\n[[streams.counters]]\nname="c"', 'streams[0]', "map", "is required"),
     ('[[streams]]\nmap = "rb"\n[[streams.counters]]\nname="c"', 'streams[0] "rb"', "fields", "is required"),
     ('[[streams]]\nmap = "rb"\nfields = []\n[[streams.counters]]\nname="c"', 'streams[0] "rb"', "fields", "is empty"),
@@ -214,6 +218,17 @@ ERRORS = [
     ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.counters]]\nname="c"\nlabels=[{field="b"}]', 'streams[0] "rb".counters[0] "c".labels[0] "b"', "field", 'no field "b"'),
     ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.counters]]\nname="c"\nlabels=[{field="a"}, {field="a"}]', 'streams[0] "rb".counters[0] "c".labels[1] "a"', "name", "appears twice"),
     ('[[counters]]\nname = "c"\nmap = "rb"\n[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.counters]]\nname="s"', 'streams[0] "rb"', "map", 'already read by counters[0] "c"'),
+    ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\naggregation = "native"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not one of"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "linear"\nbucket_max = 3\naggregation = "exponential"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not powers of two"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nbucket_multiplier = 1000\naggregation = "exponential"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not a power of two"),
+    ('[[histograms]]\nname = "h"\nbucket_type = "fixed"\nbucket_keys = [1]\naggregation = "exponential"\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "aggregation", "not powers of two"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\naggregation="exponential"\nbounds=[1, 2]', 'streams[0] "rb".histograms[0] "h"', "bounds", 'only used by aggregation "explicit"'),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[]', 'streams[0] "rb".histograms[0] "h"', "bounds", "non-empty array"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[1, 1]', 'streams[0] "rb".histograms[0] "h"', "bounds[1]", "does not increase"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[1, "x"]', 'streams[0] "rb".histograms[0] "h"', "bounds[1]", "finite number"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[1, inf]', 'streams[0] "rb".histograms[0] "h"', "bounds[1]", "finite number"),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\naggregation="explicit"\nscale=3', 'streams[0] "rb".histograms[0] "h"', "scale", 'only used by aggregation "exponential"'),
+    ('[[streams]]\nmap = "rb"\nfields = [{name="a", type="u64"}]\n[[streams.histograms]]\nname="h"\nvalue="a"\nbounds=[5]\nmax_size=20', 'streams[0] "rb".histograms[0] "h"', "max_size", 'only used by aggregation "exponential"'),
     ('counters = 5', None, "counters", "expected an array of tables"),
     ('counters = [5]', None, "counters[0]", "expected a table"),
 ]
@@ -225,6 +240,23 @@ def test_errors_name_entry_and_field(text, entry, field, fragment):
     assert any(e.entry == entry and e.field == field and fragment in e.message for e in errors), \
         "\n".join(f"{e.entry!r} {e.field!r} {e.message}" for e in errors)
     assert all(str(e.path) == "/conf.d/prog.toml" for e in errors)
+
+
+def test_aggregation_choices():
+    base = '[[histograms]]\nname = "h"\nbucket_type = "{t}"\nbucket_max = 3\n{extra}labels = [{{name="b", size=4}}]'
+    assert parse(base.format(t="exp2", extra="")).histograms[0].aggregation == "auto"
+    for choice in ("auto", "explicit", "exponential"):
+        h = parse(base.format(t="exp2", extra=f'aggregation = "{choice}"\n')).histograms[0]
+        assert h.aggregation == choice
+    assert parse(base.format(t="linear", extra='aggregation = "explicit"\n')).histograms[0].aggregation == "explicit"
+    stream = ('[[streams]]\nmap = "rb"\nfields = [{{name="a", type="u64"}}]\n'
+              '[[streams.histograms]]\nname="h"\nvalue="a"\n{extra}')
+    h = parse(stream.format(extra="")).streams[0].histograms[0]
+    assert (h.aggregation, h.bounds, h.scale, h.max_size) == ("auto", (), 20, 160)
+    h = parse(stream.format(extra="bounds = [1, 2.5, 1000]")).streams[0].histograms[0]
+    assert (h.aggregation, h.bounds) == ("explicit", (1.0, 2.5, 1000.0))  # bounds make it explicit
+    h = parse(stream.format(extra='aggregation = "explicit"')).streams[0].histograms[0]
+    assert (h.aggregation, h.bounds) == ("explicit", ())  # () = the OpenTelemetry SDK's default bounds
 
 
 def test_several_errors_at_once():

@@ -66,16 +66,30 @@ def test_stale_token_commit_is_ignored():
     assert values(m) == {A: (1, 20, 30)}
 
 
-def test_new_series_and_vanished_series():
+def test_new_series_and_a_series_missing_from_one_read():
+    """A series missing from one committed collection (a partial read) keeps its baseline: when it
+    is back, the delta is what it counted since its last export, never its whole value again."""
     conv = DeltaConverter()
     _, token = conv.convert([sums(10, {A: 5}, start=1)])
     conv.commit(token)
     (m,), token = conv.convert([sums(20, {B: 3}, start=15)])
     assert values(m) == {B: (3, 15, 20)}
-    conv.commit(token)                         # A vanished: its baseline goes
+    conv.commit(token)                         # A missing from this read
     (m,), _ = conv.convert([sums(30, {A: 8, B: 4}, start=1)])
-    assert values(m)[A] == (8, 1, 30)          # A is new again
+    assert values(m)[A] == (3, 10, 30)         # since A's last export, not 8 again
     assert values(m)[B] == (4, 1, 30)          # B's start changed: a reset
+
+
+def test_a_series_gone_for_longer_than_keep_absent_is_new_when_it_returns():
+    conv = DeltaConverter(keep_absent=2)
+    _, token = conv.convert([sums(10, {A: 5, B: 1}, start=1)])
+    conv.commit(token)
+    for t in (20, 30, 40):
+        _, token = conv.convert([sums(t, {B: 1}, start=1)])
+        conv.commit(token)
+    assert len(conv) == 1                      # A's baseline is gone after 3 missed commits
+    (m,), _ = conv.convert([sums(50, {A: 2, B: 1}, start=45)])
+    assert values(m)[A] == (2, 45, 50)
 
 
 def test_other_metrics_keep_their_baseline():

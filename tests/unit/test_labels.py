@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otelbpf.config.program import DecoderConfig, LabelConfig
-from otelbpf.decode.labels import FieldDecoder, KeyDecoder, LabelCache
+from otelbpf.decode.labels import KeyDecoder, LabelCache
 
 
 def dec(name: str, **options) -> DecoderConfig:
@@ -93,19 +93,24 @@ def test_histogram_series_labels_from_whole_key():
     assert decoder.decode(struct.pack("<II", 3, 17)) == ("3",)
 
 
-def test_field_decoder():
-    decoder = FieldDecoder((dec("string"),))
-    assert decoder.decode(b"sshd\0\0") == "sshd"
-    drop = FieldDecoder((dec("regexp", regexps=["^ssh"]),))
-    assert drop.decode(b"bash") is None
-    assert drop.decode(b"bash") is None  # cached drop
+def test_unstable_chains_refresh_with_their_decoders_caches(tmp_path, monkeypatch):
+    """A device number given to another disk shows its new name once the label cache refreshes:
+    the refresh reaches the majorminor decoder's own name cache too."""
+    from otelbpf.decoders.majorminor import MajorMinorDecoder
 
-
-def test_accepts_numpy_rows():
-    import numpy as np
-
-    rows = np.frombuffer(key(b"sh", 1) + key(b"vi", 0), dtype=np.uint8).reshape(2, 24)
-    assert KeyDecoder(COMM_AND_SYSCALL).decode_many(rows) == [("sh", "write"), ("vi", "read")]
+    (tmp_path / "8:16").mkdir()
+    uevent = tmp_path / "8:16" / "uevent"
+    uevent.write_text("DEVNAME=sdb\n")
+    monkeypatch.setattr(MajorMinorDecoder, "root", tmp_path)
+    decoder = KeyDecoder((LabelConfig("device", 4, 0, (dec("majorminor"),)),), refresh_seconds=3600)
+    raw = struct.pack("<I", (8 << 20) | 16)
+    assert decoder.decode(raw) == ("sdb",)
+    uevent.write_text("DEVNAME=sdc\n")
+    assert decoder.decode(raw) == ("sdb",)  # cached until the refresh
+    generation = decoder.cache.generation
+    decoder.cache._cleared -= 3600
+    assert decoder.decode(raw) == ("sdc",)
+    assert decoder.cache.generation == generation + 1
 
 
 def test_label_cache_get_default():

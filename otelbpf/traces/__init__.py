@@ -1,0 +1,1 @@
+"""Traces: spans that BPF programs describe in ring buffer records, exported over OTLP."""
