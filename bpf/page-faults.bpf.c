@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* page-faults: page faults by process (command name) and by where they happened: user space
- * or the kernel (e.g. copy_to_user into a page not yet mapped). x86 exception tracepoints.
+ * or the kernel (e.g. copy_to_user into a page not yet mapped). x86 exception tracepoints
+ * (arch/x86/mm/fault.c); other architectures have none, and the program does not attach there.
  *
  * Exported as `process.paging.faults` by conf/conf.d/page-faults.toml. */
 #include "vmlinux.h"
@@ -34,14 +35,15 @@ static __always_inline void count_fault(__u32 kernel)
 	map_add(&page_faults, &key, 1);
 }
 
-SEC("tracepoint/exceptions/page_fault_user")
+/* tp_btf rather than tracepoint/exceptions/...: no trace record is filled for us. */
+SEC("tp_btf/page_fault_user")
 int fault_user(void *ctx)
 {
 	count_fault(0);
 	return 0;
 }
 
-SEC("tracepoint/exceptions/page_fault_kernel")
+SEC("tp_btf/page_fault_kernel")
 int fault_kernel(void *ctx)
 {
 	count_fault(1);

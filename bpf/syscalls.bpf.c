@@ -5,9 +5,10 @@
 #include "vmlinux.h"
 #include "otelbpf.h"
 
-/* Count only this process (thread group id as seen from the initial PID namespace); 0 counts
- * every process. Set at load time from the config's [parameters] table. */
-const volatile __u32 target_tgid = 0;
+/* target_tgid: count only this process (thread group id as seen from the initial PID
+ * namespace); target_cgroup: only tasks of this cgroup v2; 0 counts every process. Set at load
+ * time from the config's [parameters] table. */
+OTELBPF_TASK_FILTER
 
 /* Per-CPU values: sys_enter fires on every CPU for every system call, and a handful of syscalls
  * (read, write, futex, ...) dominate. A shared counter would bounce one cache line between all
@@ -29,7 +30,7 @@ int BPF_PROG(count_syscall, struct pt_regs *regs, long id)
 {
 	__u32 nr;
 
-	if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != target_tgid)
+	if (!task_selected())
 		return 0;
 	/* -1 is not a system call: user space asked for it, or a tracer cancelled the call. */
 	if (id < 0)

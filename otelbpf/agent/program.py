@@ -43,6 +43,8 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
     if isinstance(metric, HistogramConfig):
         parts += [metric.bucket_type, metric.bucket_min, metric.bucket_max,
                   list(metric.bucket_keys), metric.bucket_multiplier]
+        if metric.bucket_type == "exponential":  # indexes at another scale are other buckets
+            parts.append(metric.bucket_scale)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

@@ -82,9 +82,18 @@ def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label
     names = decoder.names
     points = tuple(
         _number_point(_attributes(names, labels, cpu), total, start_ns, now_ns)
-        for (labels, cpu), total in sorted(totals.items(), key=_order)
+        for (labels, cpu), total in sorted(totals.items(), key=_flat_order)
     )
     return Metric(cfg.name, cfg.help, cfg.unit, MetricKind.SUM, points, Temporality.CUMULATIVE, monotonic=True)
+
+
+def _flat_order(item):
+    """The order of `_order`, as one string per series: labels joined by NUL, the smallest
+    character, compare as the label tuples do (label values hold no NUL), and one string
+    comparison is several times cheaper than comparing tuples of strings (100K series)."""
+    (labels, cpu), _ = item
+    flat = "\0".join(labels)
+    return flat if cpu is None else (flat, cpu)  # one call sees either kind, never both
 
 
 def _order(item):

@@ -8,6 +8,7 @@ source cannot know them — kernel slot maps never do.
 from __future__ import annotations
 
 import numbers
+import struct
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -31,6 +32,21 @@ from otelbpf.metrics.model import (
 # NumberDataPoint.as_int is sfixed64: a u64 kernel counter past 2^63 - 1 cannot be sent as an int.
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+
+# Wire tags of NumberDataPoint fields (opentelemetry/proto/metrics/v1/metrics.proto):
+# start_time_unix_nano = 2 and time_unix_nano = 3 (fixed64), as_double = 4, as_int = 6 (sfixed64),
+# attributes = 7 (length-delimited); data_points = 1 in Sum and Gauge.
+_TIMES = struct.Struct("<BQBQ")
+_START, _TIME, _AS_DOUBLE, _AS_INT, _ATTRIBUTE, _DATA_POINT = 0x11, 0x19, 0x21, 0x31, 0x3A, 0x0A
+_AS_INT_VALUE = struct.Struct("<Bq")
+_AS_DOUBLE_VALUE = struct.Struct("<Bd")
+# Serialized `attributes` entries by (key, type, value): label values repeat across series and
+# intervals. Bounded; cleared when full (it only saves work).
+_ATTRIBUTE_BYTES: dict = {}
+_ATTRIBUTE_BYTES_MAX = 1 << 18
+# The same for a point's whole attribute set (series repeat every interval), for sets of string
+# values only: those are never equal to a set holding 1, 1.0 or True, which encode differently.
+_ATTRIBUTES_BYTES: dict = {}
 
 
 def encode(resource: Resource, batches: Sequence[MetricBatch]) -> ExportMetricsServiceRequest:
@@ -96,11 +112,9 @@ def _encode_metric(metric: Metric, out: pb.Metric) -> None:
     if metric.kind is MetricKind.SUM:
         out.sum.aggregation_temporality = int(metric.temporality)
         out.sum.is_monotonic = metric.monotonic
-        for point in metric.points:
-            _encode_number(_expect(point, NumberPoint, metric), out.sum.data_points.add(), True)
+        out.sum.MergeFromString(_number_points_wire(metric, True))
     elif metric.kind is MetricKind.GAUGE:
-        for point in metric.points:
-            _encode_number(_expect(point, NumberPoint, metric), out.gauge.data_points.add(), False)
+        out.gauge.MergeFromString(_number_points_wire(metric, False))
     elif metric.kind is MetricKind.HISTOGRAM:
         out.histogram.aggregation_temporality = int(metric.temporality)
         for point in metric.points:
@@ -127,18 +141,51 @@ def _expect(point, cls, metric: Metric):
     return point
 
 
-def _encode_number(point: NumberPoint, out: pb.NumberDataPoint, with_start: bool) -> None:
-    out.attributes.extend(encode_attributes(point.attributes))
-    out.time_unix_nano = point.time_ns
-    if with_start:
-        out.start_time_unix_nano = point.start_time_ns
-    value = point.value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = int(value)
-        if _INT64_MIN <= value <= _INT64_MAX:
-            out.as_int = value
-            return
-    out.as_double = float(value)
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _attribute_bytes(key: str, value: AttributeValue) -> bytes:
+    ident = (key, type(value), value)  # 1, 1.0 and True are equal keys but different values
+    cached = _ATTRIBUTE_BYTES.get(ident)
+    if cached is None:
+        if len(_ATTRIBUTE_BYTES) >= _ATTRIBUTE_BYTES_MAX:
+            _ATTRIBUTE_BYTES.clear()
+        kv = KeyValue(key=key, value=encode_value(value)).SerializeToString()
+        cached = _ATTRIBUTE_BYTES[ident] = bytes([_ATTRIBUTE]) + _varint(len(kv)) + kv
+    return cached
+
+
+def _number_points_wire(metric: Metric, with_start: bool) -> bytes:
+    """The metric's points as the serialized `data_points` field of a Sum or Gauge.
+
+    Built as bytes and parsed once by the protobuf runtime: setting four fields and two nested
+    messages per point from Python costs ~5 us a point, which is most of a flush at 100K series.
+    Parsing makes the result the same message as setting the fields (zero values included).
+    """
+    parts = []
+    for point in metric.points:
+        _expect(point, NumberPoint, metric)
+        attributes = _ATTRIBUTES_BYTES.get(point.attributes)
+        if attributes is None:
+            attributes = b"".join([_attribute_bytes(k, v) for k, v in point.attributes])
+            if all(type(v) is str for _, v in point.attributes):
+                if len(_ATTRIBUTES_BYTES) >= _ATTRIBUTE_BYTES_MAX:
+                    _ATTRIBUTES_BYTES.clear()
+                _ATTRIBUTES_BYTES[point.attributes] = attributes
+        value = point.value
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
+            number = _AS_INT_VALUE.pack(_AS_INT, int(value))
+        else:
+            number = _AS_DOUBLE_VALUE.pack(_AS_DOUBLE, float(value))
+        body = attributes + _TIMES.pack(_START, point.start_time_ns if with_start else 0, _TIME, point.time_ns) + number
+        parts.append(b"%c%s%s" % (_DATA_POINT, _varint(len(body)), body))
+    return b"".join(parts)
 
 
 def _encode_histogram(point: HistogramPoint, out: pb.HistogramDataPoint) -> None:

@@ -147,3 +147,30 @@ def test_page_faults_counts_first_touches_in_user_and_kernel_mode(bpf_build):
     kernel = sum(v for (c, mode), v in seen.items() if mode == 1)
     assert pages <= user <= pages + 200
     assert pages <= kernel <= pages + 200
+
+
+def test_target_cgroup_counts_only_tasks_in_that_cgroup(bpf_build, cgroup_dir):
+    with PythonChild() as inside, PythonChild() as outside, \
+            loaded(bpf_build, "cpu-switches", target_cgroup=os.stat(cgroup_dir).st_ino) as obj:
+        (cgroup_dir / "cgroup.procs").write_text(str(inside.pid))
+        for child in (inside, outside):
+            child.run(CHILD_SETUP)
+        with attached(obj):
+            inside.run(f"for _ in range({SLEEPS}): time.sleep(0.001)")
+            outside.run(f"for _ in range({3 * SLEEPS}): time.sleep(0.001)")
+        seen = values(obj.maps["cpu_switches"], "=I")
+    # Only the child inside the cgroup: its sleeps, not the other child's three times as many.
+    assert SLEEPS <= seen.get((1,), 0) <= SLEEPS + 20
+
+
+def test_syscalls_target_cgroup_counts_only_that_cgroup(bpf_build, cgroup_dir):
+    with PythonChild() as inside, PythonChild() as outside, \
+            loaded(bpf_build, "syscalls", target_cgroup=os.stat(cgroup_dir).st_ino) as obj:
+        (cgroup_dir / "cgroup.procs").write_text(str(inside.pid))
+        for child in (inside, outside):
+            child.run(CHILD_SETUP)
+        with attached(obj):
+            inside.run(f"for _ in range(700): libc.syscall({SYS_GETPID})")
+            outside.run(f"for _ in range(900): libc.syscall({SYS_GETPID})")
+        seen = values(obj.maps["syscall_counts"], "=I")
+    assert seen[(SYS_GETPID,)] == 700

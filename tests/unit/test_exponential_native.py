@@ -161,3 +161,15 @@ def test_wide_index_spans_take_the_sparse_path():
     assert one.scale == 20 and one.positive_offset == exact_index(1000, 20)
     assert (two.scale, two.positive_offset, two.positive_counts, two.count, two.sum) == (20, 5_000_000, (3,), 3, 0)
     assert one.positive_counts == (2,) and one.sum == 2000
+
+
+def test_a_new_scale_is_a_new_map_layout():
+    """Pinned counts written at one scale must not be read at another: the layout fingerprint
+    (which decides whether a pinned map is kept) changes with bucket_scale."""
+    from otelbpf.agent.program import config_layout
+
+    at3 = config()
+    at2 = parse_program_config(CONFIG.format(extra="").replace("bucket_scale = 3", "bucket_scale = 2"),
+                               Path("/conf/lat.toml"), OBJECTS).histograms[0]
+    assert config_layout(at3) != config_layout(at2)
+    assert config_layout(at3) == config_layout(config("max_size = 20"))  # export-side only
