@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,15 +81,26 @@ class MapPressure:
         return "iterator" if self._iterator is not None else "syscalls"
 
     def collect(self, now_ns: int) -> list[Metric]:
-        owners = owners_by_map(_program_maps())
+        return map_metrics(self.observations(), self.config.warning, self.config.critical, now_ns)
+
+    def observations(
+        self,
+        program_maps: Sequence[tuple[str, Sequence[int]]] | None = None,
+        open_map: Callable[[MapRecord], bool] | None = None,
+    ) -> list[MapObservation]:
+        """Every accepted map, measured. ``program_maps``: (name, map_ids) of every program, when
+        the caller has already read them; ``open_map(record)`` False lets ``observe`` skip the fd
+        (and the memory reading) of maps whose count needs none (``otelbpf top`` spreads those)."""
+        owners = owners_by_map(_program_maps() if program_maps is None else program_maps)
         observations = []
         for record in self._records():
             if not self._accept(record.name):
                 continue
-            obs = observe(record, owners.get(record.id, ()))
+            obs = observe(record, owners.get(record.id, ()),
+                          open_map=True if open_map is None else open_map(record))
             if obs is not None:
                 observations.append(obs)
-        return map_metrics(observations, self.config.warning, self.config.critical, now_ns)
+        return observations
 
     def close(self) -> None:
         if self._iterator is not None:
@@ -127,8 +138,11 @@ class MapPressure:
         ]
 
 
-def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation | None:
-    """Open the map by id and measure it; None when the map was freed since it was listed."""
+def observe(record: MapRecord, programs: Sequence[str] = (), open_map: bool = True) -> MapObservation | None:
+    """Open the map by id and measure it; None when the map was freed since it was listed.
+
+    ``open_map=False`` leaves maps whose count comes without an fd unopened (``memory`` None);
+    maps counted by iteration or ring buffer position are opened all the same."""
     method = count_method(record.type, record.elem_count is not None)
     entries: int | None = None
     used: int | None = None
@@ -137,13 +151,12 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
         entries = record.elem_count
     elif method is CountMethod.MAX_ENTRIES:
         entries = record.max_entries
-    try:
-        fd = info.map_fd_by_id(record.id)
-    except LibbpfError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
+    if not open_map and method not in (CountMethod.ITERATION, CountMethod.RINGBUF):
         fd = -1
+    else:
+        fd = _open_by_id(record)
+        if fd is None:
+            return None
     if fd >= 0:
         try:
             memory = map_memlock(fd)
@@ -166,6 +179,17 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
         memory=memory,
         programs=tuple(programs),
     )
+
+
+def _open_by_id(record: MapRecord) -> int | None:
+    """A new fd for the map, -1 when it cannot be opened, None when it was freed since listed."""
+    try:
+        return info.map_fd_by_id(record.id)
+    except LibbpfError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
+        return -1
 
 
 def _wrap(fd: int, record: MapRecord) -> BpfMap:
