@@ -104,6 +104,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    """Live view of every BPF program's cost and every map's fill; ``--once --json`` for scripts."""
+    from otelbpf.top.command import run_top
+
+    return run_top(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otelbpf", description=__doc__)
     parser.add_argument("--version", action="version", version=f"otelbpf {__version__}")
@@ -119,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="load and attach everything once and report")
     check.add_argument("--config")
     check.set_defaults(func=cmd_check)
+    from otelbpf.top.command import add_arguments as add_top_arguments
+
+    top = sub.add_parser("top", help="live view of every BPF program's cost and every map's fill")
+    add_top_arguments(top)
+    top.set_defaults(func=cmd_top)
     return parser
 
 
