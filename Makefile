@@ -13,7 +13,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool make gcc python3-venv python3-dev openssl
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool make gcc python3-venv python3-dev openssl tmux
 IS_ROOT      := $(filter 0,$(shell id -u))
 
 setup: deps $(STAMP) bpf mounts

@@ -28,7 +28,7 @@ PALETTE = [
     ("chart bar2", "brown", ""),
     ("chart title", "bold", ""),
 ]
-KEYS = " ↑↓ select  </> sort column  r reverse  / filter  m maps/programs  q quit"
+KEYS = " ↑↓ select  </> sort  r reverse  / filter  Esc unfilter  m maps/programs  q quit"
 
 
 class Row(urwid.Text):
@@ -260,6 +260,8 @@ class TopView:
             current, descending = self.sort[self.mode]
             i = keys.index(current) if current in keys else 0
             self.sort[self.mode] = (keys[(i + (1 if key == ">" else -1)) % len(keys)], descending)
+        elif key == "esc" and self.filter:
+            self.filter = ""
         elif key == "r":
             current, descending = self.sort[self.mode]
             self.sort[self.mode] = (current, not descending)
