@@ -48,10 +48,12 @@ class ProgramRow:
     run_time_ns: int
     attached: tuple[str, ...]
     owners: tuple[str, ...]
+    map_ids: tuple[int, ...]
     otelbpf: str | None  # "PROGRAM: metric, ..." when an otelbpf agent loaded it
 
     def as_json(self) -> dict:
-        return dataclasses.asdict(self) | {"attached": list(self.attached), "owners": list(self.owners)}
+        return dataclasses.asdict(self) | {"attached": list(self.attached), "owners": list(self.owners),
+                                           "map_ids": list(self.map_ids)}
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class Sampler:
                 cpu_percent=None if rates is None else rates.cpu_utilization * 100,
                 run_cnt=pi.run_cnt, run_time_ns=pi.run_time_ns,
                 attached=self._targets.get(pi.id, ()),
-                owners=tuple(str(o) for o in self._owners.get(pi.id, ())),
+                owners=tuple(str(o) for o in self._owners.get(pi.id, ())), map_ids=pi.map_ids,
                 otelbpf=self._ours.programs.get(pi.id))
             program_rows.append(row)
             if rates is not None:
