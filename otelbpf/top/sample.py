@@ -6,8 +6,11 @@ health/pressure.py) for fill and pressure. This module only keeps the previous r
 history and what changes slowly (attach targets, owners, which objects are otelbpf's).
 
 Cost control: hash-map counts come from the map iterator without opening any map; each map's
-memory (fdinfo, one open per map) is re-read every ``MEMORY_EVERY`` refreshes, spread over the
-refreshes by map id, and owners/targets every ``SLOW_EVERY_S`` seconds or when a program appears.
+memory (fdinfo, one open per map) is re-read every ``MEMORY_EVERY`` map readings, spread over them
+by map id; maps are read every refresh while the map view is shown and every
+``MAPS_EVERY_HIDDEN`` refreshes otherwise (so the fill history goes on, coarser); attach targets,
+owners and otelbpf's own objects every ``SLOW_EVERY_S`` seconds, or ``SLOW_MIN_S`` after a new
+program appears.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ from otelbpf.top.ours import Ours, find_ours
 from otelbpf.top.owners import Owner, program_owners
 from otelbpf.top.targets import BtfNames, attach_targets
 
-MEMORY_EVERY = 10
-SLOW_EVERY_S = 10.0
+MEMORY_EVERY = 30
+MAPS_EVERY_HIDDEN = 5
+SLOW_EVERY_S = 30.0
+SLOW_MIN_S = 3.0
 LEVEL_NAMES = {LEVEL_OK: "ok", LEVEL_WARNING: "warning", LEVEL_CRITICAL: "critical"}
 
 
-@dataclass(frozen=True)
+# Rows are plain (not frozen) dataclasses: a thousand are built per refresh, and a frozen
+# dataclass's __init__ costs several times more.
+@dataclass
 class ProgramRow:
     id: int
     name: str
@@ -56,23 +63,40 @@ class ProgramRow:
                                            "map_ids": list(self.map_ids)}
 
 
-@dataclass(frozen=True)
 class MapRow:
-    id: int
-    name: str
-    type: str
-    entries: int | None
-    max_entries: int
-    utilization: float | None
-    pressure: str | None  # "ok" | "warning" | "critical"; None when the fill is unknown
-    prealloc_full: bool
-    memory: int | None
-    ringbuf_used: int | None
-    count_method: str
-    otelbpf: str | None
+    """One map as shown: a ``MapObservation`` plus what top adds (memory read earlier, the otelbpf
+    metrics it feeds, the pressure level). Fields are derived on access, so a refresh costs one
+    small object per map and only shown or sorted-by values are computed."""
+
+    __slots__ = ("obs", "memory", "otelbpf", "_warning", "_critical")
+
+    def __init__(self, obs: MapObservation, memory: int | None, otelbpf: str | None,
+                 warning: float, critical: float) -> None:
+        self.obs, self.memory, self.otelbpf = obs, memory, otelbpf
+        self._warning, self._critical = warning, critical
+
+    id = property(lambda self: self.obs.id)
+    name = property(lambda self: self.obs.name)
+    type = property(lambda self: self.obs.type)
+    entries = property(lambda self: self.obs.entries)
+    max_entries = property(lambda self: self.obs.max_entries)
+    utilization = property(lambda self: self.obs.utilization)
+    prealloc_full = property(lambda self: self.obs.prealloc_full)
+    ringbuf_used = property(lambda self: self.obs.ringbuf_used)
+    count_method = property(lambda self: self.obs.count_method.value)
+
+    @property
+    def pressure(self) -> str | None:
+        """"ok" | "warning" | "critical"; None when the fill is unknown."""
+        level = map_pressure_level(self.obs, self._warning, self._critical)
+        return None if level is None else LEVEL_NAMES[level]
 
     def as_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {key: getattr(self, key) for key in MAP_FIELDS}
+
+
+MAP_FIELDS = ("id", "name", "type", "entries", "max_entries", "utilization", "pressure", "prealloc_full",
+              "memory", "ringbuf_used", "count_method", "otelbpf")
 
 
 @dataclass(frozen=True)
@@ -104,28 +128,39 @@ class Sampler:
         self._owners: dict[int, tuple[Owner, ...]] = {}
         self._ours = Ours()
         self._slow_at = 0.0
+        self._slow_done = 0.0
+        self._map_rows: list[MapRow] = []
         self._known: set[int] = set()
         self._tick = 0
         self._last_ns: int | None = None
-        # id -> (runs/s, avg ns) per refresh; id -> utilization per refresh
+        # id -> (monotonic ns, runs/s, avg ns) per refresh; id -> (monotonic ns, utilization)
         self.program_history: dict[int, deque] = {}
         self.map_history: dict[int, deque] = {}
         self._history_len = history_len
 
-    def sample(self) -> Snapshot:
+    def sample(self, maps: bool = True) -> Snapshot:
+        """Read every program; every map too unless ``maps`` is False (the previous map rows are
+        kept: the program view reads maps only every ``MAPS_EVERY_HIDDEN`` refreshes)."""
         now = time.monotonic_ns()
         interval = None if self._last_ns is None else (now - self._last_ns) / 1e9
         self._last_ns = now
         progs = []
         for pi in info.prog_infos():
             progs.append((pi, RunCounters(pi.run_cnt, pi.run_time_ns, time.monotonic_ns())))
-        observations = self.pressure.observations([(pi.name, pi.map_ids) for pi, _ in progs], self._open_map)
-        observations = [self._with_memory(obs) for obs in observations]
+        if maps or not self._map_rows:
+            observations = self.pressure.observations([(pi.name, pi.map_ids) for pi, _ in progs],
+                                                      self._open_map)
+            self._map_rows = [self._map_row(obs) for obs in observations]
+            for row in self._map_rows:
+                self._remember(self.map_history, row.id, (now, row.utilization))
+            _forget(self.map_history, {m.id for m in self._map_rows})
+            self._tick += 1
         ids = {pi.id for pi, _ in progs}
-        if ids - self._known or time.monotonic() >= self._slow_at:
-            self._refresh_slow(progs, observations)
-        self._known = ids
-        self._tick += 1
+        mono = time.monotonic()
+        # A program that appears gets its target and owner within SLOW_MIN_S, however many come.
+        if mono >= self._slow_at or (ids - self._known and mono >= self._slow_done + SLOW_MIN_S):
+            self._refresh_slow(progs)
+            self._known = ids
 
         program_rows = []
         counters = {}
@@ -144,14 +179,10 @@ class Sampler:
                 otelbpf=self._ours.programs.get(pi.id))
             program_rows.append(row)
             if rates is not None:
-                self._remember(self.program_history, pi.id, (row.runs_per_s, row.avg_ns))
+                self._remember(self.program_history, pi.id, (now, row.runs_per_s, row.avg_ns))
         self._previous = counters
-        map_rows = [self._map_row(obs) for obs in observations]
-        for row in map_rows:
-            self._remember(self.map_history, row.id, row.utilization)
         _forget(self.program_history, ids)
-        _forget(self.map_history, {m.id for m in map_rows})
-        return Snapshot(tuple(program_rows), tuple(map_rows), interval)
+        return Snapshot(tuple(program_rows), tuple(self._map_rows), interval)
 
     def close(self) -> None:
         self.pressure.close()
@@ -161,29 +192,25 @@ class Sampler:
     def _open_map(self, record: MapRecord) -> bool:
         return record.id not in self._memory or (record.id + self._tick) % MEMORY_EVERY == 0
 
-    def _with_memory(self, obs: MapObservation) -> MapObservation:
-        if obs.memory is not None:
-            self._memory[obs.id] = obs.memory
-            return obs
-        cached = self._memory.get(obs.id)
-        return obs if cached is None else dataclasses.replace(obs, memory=cached)
-
-    def _refresh_slow(self, progs, observations) -> None:
-        self._slow_at = time.monotonic() + SLOW_EVERY_S
+    def _refresh_slow(self, progs) -> None:
+        self._slow_done = time.monotonic()
+        self._slow_at = self._slow_done + SLOW_EVERY_S
         self._targets = attach_targets(self._btf)
         self._owners = program_owners()
-        map_names = {obs.id: obs.name for obs in observations}
+        map_names = {row.id: row.name for row in self._map_rows}
         self._ours = find_ours(self._configs, self._pin_dir, [pi for pi, _ in progs], map_names, self._owners)
-        live = {obs.id for obs in observations}
-        self._memory = {k: v for k, v in self._memory.items() if k in live}
+        for row in self._map_rows:  # rows made before this refresh knew less
+            row.otelbpf = self._ours.maps.get(row.id)
+        self._memory = {k: v for k, v in self._memory.items() if k in map_names}
 
     def _map_row(self, obs: MapObservation) -> MapRow:
-        level = map_pressure_level(obs, self.warning, self.critical)
-        return MapRow(
-            id=obs.id, name=obs.name, type=obs.type, entries=obs.entries, max_entries=obs.max_entries,
-            utilization=obs.utilization, pressure=None if level is None else LEVEL_NAMES[level],
-            prealloc_full=obs.prealloc_full, memory=obs.memory, ringbuf_used=obs.ringbuf_used,
-            count_method=obs.count_method.value, otelbpf=self._ours.maps.get(obs.id))
+        """The row of ``obs``; memory from the last reading when this refresh skipped it."""
+        memory = obs.memory
+        if memory is None:
+            memory = self._memory.get(obs.id)
+        else:
+            self._memory[obs.id] = memory
+        return MapRow(obs, memory, self._ours.maps.get(obs.id), self.warning, self.critical)
 
     def _remember(self, history: dict[int, deque], key: int, value) -> None:
         series = history.get(key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import urwid
 
-from otelbpf.top.sample import MapRow, ProgramRow, Sampler, Snapshot
+from otelbpf.top.sample import MAPS_EVERY_HIDDEN, MapRow, ProgramRow, Sampler, Snapshot
 from otelbpf.top.table import (MAP_COLUMNS, PROGRAM_COLUMNS, Column, cell, header, human, layout, line, matches,
                                sort_rows)
 
@@ -123,6 +123,7 @@ class TopView:
         self.snapshot = Snapshot((), (), None)
         self.selected_id: dict[str, int | None] = {"programs": None, "maps": None}
         self.chart_rows = 7
+        self.refreshes = 0
 
         self.status = urwid.Text("", wrap="clip")
         self.titles = urwid.Text("", wrap="clip")
@@ -151,7 +152,8 @@ class TopView:
         self.loop.run()
 
     def refresh(self, loop=None, _data=None) -> None:
-        self.snapshot = self.sampler.sample()
+        self.refreshes += 1
+        self.snapshot = self.sampler.sample(maps=self.mode == "maps" or self.refreshes % MAPS_EVERY_HIDDEN == 0)
         self.redraw()
         self.loop.set_alarm_in(self.interval, self.refresh)
 
@@ -207,18 +209,21 @@ class TopView:
         text = line(row, shown)
         return [("ours", text)] if row.otelbpf else text
 
-    def map_markup(self, row: MapRow, shown):
-        """The fill bar in its pressure colour; the rest plain (otelbpf's own maps highlighted)."""
-        parts = []
-        base = "ours" if row.otelbpf else None
+    @staticmethod
+    def map_markup(row: MapRow, shown):
+        """The fill bar in its pressure colour; the rest plain (otelbpf's own maps highlighted).
+        Three segments per line: fewer segments are less for urwid to lay out each refresh."""
+        before, bar, after = [], None, []
         for c, w in shown:
             text = cell(c.text(row), w, c.right)
-            if c.key == "utilization" and row.pressure is not None:
-                parts.append(("full" if row.prealloc_full else row.pressure, text))
+            if c.key == "utilization":
+                bar = text
             else:
-                parts.append((base, text) if base else text)
-            parts.append(" ")
-        return parts[:-1]
+                (after if bar is not None else before).append(text)
+        base = "ours" if row.otelbpf else None
+        level = row.pressure
+        bar_attr = None if level is None else "full" if row.prealloc_full else level
+        return [(base, " ".join(before) + " "), (bar_attr, bar), (base, " " + " ".join(after))]
 
     def draw_chart(self, row, cols: int) -> None:
         half = max((cols - 2) // 2, 1)
@@ -229,18 +234,18 @@ class TopView:
             return
         if self.mode == "programs":
             history = list(self.sampler.program_history.get(row.id, ()))
-            runs = [h[0] for h in history]
-            avg = [h[1] or 0 for h in history]
-            span = f"last {len(history) * self.interval:g}s"
+            runs = [h[1] for h in history]
+            avg = [h[2] or 0 for h in history]
+            span = _span(history)
             self.chart_left.show(f" {row.name} (id {row.id}) runs/s, {span}: now {human(row.runs_per_s)}, "
                                  f"max {human(max(runs, default=None))}", runs, half, height)
             self.chart_right.show(f" avg ns per run: now {human(row.avg_ns)}, max {human(max(avg, default=None))}",
                                   avg, half, height)
         else:
-            history = [u if u is not None else 0 for u in self.sampler.map_history.get(row.id, ())]
-            span = f"last {len(history) * self.interval:g}s"
-            self.chart_left.show(f" {row.name} (id {row.id}) fill, {span}: now {_pct(row.utilization)}, "
-                                 f"max {_pct(max(history, default=None))}", [h * 100 for h in history], cols, height)
+            history = list(self.sampler.map_history.get(row.id, ()))
+            fill = [h[1] or 0 for h in history]
+            self.chart_left.show(f" {row.name} (id {row.id}) fill, {_span(history)}: now {_pct(row.utilization)}, "
+                                 f"max {_pct(max(fill, default=None))}", [f * 100 for f in fill], cols, height)
         charts = [self.chart_left, self.chart_right] if self.mode == "programs" else [self.chart_left]
         if [w for w, _ in self.charts.contents] != charts:
             self.charts.contents = [(w, self.charts.options()) for w in charts]
@@ -298,6 +303,13 @@ class TopView:
         rows = self.walker.rows
         if rows:
             self.selected_id[self.mode] = rows[self.walker.focus].id
+
+
+def _span(history) -> str:
+    """"last 42s": the time the history covers (map readings are sparser while maps are hidden)."""
+    if len(history) < 2:
+        return "last 0s"
+    return f"last {(history[-1][0] - history[0][0]) / 1e9:.0f}s"
 
 
 def _pct(value) -> str:

@@ -78,23 +78,25 @@ class Tmux:
         if shutil.which("tmux") is None:
             pytest.skip("tmux is not installed (APT_PACKAGES in Makefile / .ci/run add it)")
         self.name = f"otelbpf-top-{uuid.uuid4().hex[:8]}"
+        # A tmux server of its own (-L): no other session on the host can interfere.
+        self.tmux = ["tmux", "-L", self.name]
         env = {**os.environ, "PS1": "$ ", "TERM": "xterm-256color"}
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
                         "bash --norc --noprofile"], check=True, env=env, cwd=REPO)
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def type_line(self, text: str) -> None:
         self.send("-l", text)
         self.send("Enter")
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True,
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], check=True,
                               capture_output=True, text=True).stdout
 
     def alternate_screen(self) -> bool:
-        out = subprocess.run(["tmux", "display", "-p", "-t", self.name, "#{alternate_on}"], check=True,
+        out = subprocess.run([*self.tmux, "display", "-p", "-t", self.name, "#{alternate_on}"], check=True,
                              capture_output=True, text=True).stdout
         return out.strip() == "1"
 
@@ -109,7 +111,7 @@ class Tmux:
             time.sleep(0.2)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 @pytest.fixture

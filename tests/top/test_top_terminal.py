@@ -78,7 +78,7 @@ def test_fits_80x24(tmux_factory, known_program):
     assert "RUNS/S" in screen and "CPU%" in screen
     assert lines[-1].startswith(" ↑↓ select") and lines[-1].rstrip().endswith("q quit")  # all keys shown
     # The selected (only) row's history chart: its title and at least one drawn column.
-    assert re.search(r"health_tp \(id \d+\) runs/s, last", screen)
+    assert re.search(r"health_tp \(id \d+\) runs/s, last \d+s", screen)
     assert any(ch in screen for ch in "▁▂▃▄▅▆▇█")
     quit_and_check_restored(tmux)
 
