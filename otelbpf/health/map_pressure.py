@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,24 +83,19 @@ class MapPressure:
     def collect(self, now_ns: int) -> list[Metric]:
         return map_metrics(self.observations(), self.config.warning, self.config.critical, now_ns)
 
-    def observations(
-        self,
-        program_maps: Sequence[tuple[str, Sequence[int]]] | None = None,
-        open_map: Callable[[MapRecord], bool] | None = None,
-    ) -> list[MapObservation]:
-        """Every accepted map, measured. ``program_maps``: (name, map_ids) of every program, when
-        the caller has already read them; ``open_map(record)`` False lets ``observe`` skip the fd
-        (and the memory reading) of maps whose count needs none (``otelbpf top`` spreads those)."""
-        owners = owners_by_map(_program_maps() if program_maps is None else program_maps)
+    def observations(self) -> list[MapObservation]:
+        """Every accepted map, measured."""
+        owners = owners_by_map(_program_maps())
         observations = []
-        for record in self._records():
-            if not self._accept(record.name):
-                continue
-            obs = observe(record, owners.get(record.id, ()),
-                          open_map=True if open_map is None else open_map(record))
+        for record in self.records():
+            obs = observe(record, owners.get(record.id, ()))
             if obs is not None:
                 observations.append(obs)
         return observations
+
+    def records(self) -> list[MapRecord]:
+        """Every accepted map as enumerated, before it is opened."""
+        return [record for record in self._records() if self._accept(record.name)]
 
     def close(self) -> None:
         if self._iterator is not None:
@@ -138,11 +133,11 @@ class MapPressure:
         ]
 
 
-def observe(record: MapRecord, programs: Sequence[str] = (), open_map: bool = True) -> MapObservation | None:
+def observe(record: MapRecord, programs: Sequence[str] = (), read_memory: bool = True) -> MapObservation | None:
     """Open the map by id and measure it; None when the map was freed since it was listed.
 
-    ``open_map=False`` leaves maps whose count comes without an fd unopened (``memory`` None);
-    maps counted by iteration or ring buffer position are opened all the same."""
+    ``read_memory=False`` skips the memory reading (``memory`` None) and opens the map only when its
+    count needs an fd (iteration, ring buffer position)."""
     method = count_method(record.type, record.elem_count is not None)
     entries: int | None = None
     used: int | None = None
@@ -151,7 +146,7 @@ def observe(record: MapRecord, programs: Sequence[str] = (), open_map: bool = Tr
         entries = record.elem_count
     elif method is CountMethod.MAX_ENTRIES:
         entries = record.max_entries
-    if not open_map and method not in (CountMethod.ITERATION, CountMethod.RINGBUF):
+    if not read_memory and not count_needs_fd(method):
         fd = -1
     else:
         fd = _open_by_id(record)
@@ -159,7 +154,8 @@ def observe(record: MapRecord, programs: Sequence[str] = (), open_map: bool = Tr
             return None
     if fd >= 0:
         try:
-            memory = map_memlock(fd)
+            if read_memory:
+                memory = map_memlock(fd)
             if method is CountMethod.ITERATION:
                 entries = len(_wrap(fd, record).keys())
             elif method is CountMethod.RINGBUF:
@@ -179,6 +175,12 @@ def observe(record: MapRecord, programs: Sequence[str] = (), open_map: bool = Tr
         memory=memory,
         programs=tuple(programs),
     )
+
+
+def count_needs_fd(method: CountMethod) -> bool:
+    """Counting needs the map opened (key walk, ring buffer positions); other counts come with
+    the enumeration."""
+    return method is CountMethod.ITERATION or method is CountMethod.RINGBUF
 
 
 def _open_by_id(record: MapRecord) -> int | None:

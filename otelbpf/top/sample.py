@@ -1,16 +1,17 @@
 """One refresh of ``otelbpf top``: every program's cost and every map's fill, with their history.
 
 All numbers come from the agent's own health code: ``program_interval`` (health/program_stats.py)
-for rates, ``MapPressure.observations`` and ``map_pressure_level`` (health/map_pressure.py,
+for rates, ``MapPressure.records``, ``observe`` and ``map_pressure_level`` (health/map_pressure.py,
 health/pressure.py) for fill and pressure. This module only keeps the previous reading, the
 history and what changes slowly (attach targets, owners, which objects are otelbpf's).
 
-Cost control: hash-map counts come from the map iterator without opening any map; each map's
+Cost control: hash-map counts come from the map iterator without opening any map; a map whose
+record did not change is not measured again (``_observe_maps``); each map's
 memory (fdinfo, one open per map) is re-read every ``MEMORY_EVERY`` map readings, spread over them
 by map id; maps are read every refresh while the map view is shown and every
 ``MAPS_EVERY_HIDDEN`` refreshes otherwise (so the fill history goes on, coarser); attach targets,
-owners and otelbpf's own objects every ``SLOW_EVERY_S`` seconds, or ``SLOW_MIN_S`` after a new
-program appears.
+owners and otelbpf's own objects every ``SLOW_EVERY_S`` seconds; when a program appears, its
+target at once and its owner within ``OWNERS_MIN_S``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pathlib import Path
 
 from otelbpf.config.agent import MapPressureConfig
 from otelbpf.config.program import ProgramConfig
-from otelbpf.health.map_pressure import MapPressure, MapRecord
-from otelbpf.health.pressure import LEVEL_CRITICAL, LEVEL_OK, LEVEL_WARNING, MapObservation, map_pressure_level
+from otelbpf.health.map_pressure import MapPressure, MapRecord, count_needs_fd, observe
+from otelbpf.health.pressure import (LEVEL_CRITICAL, LEVEL_OK, LEVEL_WARNING, MapObservation, map_pressure_level,
+                                     owners_by_map)
 from otelbpf.health.program_stats import RunCounters, program_interval
 from otelbpf.health.run_stats import RunTimeStats
 from otelbpf.kernel import info
@@ -37,7 +39,7 @@ from otelbpf.top.targets import BtfNames, attach_targets
 MEMORY_EVERY = 30
 MAPS_EVERY_HIDDEN = 5
 SLOW_EVERY_S = 30.0
-SLOW_MIN_S = 3.0
+OWNERS_MIN_S = 10.0
 LEVEL_NAMES = {LEVEL_OK: "ok", LEVEL_WARNING: "warning", LEVEL_CRITICAL: "critical"}
 
 
@@ -123,14 +125,16 @@ class Sampler:
         self._configs, self._pin_dir = configs, pin_dir
         self._previous: dict[int, RunCounters] = {}
         self._memory: dict[int, int] = {}
+        self._observed: dict[int, tuple[MapRecord, MapObservation]] = {}
         self._btf = BtfNames()
         self._targets: dict[int, tuple[str, ...]] = {}
         self._owners: dict[int, tuple[Owner, ...]] = {}
         self._ours = Ours()
         self._slow_at = 0.0
-        self._slow_done = 0.0
+        self._owners_done = 0.0
         self._map_rows: list[MapRow] = []
-        self._known: set[int] = set()
+        self._known: set[int] = set()  # program ids when targets were last read
+        self._owners_known: set[int] = set()  # ... when owners were last read
         self._tick = 0
         self._last_ns: int | None = None
         # id -> (monotonic ns, runs/s, avg ns) per refresh; id -> (monotonic ns, utilization)
@@ -148,19 +152,24 @@ class Sampler:
         for pi in info.prog_infos():
             progs.append((pi, RunCounters(pi.run_cnt, pi.run_time_ns, time.monotonic_ns())))
         if maps or not self._map_rows:
-            observations = self.pressure.observations([(pi.name, pi.map_ids) for pi, _ in progs],
-                                                      self._open_map)
-            self._map_rows = [self._map_row(obs) for obs in observations]
+            rows = {row.obs.id: row for row in self._map_rows}
+            self._map_rows = [row if row is not None and row.obs is obs else self._map_row(obs)
+                              for obs in self._observe_maps(progs) for row in (rows.get(obs.id),)]
             for row in self._map_rows:
                 self._remember(self.map_history, row.id, (now, row.utilization))
             _forget(self.map_history, {m.id for m in self._map_rows})
             self._tick += 1
         ids = {pi.id for pi, _ in progs}
         mono = time.monotonic()
-        # A program that appears gets its target and owner within SLOW_MIN_S, however many come.
-        if mono >= self._slow_at or (ids - self._known and mono >= self._slow_done + SLOW_MIN_S):
-            self._refresh_slow(progs)
+        # A program that appears gets its attach target at once and its owner within
+        # OWNERS_MIN_S, however many come (the /proc walk is the costly part).
+        owners_due = mono >= self._slow_at or (
+            ids - self._owners_known and mono >= self._owners_done + OWNERS_MIN_S)
+        if owners_due or ids - self._known:
+            self._refresh_slow(progs, owners_due)
             self._known = ids
+            if owners_due:
+                self._owners_known = ids
 
         program_rows = []
         counters = {}
@@ -189,14 +198,37 @@ class Sampler:
         self.stats.close()
         self._btf.close()
 
-    def _open_map(self, record: MapRecord) -> bool:
+    def _observe_maps(self, progs) -> list[MapObservation]:
+        """Every map measured by the health code's ``observe``. A map whose enumeration record and
+        programs are unchanged, whose count needs no fd and whose memory is not due keeps its last
+        observation: ``observe`` would return the same again."""
+        owners = owners_by_map([(pi.name, pi.map_ids) for pi, _ in progs])
+        previous, current, out = self._observed, {}, []
+        for record in self.pressure.records():
+            programs = owners.get(record.id, ())
+            read_memory = self._read_memory(record)
+            last = previous.get(record.id)
+            if (last is not None and not read_memory and not count_needs_fd(last[1].count_method)
+                    and last[0] == record and last[1].programs == programs):
+                obs = last[1]
+            else:
+                obs = observe(record, programs, read_memory=read_memory)
+                if obs is None:
+                    continue  # freed since listed
+            current[record.id] = (record, obs)
+            out.append(obs)
+        self._observed = current
+        return out
+
+    def _read_memory(self, record: MapRecord) -> bool:
         return record.id not in self._memory or (record.id + self._tick) % MEMORY_EVERY == 0
 
-    def _refresh_slow(self, progs) -> None:
-        self._slow_done = time.monotonic()
-        self._slow_at = self._slow_done + SLOW_EVERY_S
+    def _refresh_slow(self, progs, owners: bool) -> None:
         self._targets = attach_targets(self._btf)
-        self._owners = program_owners()
+        if owners:
+            self._owners = program_owners()
+            self._owners_done = time.monotonic()
+            self._slow_at = self._owners_done + SLOW_EVERY_S
         map_names = {row.id: row.name for row in self._map_rows}
         self._ours = find_ours(self._configs, self._pin_dir, [pi for pi, _ in progs], map_names, self._owners)
         for row in self._map_rows:  # rows made before this refresh knew less

@@ -147,11 +147,11 @@ def matches(name: str, text: str) -> bool:
 
 def sort_rows(rows: Sequence, column: Column, descending: bool) -> list:
     """Rows ordered by ``column``; rows without a value always last, ties by id."""
-    known = [r for r in rows if column.value(r) is not None]
-    unknown = [r for r in rows if column.value(r) is None]
-    known.sort(key=lambda r: r.id)
-    known.sort(key=column.value, reverse=descending)
-    return known + sorted(unknown, key=lambda r: r.id)
+    keyed = [(column.value(r), r.id, r) for r in rows]
+    known = sorted((k for k in keyed if k[0] is not None), key=lambda k: k[1])
+    known.sort(key=lambda k: k[0], reverse=descending)
+    unknown = sorted((k for k in keyed if k[0] is None), key=lambda k: k[1])
+    return [k[2] for k in known] + [k[2] for k in unknown]
 
 
 def plain_tables(snapshot: Snapshot, name_filter: str, width: int = 160) -> str:
