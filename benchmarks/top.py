@@ -8,8 +8,10 @@ process, freed on exit.
 Then, one after the other:
 
 1. ``otelbpf top`` in a real terminal (a detached 160x45 tmux session), program view;
-2. the same, switched to the map view (key ``m``);
-3. baseline: a process doing what the agent's builtins do every interval — ``MapPressure.collect``
+2. the same, switched to the map view (key ``m``): the maps do not change, so top re-measures
+   only ring buffers and the maps whose memory reading is due;
+3. the map view while every hash map's count changes every second (its worst case);
+4. baseline: a process doing what the agent's builtins do every interval — ``MapPressure.collect``
    and ``ProgramStats.collect`` once per second.
 
 Each is measured from /proc/PID/stat utime + stime over ``--seconds`` after a warm-up, as a
@@ -24,7 +26,9 @@ import os
 import platform
 import resource
 import subprocess
+import struct
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from map_pressure import create_maps  # noqa: E402
 
+from otelbpf.kernel.maps import MapType  # noqa: E402
 from otelbpf.kernel.object import BpfObject  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -94,7 +99,38 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", "-L", SOCKET, *args], check=True, capture_output=True, text=True).stdout
 
 
-def run_top(seconds: float, views: list[str]) -> dict[str, float]:
+class Churn:
+    """Inserts or deletes one key in every hash map once per second, so every hash map's count
+    changes between two refreshes: top must measure each of them again (its worst case)."""
+
+    def __init__(self, maps) -> None:
+        self.maps = [m for m in maps if m.type in (MapType.HASH, MapType.LRU_HASH, MapType.PERCPU_HASH)]
+        self.running = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        key = struct.pack("=I", 100_000)
+        present = False
+        while self.running:
+            for m in self.maps:
+                if present:
+                    m.delete(key)
+                else:
+                    m.update(key, bytes(m.value_buffer_size))
+            present = not present
+            time.sleep(1.0)
+
+    def __enter__(self):
+        self.running = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        self._thread.join()
+
+
+def run_top(seconds: float, views: list[str], maps) -> dict[str, float]:
     session = f"otelbpf-top-bench-{uuid.uuid4().hex[:8]}"
     command = f"{sys.executable} -m otelbpf top --interval 1"
     tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "45", "-c", str(REPO), command)
@@ -104,6 +140,11 @@ def run_top(seconds: float, views: list[str]) -> dict[str, float]:
         for view in views:
             if view == "maps":
                 tmux("send-keys", "-t", session, "m")
+            if view == "maps_churn":
+                with Churn(maps):
+                    time.sleep(WARMUP_S)
+                    results[view] = measure(pid, seconds)
+                continue
             time.sleep(WARMUP_S)
             results[view] = measure(pid, seconds)
         tmux("send-keys", "-t", session, "q")
@@ -137,7 +178,7 @@ def main() -> None:
     programs = load_programs(args.programs, REPO / "bpf" / "build")
     try:
         load_before = os.getloadavg()[0]
-        top = run_top(args.seconds, ["programs", "maps"])
+        top = run_top(args.seconds, ["programs", "maps", "maps_churn"], maps)
         baseline = run_baseline(args.seconds)
         load_after = os.getloadavg()[0]
     finally:
@@ -154,6 +195,7 @@ def main() -> None:
         "interval_s": 1.0,
         "top_programs_view_cpu_percent": top["programs"],
         "top_maps_view_cpu_percent": top["maps"],
+        "top_maps_view_all_hash_maps_changing_cpu_percent": top["maps_churn"],
         "agent_builtins_cpu_percent": baseline,
         "top_vs_agent_builtins": {view: round(top[view] / baseline, 3) if baseline else None for view in top},
         "target_cpu_percent": 2.0,

@@ -68,13 +68,14 @@ class ProgramRow:
 class MapRow:
     """One map as shown: a ``MapObservation`` plus what top adds (memory read earlier, the otelbpf
     metrics it feeds, the pressure level). Fields are derived on access, so a refresh costs one
-    small object per map and only shown or sorted-by values are computed."""
+    small object per changed map and only shown or sorted-by values are computed."""
 
-    __slots__ = ("obs", "memory", "otelbpf", "_warning", "_critical")
+    __slots__ = ("obs", "memory", "otelbpf", "utilization", "_warning", "_critical")
 
     def __init__(self, obs: MapObservation, memory: int | None, otelbpf: str | None,
                  warning: float, critical: float) -> None:
         self.obs, self.memory, self.otelbpf = obs, memory, otelbpf
+        self.utilization = obs.utilization  # read for the history and every sort: computed once
         self._warning, self._critical = warning, critical
 
     id = property(lambda self: self.obs.id)
@@ -82,7 +83,6 @@ class MapRow:
     type = property(lambda self: self.obs.type)
     entries = property(lambda self: self.obs.entries)
     max_entries = property(lambda self: self.obs.max_entries)
-    utilization = property(lambda self: self.obs.utilization)
     prealloc_full = property(lambda self: self.obs.prealloc_full)
     ringbuf_used = property(lambda self: self.obs.ringbuf_used)
     count_method = property(lambda self: self.obs.count_method.value)
