@@ -96,7 +96,8 @@ MAP_COLUMNS: tuple[Column, ...] = (
     Column("entries", "ENTRIES", 7, True,
            lambda r: r.ringbuf_used if r.count_method == "ringbuf" else r.entries, _entries),
     Column("max_entries", "MAX", 7, True, lambda r: r.max_entries, _max_entries),
-    Column("utilization", "FILL", BAR_CELLS + 5, False, lambda r: r.utilization,
+    # Preallocated arrays are full by construction and never a pressure: they sort after real fills.
+    Column("utilization", "FILL", BAR_CELLS + 5, False, lambda r: None if r.prealloc_full else r.utilization,
            lambda r: fill_bar(r.utilization)),
     Column("memory", "MEMORY", 7, True, lambda r: r.memory, lambda r: human_bytes(r.memory)),
     Column("count_method", "COUNTED BY", 11, False, lambda r: r.count_method, lambda r: r.count_method,

@@ -40,6 +40,22 @@ class Row(urwid.Text):
         return key
 
 
+class RowList(urwid.ListBox):
+    """The table; ``on_move`` runs when a key moved the selection (until then the top row is
+    selected, whatever the sort brings there)."""
+
+    def __init__(self, walker: "RowWalker", on_move) -> None:
+        super().__init__(walker)
+        self._walker, self._on_move = walker, on_move
+
+    def keypress(self, size, key):
+        before = self._walker.focus
+        unhandled = super().keypress(size, key)
+        if self._walker.focus != before:
+            self._on_move()
+        return unhandled
+
+
 class RowWalker(urwid.ListWalker):
     """The sorted rows of the current refresh; widgets are made only for positions shown."""
 
@@ -128,8 +144,8 @@ class TopView:
         self.status = urwid.Text("", wrap="clip")
         self.titles = urwid.Text("", wrap="clip")
         self.walker = RowWalker()
-        self.walker.on_focus = self.selection_changed
-        self.listbox = urwid.ListBox(self.walker)
+        self.walker.on_focus = self.focus_changed
+        self.listbox = RowList(self.walker, self.selection_moved)
         self.chart_left = Chart("chart bar")
         self.chart_right = Chart("chart bar2")
         self.charts = urwid.Columns([self.chart_left, self.chart_right], dividechars=2)
@@ -184,8 +200,6 @@ class TopView:
         render = (lambda r: self.program_markup(r, shown)) if self.mode == "programs" else \
             (lambda r: self.map_markup(r, shown))
         self.walker.update(rows, render, focus)
-        if rows:
-            self.selected_id[self.mode] = rows[self.walker.focus].id
         self.status.set_text(self.status_text(len(rows)))
         self.draw_chart(rows[self.walker.focus] if rows else None, cols)
 
@@ -258,7 +272,6 @@ class TopView:
         if key in ("q", "Q"):
             raise urwid.ExitMainLoop()
         if key == "m":
-            self.remember_selection()
             self.mode = "maps" if self.mode == "programs" else "programs"
         elif key in ("<", ">"):
             keys = [c.key for c, _ in layout(self.columns(), self.loop.screen.get_cols_rows()[0])]
@@ -293,13 +306,13 @@ class TopView:
         self.redraw()
         return True
 
-    def selection_changed(self) -> None:
+    def focus_changed(self) -> None:
         rows = self.walker.rows
         if rows:
-            self.selected_id[self.mode] = rows[self.walker.focus].id
             self.draw_chart(rows[self.walker.focus], self.loop.screen.get_cols_rows()[0])
 
-    def remember_selection(self) -> None:
+    def selection_moved(self) -> None:
+        """The user chose a row: it stays selected across refreshes and re-sorts."""
         rows = self.walker.rows
         if rows:
             self.selected_id[self.mode] = rows[self.walker.focus].id

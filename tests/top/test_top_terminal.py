@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 
 import pytest
 
@@ -83,10 +84,19 @@ def test_fits_80x24(tmux_factory, known_program):
     quit_and_check_restored(tmux)
 
 
-def test_filter_and_sort_keys(tmux_factory, known_program):
+def test_selection_chart_filter_and_sort_keys(tmux_factory, known_program):
     tmux = tmux_factory(160, 45)
     start_top(tmux, known_program)
-    tmux.wait_for(running_row(known_program.prog_id), 30, "health_tp row")
+    screen = tmux.wait_for(running_row(known_program.prog_id), 30, "health_tp row")
+    rows = re.findall(r"(?m)^\s*(\d+) +\S+ +[ *]?(\S+) ", screen)
+    assert len(rows) >= 2, screen  # health_tp and syscalls.bpf.o's count_syscall at least
+    # The chart follows the top row until a key moves the selection, then stays on the chosen one.
+    assert f"{rows[0][1]} (id {rows[0][0]}) runs/s" in screen
+    tmux.send("Down")
+    chosen = f"{rows[1][1]} (id {rows[1][0]}) runs/s"
+    tmux.wait_for(lambda s: chosen in s, 10, "chart of the second row after Down")
+    time.sleep(1.2)  # two refreshes at 0.5 s
+    assert chosen in tmux.screen()
     tmux.send("/")
     tmux.send("-l", "health_t")
     tmux.send("Enter")
