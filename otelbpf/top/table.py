@@ -66,7 +66,7 @@ def _name(row) -> str:
 
 PROGRAM_COLUMNS: tuple[Column, ...] = (
     Column("id", "ID", 6, True, lambda r: r.id, lambda r: str(r.id)),
-    Column("type", "TYPE", 13, False, lambda r: r.type, lambda r: r.type),
+    Column("type", "TYPE", 14, False, lambda r: r.type, lambda r: r.type),
     Column("name", " NAME", 16, False, lambda r: r.name, _name),
     Column("runs_per_s", "RUNS/S", 8, True, lambda r: r.runs_per_s, lambda r: human(r.runs_per_s)),
     Column("avg_ns", "AVG NS", 7, True, lambda r: r.avg_ns, lambda r: human(r.avg_ns)),

@@ -1,7 +1,7 @@
 """What each program is attached to, as the kernel reports it in ``struct bpf_link_info``.
 
-Every BPF link names its program and a per-type target: a raw tracepoint name, a BTF function
-or tracepoint (tp_btf, fentry, LSM), a perf event (tracepoint, kprobe or uprobe), a cgroup, an
+Every BPF link names its program and a per-type target: a raw tracepoint name (raw_tp and tp_btf
+programs), a BTF function (fentry, fexit, LSM), a perf event (tracepoint, kprobe or uprobe), a cgroup, an
 interface, an iterator. Layout from include/uapi/linux/bpf.h (6.x): the union starts at offset
 16 (it holds 8-byte aligned pointers); name strings are copied out by the kernel into a buffer
 we pass on a second call. Programs attached without a link (legacy perf-event ioctl, netlink
@@ -24,8 +24,8 @@ RAW_TRACEPOINT, TRACING, CGROUP, ITER, NETNS, XDP, PERF_EVENT = 1, 2, 3, 4, 5, 6
 KPROBE_MULTI, STRUCT_OPS, NETFILTER, TCX, UPROBE_MULTI, NETKIT = 8, 9, 10, 11, 12, 13
 # enum bpf_perf_event_type
 PERF_UPROBE, PERF_URETPROBE, PERF_KPROBE, PERF_KRETPROBE, PERF_TRACEPOINT, PERF_EVENT_EVENT = 1, 2, 3, 4, 5, 6
-# enum bpf_attach_type, tracing link kinds
-_TRACING_KIND = {23: "tp_btf", 24: "fentry", 25: "fexit", 26: "fmod_ret", 27: "lsm", 28: "iter"}
+# enum bpf_attach_type of tracing links (tp_btf programs attach through a raw tracepoint link)
+_TRACING_KIND = {24: "fentry", 25: "fexit", 26: "fmod_ret", 27: "lsm"}
 _LINK_KIND = {KPROBE_MULTI: "kprobe_multi", STRUCT_OPS: "struct_ops", NETFILTER: "netfilter",
               UPROBE_MULTI: "uprobe_multi", NETKIT: "netkit", NETNS: "netns"}
 _NAME_MAX = 512

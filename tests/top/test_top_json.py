@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -87,3 +88,12 @@ def test_without_privileges_one_line_naming_the_capability():
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing CAP_SYS_ADMIN" in lines[0]
+
+
+def test_once_without_json_prints_both_tables(known_program):
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "top", "--once", "--interval", "0.3"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("programs:\n") and "\nmaps:\n" in out.stdout
+    assert re.search(rf"(?m)^ *{known_program.prog_id} +tracepoint +health_tp +\S+", out.stdout)
+    assert re.search(rf"(?m)^ *{known_program.map_id} +percpu_hash +syscall_counts +{MAP_KEYS} ", out.stdout)
