@@ -11,7 +11,7 @@ memory (fdinfo, one open per map) is re-read every ``MEMORY_EVERY`` map readings
 by map id; maps are read every refresh while the map view is shown and every
 ``MAPS_EVERY_HIDDEN`` refreshes otherwise (so the fill history goes on, coarser); attach targets,
 owners and otelbpf's own objects every ``SLOW_EVERY_S`` seconds; when a program appears, its
-target at once and its owner within ``OWNERS_MIN_S``.
+target within ``TARGETS_MIN_S`` and its owner within ``OWNERS_MIN_S``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ MEMORY_EVERY = 30
 MAPS_EVERY_HIDDEN = 5
 SLOW_EVERY_S = 30.0
 OWNERS_MIN_S = 10.0
+TARGETS_MIN_S = 2.0
 LEVEL_NAMES = {LEVEL_OK: "ok", LEVEL_WARNING: "warning", LEVEL_CRITICAL: "critical"}
 
 
@@ -132,6 +133,7 @@ class Sampler:
         self._ours = Ours()
         self._slow_at = 0.0
         self._owners_done = 0.0
+        self._targets_done = 0.0
         self._map_rows: list[MapRow] = []
         self._known: set[int] = set()  # program ids when targets were last read
         self._owners_known: set[int] = set()  # ... when owners were last read
@@ -161,11 +163,11 @@ class Sampler:
             self._tick += 1
         ids = {pi.id for pi, _ in progs}
         mono = time.monotonic()
-        # A program that appears gets its attach target at once and its owner within
+        # A program that appears gets its attach target within TARGETS_MIN_S and its owner within
         # OWNERS_MIN_S, however many come (the /proc walk is the costly part).
         owners_due = mono >= self._slow_at or (
             ids - self._owners_known and mono >= self._owners_done + OWNERS_MIN_S)
-        if owners_due or ids - self._known:
+        if owners_due or (ids - self._known and mono >= self._targets_done + TARGETS_MIN_S):
             self._refresh_slow(progs, owners_due)
             self._known = ids
             if owners_due:
@@ -225,6 +227,7 @@ class Sampler:
 
     def _refresh_slow(self, progs, owners: bool) -> None:
         self._targets = attach_targets(self._btf)
+        self._targets_done = time.monotonic()
         if owners:
             self._owners = program_owners()
             self._owners_done = time.monotonic()

@@ -57,7 +57,8 @@ class RowList(urwid.ListBox):
 
 
 class RowWalker(urwid.ListWalker):
-    """The sorted rows of the current refresh; widgets are made only for positions shown."""
+    """The sorted rows of the current refresh; widgets are made only for positions shown, and a
+    line that reads as before keeps its widget (urwid then reuses its rendered canvas)."""
 
     def __init__(self) -> None:
         self.rows: list = []
@@ -65,18 +66,25 @@ class RowWalker(urwid.ListWalker):
         self.on_focus = lambda: None
         self.focus = 0
         self._cache: dict[int, urwid.Widget] = {}
+        self._by_markup: dict[str, urwid.Widget] = {}  # this refresh's line widgets by their text
+        self._previous: dict[str, urwid.Widget] = {}  # ... and the last refresh's
 
     def update(self, rows: list, render, focus: int) -> None:
         self.rows, self.render = rows, render
         self.focus = min(max(focus, 0), max(len(rows) - 1, 0))
         self._cache = {}
+        self._previous, self._by_markup = self._by_markup, {}
         self._modified()
 
     def _widget(self, pos: int):
         w = self._cache.get(pos)
         if w is None:
-            w = self._cache[pos] = urwid.AttrMap(Row(self.render(self.rows[pos]), wrap="clip"), None,
-                                                 focus_map="selected")
+            markup = self.render(self.rows[pos])
+            key = repr(markup)
+            w = self._previous.get(key) or self._by_markup.get(key)
+            if w is None:
+                w = urwid.AttrMap(Row(markup, wrap="clip"), None, focus_map="selected")
+            self._cache[pos] = self._by_markup[key] = w
         return w
 
     def get_focus(self):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from otelbpf.kernel.maps import BpfMap, MapType
 from otelbpf.kernel.object import BpfObject
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -41,6 +42,7 @@ except KeyboardInterrupt:
 class KnownProgram:
     prog_id: int
     map_id: int
+    map_name: str  # unique on the host: the test filters by it
     rate: float  # calls per second the workload makes
 
     def top_command(self, *args: str) -> list[str]:
@@ -49,26 +51,27 @@ class KnownProgram:
 
 @pytest.fixture
 def known_program(bpf_build):
-    """health_tp attached and driven at 2,000 runs/s; syscalls.bpf.o loaded with MAP_KEYS keys in
-    syscall_counts (not attached, so the count stays exact)."""
+    """health_tp attached and driven at 2,000 runs/s; syscalls.bpf.o loaded (a second program); a
+    hash map of 1,024 entries with a unique name holding exactly MAP_KEYS keys."""
     tp = BpfObject.open(bpf_build / "tests" / "health_tracepoint.bpf.o")
     tp.load()
     link = tp.attach("health_tp")
     counts = BpfObject.open(bpf_build / "syscalls.bpf.o")
     counts.load()
-    syscall_counts = counts.maps["syscall_counts"]
+    known_map = BpfMap.create(MapType.HASH, 4, 8, 1024, name=f"top_{uuid.uuid4().hex[:8]}")
     for key in range(MAP_KEYS):
-        syscall_counts.update(struct.pack("=I", key), bytes(syscall_counts.value_buffer_size))
+        known_map.update(struct.pack("=I", key), bytes(known_map.value_buffer_size))
     rate = 2000.0
     workload = subprocess.Popen([sys.executable, "-c", _WORKLOAD, str(rate)], stdout=subprocess.PIPE, text=True)
     try:
-        yield KnownProgram(tp.programs["health_tp"].id, syscall_counts.id, rate)
+        yield KnownProgram(tp.programs["health_tp"].id, known_map.id, known_map.name, rate)
     finally:
         workload.send_signal(2)
         workload.communicate(timeout=10)
         link.close()
         tp.close()
         counts.close()
+        known_map.close()
 
 
 class Tmux:

@@ -63,8 +63,12 @@ def test_program_row_map_view_and_quit(tmux_factory, known_program):
     assert "kernel run-time stats ON while top runs" in screen
 
     tmux.send("m")
-    map_row = rf"(?m)^\s*{known_program.map_id} +percpu_hash +[ *]?syscall_counts +{MAP_KEYS} +1.02K +[▏▎▍▌] +4%"
-    screen = tmux.wait_for(lambda s: re.search(map_row, s), 15, f"syscall_counts row with {MAP_KEYS} entries")
+    tmux.wait_for(lambda s: "FILL" in s, 10, "map view")
+    tmux.send("/")
+    tmux.send("-l", known_program.map_name)
+    tmux.send("Enter")
+    map_row = rf"(?m)^\s*{known_program.map_id} +hash +[ *]?{known_program.map_name} +{MAP_KEYS} +1.02K +[▏▎▍▌] +4%"
+    screen = tmux.wait_for(lambda s: re.search(map_row, s), 15, f"{known_program.map_name} row, {MAP_KEYS} entries")
     assert "FILL" in screen and "MEMORY" in screen
 
     quit_and_check_restored(tmux)
