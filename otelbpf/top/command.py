@@ -14,7 +14,6 @@ from otelbpf.top.table import matches, plain_tables
 
 CAP_SYS_ADMIN = 21
 EXIT_USAGE = 2
-DEFAULT_WARNING, DEFAULT_CRITICAL = 0.7, 0.9  # as [builtin.map_pressure] without a config
 
 
 def missing_privileges() -> list[str]:
@@ -29,18 +28,19 @@ def missing_privileges() -> list[str]:
 
 
 def _sampler(args: argparse.Namespace, history_len: int) -> Sampler:
-    """Thresholds, objects, pins and program configs from the agent config when it loads."""
+    """Thresholds, objects, pins and program configs from the agent config; without one (none
+    installed), the agent's defaults."""
     from otelbpf.cli import _config_path
-    from otelbpf.config.agent import load_agent_config
+    from otelbpf.config.agent import load_agent_config, parse_agent_config
     from otelbpf.top.ours import load_configs
 
     path = _config_path(args.config)
     try:
         cfg = load_agent_config(path)
     except OtelbpfError:
-        if args.config:
-            raise  # asked for by name: a broken config is an error, not a silent default
-        return Sampler(DEFAULT_WARNING, DEFAULT_CRITICAL, None, {}, None, history_len)
+        if args.config or path.exists():
+            raise  # named or present: a broken config is an error, not a silent default
+        cfg = parse_agent_config({}, path)
     mp = cfg.builtin.map_pressure
     return Sampler(mp.warning, mp.critical, cfg.objects_dir, load_configs(cfg), cfg.state.pin_dir, history_len)
 

@@ -154,9 +154,7 @@ class Sampler:
         for pi in info.prog_infos():
             progs.append((pi, RunCounters(pi.run_cnt, pi.run_time_ns, time.monotonic_ns())))
         if maps or not self._map_rows:
-            rows = {row.obs.id: row for row in self._map_rows}
-            self._map_rows = [row if row is not None and row.obs is obs else self._map_row(obs)
-                              for obs in self._observe_maps(progs) for row in (rows.get(obs.id),)]
+            self._map_rows = self._rows_of(self._observe_maps(progs))
             for row in self._map_rows:
                 self._remember(self.map_history, row.id, (now, row.utilization))
             _forget(self.map_history, {m.id for m in self._map_rows})
@@ -237,6 +235,15 @@ class Sampler:
         for row in self._map_rows:  # rows made before this refresh knew less
             row.otelbpf = self._ours.maps.get(row.id)
         self._memory = {k: v for k, v in self._memory.items() if k in map_names}
+
+    def _rows_of(self, observations: list[MapObservation]) -> list[MapRow]:
+        """A map's row is kept while its observation is (nothing about it changed)."""
+        previous = {row.obs.id: row for row in self._map_rows}
+        rows = []
+        for obs in observations:
+            row = previous.get(obs.id)
+            rows.append(row if row is not None and row.obs is obs else self._map_row(obs))
+        return rows
 
     def _map_row(self, obs: MapObservation) -> MapRow:
         """The row of ``obs``; memory from the last reading when this refresh skipped it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from otelbpf.top.sample import MapRow, ProgramRow, Snapshot
+from otelbpf.top.sample import MapRow, Snapshot
 
 BAR_CELLS = 8
 _PARTIAL = " ▏▎▍▌▋▊▉█"
