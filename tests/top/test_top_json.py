@@ -14,8 +14,8 @@ import pytest
 
 from otelbpf.kernel import info
 from otelbpf.kernel import libbpf as lb
-from tests.agentproc import REPO, AgentProcess, programs_dir, write_agent_config
-from tests.top.conftest import MAP_KEYS
+from agentproc import REPO, AgentProcess, programs_dir, write_agent_config
+from .conftest import MAP_KEYS
 
 pytestmark = pytest.mark.kernel
 

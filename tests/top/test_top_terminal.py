@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.top.conftest import MAP_KEYS
+from .conftest import MAP_KEYS
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
