@@ -292,8 +292,7 @@ class TopView:
             current, descending = self.sort[self.mode]
             self.sort[self.mode] = (current, not descending)
         elif key == "/":
-            self.edit.set_edit_text(self.filter)
-            self.edit.set_edit_pos(len(self.filter))
+            self.edit.set_edit_text("")  # a new filter replaces the current one; empty clears it
             self.frame.footer = self.edit
             self.frame.focus_position = "footer"
             return True
