@@ -1,4 +1,7 @@
-"""``otelbpf top``: the full-screen view, or ``--once --json`` for scripts."""
+"""``otelbpf top``: the full-screen view, or ``--once --json`` for scripts.
+
+Only the standard library is imported at module level: ``otelbpf.cli`` imports this module to
+build its parser, and every other command would pay for the health and kernel modules."""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ import sys
 import time
 
 from otelbpf.errors import OtelbpfError
-from otelbpf.top.sample import Sampler
-from otelbpf.top.table import matches, plain_tables
 
 CAP_SYS_ADMIN = 21
 EXIT_USAGE = 2
@@ -27,12 +28,13 @@ def missing_privileges() -> list[str]:
     return ["CAP_SYS_ADMIN"]
 
 
-def _sampler(args: argparse.Namespace, history_len: int) -> Sampler:
+def _sampler(args: argparse.Namespace, history_len: int):
     """Thresholds, objects, pins and program configs from the agent config; without one (none
     installed), the agent's defaults."""
     from otelbpf.cli import _config_path
     from otelbpf.config.agent import load_agent_config, parse_agent_config
     from otelbpf.top.ours import load_configs
+    from otelbpf.top.sample import Sampler
 
     path = _config_path(args.config)
     try:
@@ -74,6 +76,8 @@ def run_top(args: argparse.Namespace) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
+    from otelbpf.top.table import matches, plain_tables
+
     sampler = _sampler(args, 2)
     try:
         sampler.sample()

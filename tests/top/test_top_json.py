@@ -97,3 +97,12 @@ def test_once_without_json_prints_both_tables(known_program):
     assert out.stdout.startswith("programs:\n") and "\nmaps:\n" in out.stdout
     assert re.search(rf"(?m)^ *{known_program.prog_id} +tracepoint +health_tp +\S+", out.stdout)
     assert re.search(rf"(?m)^ *{known_program.map_id} +hash +{known_program.map_name} +{MAP_KEYS} ", out.stdout)
+
+
+@pytest.mark.parametrize("interval", ["0", "-1"])
+def test_bad_interval_is_one_line(interval):
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "top", "--json", "--interval", interval], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        f"otelbpf top: --interval {float(interval)}: must be above 0 seconds, e.g. --interval 1"]
