@@ -44,6 +44,7 @@ class KnownProgram:
     map_id: int
     map_name: str  # unique on the host: the test filters by it
     rate: float  # calls per second the workload makes
+    known_map: BpfMap
 
     def top_command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "otelbpf", "top", *args]
@@ -64,7 +65,7 @@ def known_program(bpf_build):
     rate = 2000.0
     workload = subprocess.Popen([sys.executable, "-c", _WORKLOAD, str(rate)], stdout=subprocess.PIPE, text=True)
     try:
-        yield KnownProgram(tp.programs["health_tp"].id, known_map.id, known_map.name, rate)
+        yield KnownProgram(tp.programs["health_tp"].id, known_map.id, known_map.name, rate, known_map)
     finally:
         workload.send_signal(2)
         workload.communicate(timeout=10)
