@@ -14,6 +14,7 @@ import pytest
 
 from otelbpf.kernel import info
 from otelbpf.kernel import libbpf as lb
+from otelbpf.kernel.object import BpfObject
 from agentproc import REPO, AgentProcess, programs_dir, write_agent_config
 from .conftest import MAP_KEYS
 
@@ -106,3 +107,27 @@ def test_bad_interval_is_one_line(interval):
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip().splitlines() == [
         f"otelbpf top: --interval {float(interval)}: must be above 0 seconds, e.g. --interval 1"]
+
+
+def test_attach_targets_as_the_kernel_reports_them(bpf_build):
+    """raw_tp and tp_btf programs attach through raw tracepoint links; top's own map iterator is an
+    iter link. (kprobe and fentry do not load on the test kernel: their decoding is not tested.)"""
+    syscalls = BpfObject.open(bpf_build / "syscalls.bpf.o")
+    biolatency = BpfObject.open(bpf_build / "biolatency.bpf.o")
+    try:
+        syscalls.load()
+        biolatency.load()
+        links = [syscalls.attach("count_syscall"), biolatency.attach("biolat_issue")]
+        doc = run_top_json("--interval", "0.2")
+        for link in links:
+            link.close()
+    finally:
+        syscalls.close()
+        biolatency.close()
+    by_id = {p["id"]: p for p in doc["programs"]}
+    assert by_id[syscalls.programs["count_syscall"].id]["attached"] == ["raw_tp:sys_enter"]
+    issue = by_id[biolatency.programs["biolat_issue"].id]
+    assert (issue["type"], issue["attached"]) == ("tracing", ["raw_tp:block_rq_issue"])
+    assert by_id[biolatency.programs["biolat_complete"].id]["attached"] == []  # loaded, not attached
+    own = [p for p in doc["programs"] if p["name"] == "map_pressure" and p["attached"] == ["iter:bpf_map"]]
+    assert own, "top's own iter/bpf_map program"
