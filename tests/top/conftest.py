@@ -95,9 +95,10 @@ class Tmux:
         self.send("-l", text)
         self.send("Enter")
 
-    def screen(self) -> str:
-        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], check=True,
-                              capture_output=True, text=True).stdout
+    def screen(self, colours: bool = False) -> str:
+        """The pane as text; ``colours``: with the SGR escape sequences (capture-pane -e)."""
+        return subprocess.run([*self.tmux, "capture-pane", "-p", *(["-e"] if colours else []), "-t", self.name],
+                              check=True, capture_output=True, text=True).stdout
 
     def alternate_screen(self) -> bool:
         out = subprocess.run([*self.tmux, "display", "-p", "-t", self.name, "#{alternate_on}"], check=True,

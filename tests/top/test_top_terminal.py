@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import struct
 import time
+import uuid
 
 import pytest
 
+from otelbpf.kernel.maps import BpfMap, MapType
 from otelbpf.kernel.object import BpfObject
 
 from .conftest import MAP_KEYS
@@ -128,3 +131,28 @@ def selection_chart_filter_and_sort_keys(tmux, known_program):
     screen = tmux.wait_for(lambda s: "filter:" not in s, 10, "filter cleared")
     assert len(re.findall(r"(?m)^\s*\d+ +\S+ +[ *]?\S+ ", screen)) > 2  # every program again
     quit_and_check_restored(tmux)
+
+
+def test_fill_bar_takes_the_pressure_colour(tmux_factory, known_program, tmp_path):
+    """Thresholds from the agent config (warning 0.7, critical 0.9 by default): 10/10 is red,
+    8/10 yellow, 1/10 green (SGR 91, 93, 32 as urwid writes them)."""
+    prefix = f"tc_{uuid.uuid4().hex[:4]}_"
+    maps = {}
+    for level, fill in (("crit", 10), ("warn", 8), ("ok", 1)):
+        m = maps[level] = BpfMap.create(MapType.HASH, 4, 8, 10, name=prefix + level)
+        for key in range(fill):
+            m.update(struct.pack("=I", key), bytes(8))
+    try:
+        tmux = tmux_factory(120, 30)
+        start_top(tmux, known_program, "--filter", prefix)
+        tmux.wait_for(lambda s: "RUNS/S" in s, 15, "top started")
+        tmux.send("m")
+        tmux.wait_for(lambda s: prefix + "ok" in s, 15, "the three maps")
+        screen = tmux.screen(colours=True)
+        for level, sgr, text in (("crit", "91", "████████ 100%"), ("warn", "93", "██████▍   80%"),
+                                 ("ok", "32", "▊         10%")):
+            assert re.search(rf"{prefix}{level} .*\x1b\[(?:[0-9;]*;)?{sgr}m(?:\x1b\[[0-9;]*m)*{text}", screen), level
+        quit_and_check_restored(tmux)
+    finally:
+        for m in maps.values():
+            m.close()
