@@ -15,8 +15,11 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool make gcc python3-venv python3-dev openssl pci.ids \
-                rpm podman buildah debootstrap
+# What building and running the agent needs; `make test` also installs TEST_APT_PACKAGES (TLS
+# test certificates, pci.ids for the pci decoders, rpm/podman/buildah/debootstrap for the package
+# and container checks, tmux for `otelbpf top`'s terminal tests).
+APT_PACKAGES      := clang llvm libbpf-dev libbpf1 bpftool make gcc python3-venv python3-dev
+TEST_APT_PACKAGES := openssl pci.ids rpm podman buildah debootstrap tmux
 IS_ROOT      := $(filter 0,$(shell id -u))
 
 setup: deps $(STAMP) bpf mounts
@@ -24,13 +27,14 @@ setup: deps $(STAMP) bpf mounts
 run: setup
 	$(VENV)/bin/otelbpf run --config conf/otelbpf.toml
 
-test: setup
+test: setup test-deps
 	$(VENV)/bin/python -m pytest -q
 
 # Installs only what dpkg does not already have, so repeated runs stay offline and quick.
-deps:
-	@command -v dpkg-query >/dev/null || { echo "note: not a Debian system, install by hand:" $(APT_PACKAGES); exit 0; }; \
-	missing=$$(for p in $(APT_PACKAGES); do \
+deps test-deps: PACKAGES = $(if $(filter test-deps,$@),$(TEST_APT_PACKAGES),$(APT_PACKAGES))
+deps test-deps:
+	@command -v dpkg-query >/dev/null || { echo "note: not a Debian system, install by hand:" $(PACKAGES); exit 0; }; \
+	missing=$$(for p in $(PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
 	done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -72,4 +76,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: setup run test deps bpf mounts clean distclean deb rpm
+.PHONY: setup run test deps test-deps bpf mounts clean distclean deb rpm

@@ -266,6 +266,13 @@ def _check_capabilities(cfg, program_configs, out) -> None:
         print(f"no   capabilities: {cap} is needed at run time but not held", file=out)
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    """Live view of every BPF program's cost and every map's fill; ``--once --json`` for scripts."""
+    from otelbpf.top.command import run_top
+
+    return run_top(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Global options live on a parent parser shared by the top level and every subcommand, so
     # "otelbpf run --log-level debug" works too. SUPPRESS keeps a subcommand's unset option
@@ -319,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     detach.add_argument("programs", nargs="*", metavar="PROGRAM",
                         help="programs to detach (default: every program pinned under pin_dir)")
     detach.add_argument("--config")
+
+    from otelbpf.top.command import add_arguments as add_top_arguments
+
+    add_top_arguments(add_command("top", cmd_top,
+                                  "live view of every BPF program's cost and every map's fill"))
     return parser
 
 

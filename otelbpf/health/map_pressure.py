@@ -92,15 +92,21 @@ class MapPressure:
         return "iterator" if self._iterator is not None else "syscalls"
 
     def collect(self, now_ns: int) -> list[Metric]:
+        return map_metrics(self.observations(), self.config.warning, self.config.critical, now_ns)
+
+    def observations(self) -> list[MapObservation]:
+        """Every accepted map, measured."""
         owners = owners_by_map(_program_maps(self._prog_iterator))
         observations = []
-        for record in self._records():
-            if not self._accept(record.name):
-                continue
+        for record in self.records():
             obs = observe(record, owners.get(record.id, ()))
             if obs is not None:
                 observations.append(obs)
-        return map_metrics(observations, self.config.warning, self.config.critical, now_ns)
+        return observations
+
+    def records(self) -> list[MapRecord]:
+        """Every accepted map as enumerated, before it is opened."""
+        return [record for record in self._records() if self._accept(record.name)]
 
     def close(self) -> None:
         if self._iterator is not None:
@@ -147,8 +153,11 @@ class MapPressure:
         ]
 
 
-def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation | None:
-    """Open the map by id and measure it; None when the map was freed since it was listed."""
+def observe(record: MapRecord, programs: Sequence[str] = (), read_memory: bool = True) -> MapObservation | None:
+    """Open the map by id and measure it; None when the map was freed since it was listed.
+
+    ``read_memory=False`` skips the memory reading (``memory`` None) and opens the map only when its
+    count needs an fd (iteration, ring buffer position)."""
     method = count_method(record.type, record.elem_count is not None)
     entries: int | None = None
     used: int | None = record.ringbuf_used
@@ -157,18 +166,16 @@ def observe(record: MapRecord, programs: Sequence[str] = ()) -> MapObservation |
         entries = record.elem_count
     elif method is CountMethod.MAX_ENTRIES:
         entries = record.max_entries
-    try:
-        fd = info.map_fd_by_id(record.id)
-    except LibbpfError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        if exc.errno == errno.EPERM:
-            _say_cannot_open_by_id()
-        log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
+    if not read_memory and not count_needs_fd(method, used):
         fd = -1
+    else:
+        fd = _open_by_id(record)
+        if fd is None:
+            return None
     if fd >= 0:
         try:
-            memory = map_memlock(fd)
+            if read_memory:
+                memory = map_memlock(fd)
             if method is CountMethod.ITERATION:
                 entries = len(_wrap(fd, record).keys())
             elif method is CountMethod.RINGBUF and used is None:
@@ -196,6 +203,25 @@ def _say_cannot_open_by_id() -> None:
     log.info("map pressure: maps cannot be opened by id without CAP_SYS_ADMIN; "
              "bpf.map.memory is not reported (add CAP_SYS_ADMIN to [security] "
              "keep_capabilities for it)")
+
+
+def count_needs_fd(method: CountMethod, ringbuf_used: int | None = None) -> bool:
+    """Counting needs the map opened (key walk, ring buffer positions the iterator did not read);
+    other counts come with the enumeration."""
+    return method is CountMethod.ITERATION or (method is CountMethod.RINGBUF and ringbuf_used is None)
+
+
+def _open_by_id(record: MapRecord) -> int | None:
+    """A new fd for the map, -1 when it cannot be opened, None when it was freed since listed."""
+    try:
+        return info.map_fd_by_id(record.id)
+    except LibbpfError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        if exc.errno == errno.EPERM:
+            _say_cannot_open_by_id()
+        log.debug("map %d (%s): cannot open by id: %s", record.id, record.name, exc)
+        return -1
 
 
 def _wrap(fd: int, record: MapRecord) -> BpfMap:

@@ -66,6 +66,15 @@ def pressure_level(utilization: float, warning: float, critical: float) -> int:
     return LEVEL_OK
 
 
+def map_pressure_level(obs: MapObservation, warning: float, critical: float) -> int | None:
+    """The map's pressure level; None when its fill is not known."""
+    utilization = obs.utilization
+    if utilization is None:
+        return None
+    # A preallocated array is full by construction and cannot drop an update: never a pressure.
+    return LEVEL_OK if obs.prealloc_full else pressure_level(utilization, warning, critical)
+
+
 # name -> (description, unit). Capacity follows the semantic conventions' *.usage / *.limit /
 # *.utilization pattern; ring buffers hold bytes, not entries, so they get their own three.
 MAP_METRICS: dict[str, tuple[str, str]] = {
@@ -104,9 +113,7 @@ def map_metrics(
         if utilization is None:
             continue
         add("bpf.ringbuf.utilization" if ringbuf else "bpf.map.entry.utilization", attrs, utilization)
-        # A preallocated array is full by construction and cannot drop an update: never a pressure.
-        level = LEVEL_OK if obs.prealloc_full else pressure_level(utilization, warning, critical)
-        add("bpf.map.pressure.level", attrs, level)
+        add("bpf.map.pressure.level", attrs, map_pressure_level(obs, warning, critical))
     return gauges(points, MAP_METRICS)
 
 

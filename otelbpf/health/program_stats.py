@@ -49,6 +49,43 @@ class _Sample:
     run_time_ns: int
     monotonic_ns: int
 
+    @property
+    def counters(self) -> RunCounters:
+        return RunCounters(self.run_cnt, self.run_time_ns, self.monotonic_ns)
+
+
+@dataclass(frozen=True)
+class RunCounters:
+    """A program's cumulative kernel counters and when they were read (CLOCK_MONOTONIC)."""
+
+    run_cnt: int
+    run_time_ns: int
+    monotonic_ns: int
+
+
+@dataclass(frozen=True)
+class ProgramInterval:
+    """What a program cost between two readings of its counters."""
+
+    runs_per_second: float
+    cpu_utilization: float  # share of one CPU
+    average_ns: float | None  # None: no run in the interval
+
+
+def counters_reset(previous: RunCounters, current: RunCounters) -> bool:
+    """The kernel counters went backwards: the id now names a different program, or stats restarted."""
+    return current.run_cnt < previous.run_cnt or current.run_time_ns < previous.run_time_ns
+
+
+def program_interval(previous: RunCounters, current: RunCounters) -> ProgramInterval | None:
+    """Rates between two readings as bpftop computes them; None when counters reset or no time passed."""
+    if counters_reset(previous, current) or current.monotonic_ns <= previous.monotonic_ns:
+        return None
+    wall = current.monotonic_ns - previous.monotonic_ns
+    runs = current.run_cnt - previous.run_cnt
+    run_time = current.run_time_ns - previous.run_time_ns
+    return ProgramInterval(runs * 1e9 / wall, run_time / wall, run_time / runs if runs else None)
+
 
 def boot_time_ns(stat: str = "/proc/stat") -> int:
     """The wall-clock time of boot as the kernel states it (``btime`` in /proc/stat, whole seconds).
@@ -93,9 +130,8 @@ class ProgramStats:
         current: dict[int, _Sample] = {}
         for pi, mono in self._programs():
             previous = self._previous.get(pi.id)
-            reset = previous is not None and (
-                pi.run_cnt < previous.run_cnt or pi.run_time_ns < previous.run_time_ns
-            )
+            counters = RunCounters(pi.run_cnt, pi.run_time_ns, mono)
+            reset = previous is not None and counters_reset(previous.counters, counters)
             if previous is not None and not reset:
                 start = previous.start_ns
             elif previous is None and pi.load_time:
@@ -113,15 +149,13 @@ class ProgramStats:
             add("bpf.program.runs", pi.run_cnt, start)
             add("bpf.program.run.time", pi.run_time_ns / _NS, start)
             add("bpf.program.recursion.misses", pi.recursion_misses, start)
-            if previous is None or reset or mono <= previous.monotonic_ns:
+            interval = None if previous is None else program_interval(previous.counters, counters)
+            if interval is None:
                 continue
-            wall = mono - previous.monotonic_ns
-            runs = pi.run_cnt - previous.run_cnt
-            run_time = pi.run_time_ns - previous.run_time_ns
-            add("bpf.program.run.rate", runs * _NS / wall)
-            add("bpf.program.cpu.utilization", run_time / wall)
-            if runs:
-                add("bpf.program.run.average_time", run_time / runs / _NS)
+            add("bpf.program.run.rate", interval.runs_per_second)
+            add("bpf.program.cpu.utilization", interval.cpu_utilization)
+            if interval.average_ns is not None:
+                add("bpf.program.run.average_time", interval.average_ns / _NS)
         self._previous = current  # programs that are gone stop being exported
         metrics = [
             Metric(name, desc, unit, MetricKind.SUM, tuple(points[name]), monotonic=True)

@@ -292,6 +292,8 @@ btf__find_by_name_kind = _proto("btf__find_by_name_kind", c_int32, c_void_p, c_c
 btf__type_by_id = _proto("btf__type_by_id", c_void_p, c_void_p, c_uint32)
 btf__name_by_offset = _proto("btf__name_by_offset", c_char_p, c_void_p, c_uint32)
 btf__type_cnt = _proto("btf__type_cnt", c_uint32, c_void_p)
+btf__load_from_kernel_by_id = _proto("btf__load_from_kernel_by_id", c_void_p, c_uint32)
+btf__load_from_kernel_by_id_split = _proto("btf__load_from_kernel_by_id_split", c_void_p, c_uint32, c_void_p)
 
 # --- libc -----------------------------------------------------------------------------------------
 
