@@ -131,3 +131,11 @@ def test_attach_targets_as_the_kernel_reports_them(bpf_build):
     assert by_id[biolatency.programs["biolat_complete"].id]["attached"] == []  # loaded, not attached
     own = [p for p in doc["programs"] if p["name"] == "map_pressure" and p["attached"] == ["iter:bpf_map"]]
     assert own, "top's own iter/bpf_map program"
+
+
+def test_live_view_without_a_terminal_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "top"], cwd=REPO, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "otelbpf top: the live view needs a terminal on stdin and stdout; for scripts use --json (or --once for text)"]
