@@ -59,6 +59,10 @@ def run_top(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.once or args.json:
         return _once(args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("otelbpf top: the live view needs a terminal on stdin and stdout; for scripts use "
+              "--json (or --once for text)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         from otelbpf.top.view import TopView
     except ImportError as exc:

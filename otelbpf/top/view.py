@@ -3,7 +3,7 @@
 Layout, top to bottom: a status line (what is shown, that run-time stats are on, how maps are
 enumerated), the column titles, the table, a chart of the selected row's history, the keys.
 Only rows on screen become widgets (``RowWalker``), so a thousand maps cost a sort and some
-formatting per refresh, not a thousand widgets; urwid redraws only the cells that changed.
+formatting per refresh, not a thousand widgets; urwid rewrites only the screen lines that changed.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class TopView:
         cols, rows_on_screen = self.loop.screen.get_cols_rows()
         shown = layout(self.columns(), cols)
         key, descending = self.sort[self.mode]
-        # A larger terminal gives the chart more rows; 80x24 keeps 8 for it and 12 for the table.
+        # A larger terminal gives the chart more rows; 80x24 keeps 7 for it and 13 for the table.
         self.chart_rows = max(7, (rows_on_screen - 6) // 3)
         self.body.contents[3] = (self.charts, self.body.options("given", self.chart_rows))
         self.titles.set_text(header(shown, key, descending))

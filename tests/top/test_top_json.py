@@ -131,3 +131,27 @@ def test_attach_targets_as_the_kernel_reports_them(bpf_build):
     assert by_id[biolatency.programs["biolat_complete"].id]["attached"] == []  # loaded, not attached
     own = [p for p in doc["programs"] if p["name"] == "map_pressure" and p["attached"] == ["iter:bpf_map"]]
     assert own, "top's own iter/bpf_map program"
+
+
+def test_live_view_without_a_terminal_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "otelbpf", "top"], cwd=REPO, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "otelbpf top: the live view needs a terminal on stdin and stdout; for scripts use --json (or --once for text)"]
+
+
+def test_marks_an_agents_programs_without_pins_by_ownership(bpf_build, tmp_path):
+    config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
+                                programs_dir=programs_dir(tmp_path, 0))
+    text = re.sub(r'(?m)^pin_dir = .*$', 'pin_dir = ""', config.read_text())
+    config.write_text(text)
+    with AgentProcess(config) as agent:
+        agent.wait_event("program loaded", program="syscalls")
+        doc = run_top_json("--interval", "0.2", "--config", str(config))
+        agent_pid = agent.proc.pid
+        agent.stop()
+    held = [p for p in doc["programs"] if any(o.endswith(f"({agent_pid})") for o in p["owners"])]
+    assert [(p["name"], p["otelbpf"]) for p in held] == [("count_syscall", "syscalls: syscalls.count")]
+    counts = [m for m in doc["maps"] if m["id"] in held[0]["map_ids"] and m["name"] == "syscall_counts"]
+    assert [m["otelbpf"] for m in counts] == ["syscalls: syscalls.count"]
