@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import enum
 import os
 
 from otelbpf.kernel import libbpf as lb
+
+
+class LinkType(enum.IntEnum):
+    """enum bpf_link_type (include/uapi/linux/bpf.h): what ``bpf_link_info.type`` reports."""
+
+    RAW_TRACEPOINT = 1
+    TRACING = 2
+    CGROUP = 3
+    ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
+    STRUCT_OPS = 9
+    NETFILTER = 10
+    TCX = 11
+    UPROBE_MULTI = 12
+    NETKIT = 13
 
 
 class BpfLink:

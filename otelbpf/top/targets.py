@@ -18,16 +18,15 @@ from ctypes import byref, c_uint32, c_uint8, sizeof
 
 from otelbpf.kernel import info
 from otelbpf.kernel import libbpf as lb
+from otelbpf.kernel.links import LinkType
 
-# enum bpf_link_type
-RAW_TRACEPOINT, TRACING, CGROUP, ITER, NETNS, XDP, PERF_EVENT = 1, 2, 3, 4, 5, 6, 7
-KPROBE_MULTI, STRUCT_OPS, NETFILTER, TCX, UPROBE_MULTI, NETKIT = 8, 9, 10, 11, 12, 13
 # enum bpf_perf_event_type
 PERF_UPROBE, PERF_URETPROBE, PERF_KPROBE, PERF_KRETPROBE, PERF_TRACEPOINT, PERF_EVENT_EVENT = 1, 2, 3, 4, 5, 6
 # enum bpf_attach_type of tracing links (tp_btf programs attach through a raw tracepoint link)
 _TRACING_KIND = {24: "fentry", 25: "fexit", 26: "fmod_ret", 27: "lsm"}
-_LINK_KIND = {KPROBE_MULTI: "kprobe_multi", STRUCT_OPS: "struct_ops", NETFILTER: "netfilter",
-              UPROBE_MULTI: "uprobe_multi", NETKIT: "netkit", NETNS: "netns"}
+_LINK_KIND = {LinkType.KPROBE_MULTI: "kprobe_multi", LinkType.STRUCT_OPS: "struct_ops",
+              LinkType.NETFILTER: "netfilter", LinkType.UPROBE_MULTI: "uprobe_multi",
+              LinkType.NETKIT: "netkit", LinkType.NETNS: "netns"}
 _NAME_MAX = 512
 
 
@@ -103,13 +102,13 @@ def describe_link(fd: int, btf: BtfNames) -> tuple[int, str]:
     raw = _LinkInfo()
     _query(fd, raw)
     kind, prog_id = raw.type, raw.prog_id
-    if kind == RAW_TRACEPOINT:
+    if kind == LinkType.RAW_TRACEPOINT:
         return prog_id, "raw_tp:" + _name(fd, kind, 0, 8)
-    if kind == TRACING:
+    if kind == LinkType.TRACING:
         attach_type, obj_id, btf_id = _u32(raw, 0), _u32(raw, 4), _u32(raw, 8)
         name = btf.name(obj_id, btf_id).removeprefix("btf_trace_")
         return prog_id, f"{_TRACING_KIND.get(attach_type, 'tracing')}:{name or f'btf#{btf_id}'}"
-    if kind == PERF_EVENT:
+    if kind == LinkType.PERF_EVENT:
         event = _u32(raw, 0)
         head = bytes(raw.union[:8])
         if event == PERF_TRACEPOINT:
@@ -121,17 +120,17 @@ def describe_link(fd: int, btf: BtfNames) -> tuple[int, str]:
             prefix = "uprobe:" if event == PERF_UPROBE else "uretprobe:"
             return prog_id, prefix + _name(fd, kind, 8, 16, head)
         return prog_id, "perf_event"
-    if kind == ITER:
+    if kind == LinkType.ITER:
         return prog_id, "iter:" + _name(fd, kind, 0, 8)
-    if kind == CGROUP:
+    if kind == LinkType.CGROUP:
         return prog_id, f"cgroup:{struct.unpack_from('=Q', bytes(raw.union), 0)[0]}"
-    if kind in (XDP, TCX):
+    if kind in (LinkType.XDP, LinkType.TCX):
         ifindex = _u32(raw, 0)
         try:
             ifname = socket.if_indextoname(ifindex)
         except OSError:
             ifname = str(ifindex)
-        return prog_id, f"{'xdp' if kind == XDP else 'tcx'}:{ifname}"
+        return prog_id, f"{'xdp' if kind == LinkType.XDP else 'tcx'}:{ifname}"
     return prog_id, _LINK_KIND.get(kind, f"link type {kind}")
 
 

@@ -72,9 +72,9 @@ def test_marks_what_the_agent_loaded_with_its_metrics(bpf_build, tmp_path, known
         doc = run_top_json("--interval", "0.2", "--config", str(config))
         agent.stop()
     maps = {m["id"]: m for m in doc["maps"]}
-    assert maps[pinned_id]["otelbpf"] == "syscalls: syscalls.count"
+    assert maps[pinned_id]["otelbpf"] == "syscalls: syscalls"
     users = [p for p in doc["programs"] if pinned_id in p["map_ids"]]
-    assert [(p["name"], p["otelbpf"]) for p in users] == [("count_syscall", "syscalls: syscalls.count")]
+    assert [(p["name"], p["otelbpf"]) for p in users] == [("count_syscall", "syscalls: syscalls")]
     # The same object loaded by this test and not by an agent: not marked.
     test_copies = [p for p in doc["programs"] if p["name"] == "count_syscall" and p["owners"]
                    and all(o.endswith(f"({os.getpid()})") for o in p["owners"])]
@@ -152,6 +152,6 @@ def test_marks_an_agents_programs_without_pins_by_ownership(bpf_build, tmp_path)
         agent_pid = agent.proc.pid
         agent.stop()
     held = [p for p in doc["programs"] if any(o.endswith(f"({agent_pid})") for o in p["owners"])]
-    assert [(p["name"], p["otelbpf"]) for p in held] == [("count_syscall", "syscalls: syscalls.count")]
+    assert [(p["name"], p["otelbpf"]) for p in held] == [("count_syscall", "syscalls: syscalls")]
     counts = [m for m in doc["maps"] if m["id"] in held[0]["map_ids"] and m["name"] == "syscall_counts"]
-    assert [m["otelbpf"] for m in counts] == ["syscalls: syscalls.count"]
+    assert [m["otelbpf"] for m in counts] == ["syscalls: syscalls"]
