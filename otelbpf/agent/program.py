@@ -45,6 +45,8 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
                   list(metric.bucket_keys), metric.bucket_multiplier]
         if metric.bucket_type == "exponential":  # indexes at another scale are other buckets
             parts.append(metric.bucket_scale)
+    elif metric.multiplier != 1.0:  # the same counts in another unit: a new series
+        parts.append(metric.multiplier)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

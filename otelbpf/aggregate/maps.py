@@ -80,8 +80,11 @@ def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label
             ident = (labels, None)
             totals[ident] = totals.get(ident, 0) + int(value)
     names = decoder.names
+    # A counter exported in another unit than the kernel's (ns as s) becomes a double.
+    scale = cfg.multiplier
     points = tuple(
-        _number_point(_attributes(names, labels, cpu), total, start_ns, now_ns)
+        _number_point(_attributes(names, labels, cpu), total if scale == 1.0 else total * scale,
+                      start_ns, now_ns)
         for (labels, cpu), total in sorted(totals.items(), key=_flat_order)
     )
     return Metric(cfg.name, cfg.help, cfg.unit, MetricKind.SUM, points, Temporality.CUMULATIVE, monotonic=True)

@@ -60,6 +60,8 @@ class CounterConfig:
     labels: tuple[LabelConfig, ...]
     per_cpu: str = "sum"
     entry: str = ""
+    # Each count times this, as a double: a map of nanoseconds exported in seconds ("s").
+    multiplier: float = 1.0
 
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
@@ -482,8 +484,9 @@ class _ProgramReader:
         per_cpu = self.per_cpu(t)
         labels = self.map_labels(t, bucket=False)
         self.check_cpu_label(t, per_cpu, labels)
+        multiplier = t.number("multiplier", 1.0, min=0, max=MAX_MULTIPLIER, min_exclusive=True)
         t.finish(("help", "description"))
-        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry)
+        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier)
 
     def check_cpu_label(self, t: Table, per_cpu: str, labels: tuple[LabelConfig, ...]) -> None:
         if per_cpu == "label" and any(label.name == "cpu" for label in labels):

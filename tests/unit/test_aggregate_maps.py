@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -61,6 +62,18 @@ def test_counter_sums_cpus_and_keys_with_equal_labels():
         ((("kind", "3"),), 5, 100, 200),
         ((("kind", "one"),), 33, 100, 200),
     ]
+
+
+def test_counter_multiplier_exports_another_unit():
+    """Nanoseconds counted by the kernel, exported in seconds: each total times the multiplier,
+    as a double (the integer counts stay exact up to 2^53 ns, about 104 days)."""
+    in_seconds = dataclasses.replace(COUNTER, unit="s", multiplier=1e-9)
+    keys = [struct.pack("<I", i) for i in (1, 2, 3)]
+    snap = snapshot(keys, [[1_500_000_000, 0], [2, 0], [5, 5]])
+    metric = counter_metric(in_seconds, snap, DroppingDecoder(), 0, 1)
+    got = {p.attributes: p.value for p in metric.points}
+    assert got == {(("kind", "3"),): 10 * 1e-9, (("kind", "one"),): 1_500_000_002 * 1e-9}
+    assert all(isinstance(v, float) for v in got.values()) and metric.unit == "s"
 
 
 def test_counter_cpu_label():
