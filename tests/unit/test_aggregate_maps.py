@@ -244,3 +244,12 @@ def test_histogram_without_out_of_range_slots_reports_nothing():
     histogram_metric(cfg, snapshot([hkey(8, 0, 3)], [[1]]), KeyDecoder(cfg.series_labels),
                      BucketLayout.from_config(cfg), 0, 1, out_of_range=outside)
     assert outside.metric(0, 1) is None
+
+
+def test_a_changed_counter_multiplier_is_a_new_series_layout():
+    """Another unit for the same counts would read as a reset: the pin and start time go (the
+    agent drops a pin whose config layout changed, tests/reliability)."""
+    from otelbpf.agent.program import config_layout
+
+    assert config_layout(COUNTER) != config_layout(dataclasses.replace(COUNTER, multiplier=1e-9))
+    assert config_layout(COUNTER) == config_layout(dataclasses.replace(COUNTER, name="renamed"))
