@@ -16,7 +16,7 @@ from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.aggregate.exponential import ExponentialHistograms
 from otelbpf.aggregate.maps import counter_metric, histogram_metric
 from otelbpf.config.program import CounterConfig, DecoderConfig, HistogramConfig, LabelConfig
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.kernel.maps import MapSnapshot
 
 

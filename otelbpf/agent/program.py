@@ -21,7 +21,7 @@ from otelbpf.agent.state import AgentState
 from otelbpf.config.agent import ExportConfig, LimitsConfig
 from otelbpf.config.program import CounterConfig, HistogramConfig, ProgramConfig
 from otelbpf.config.validate import validate_against_object
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.errors import AttachError, ConfigError, ConfigErrors, OtelbpfError
 from otelbpf.kernel import BpfObject
 from otelbpf.kernel.links import BpfLink

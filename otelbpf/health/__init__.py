@@ -5,7 +5,7 @@ Two builtin metric sources, on by default and independent of otelbpf's own progr
 ``health_features()`` tells ``otelbpf check`` which kernel facilities they can use.
 """
 
-from otelbpf.health.features import health_features
+from otelbpf.health.fallbacks import health_features
 from otelbpf.health.map_pressure import MapPressure
 from otelbpf.health.program_stats import ProgramStats
 

@@ -30,7 +30,7 @@ from otelbpf.aggregate.cardinality import OVERFLOW_ATTRIBUTES, CardinalityLimite
 from otelbpf.aggregate.explicit import DEFAULT_BOUNDS, ExplicitHistograms
 from otelbpf.aggregate.exponential import ExponentialHistograms
 from otelbpf.config.program import LabelConfig, default_decoders
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint
 from otelbpf.streams.grouping import KeyIndex
 from otelbpf.streams.layout import RecordLayout, layout_from_config

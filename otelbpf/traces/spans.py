@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from otelbpf.config.agent import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ExportConfig
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.streams.ringbuf import RingBufferReader
 from otelbpf.streams.source import DrainedSource
 

@@ -13,7 +13,7 @@ import numpy as np
 from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.aggregate.maps import counter_metric, histogram_metric
 from otelbpf.config.program import load_program_config
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.kernel.object import BpfObject
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from otelbpf.aggregate.cardinality import CardinalityLimiter
 from otelbpf.aggregate.delta import DeltaConverter
 from otelbpf.agent.program import MapMetric
 from otelbpf.config.program import CounterConfig, DecoderConfig, LabelConfig
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.kernel.maps import BpfMap, MapType
 
 pytestmark = pytest.mark.kernel

@@ -16,7 +16,7 @@ from otelbpf.config.program import (
     HistogramConfig,
     LabelConfig,
 )
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.kernel.maps import MapSnapshot
 from otelbpf.metrics.model import (
     ExponentialHistogramPoint,

@@ -17,7 +17,7 @@ import pytest
 from otelbpf.aggregate.buckets import SUM_KEY, ZERO_KEY, BucketLayout
 from otelbpf.aggregate.maps import histogram_metric
 from otelbpf.config.program import parse_program_config
-from otelbpf.decode.labels import KeyDecoder
+from otelbpf.labels.keys import KeyDecoder
 from otelbpf.errors import ConfigErrors
 from otelbpf.kernel.maps import MapSnapshot
 from otelbpf.metrics.model import MetricKind

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otelbpf.config.program import DecoderConfig, LabelConfig
-from otelbpf.decode.labels import KeyDecoder, LabelCache
+from otelbpf.labels.keys import KeyDecoder, LabelCache
 
 
 def dec(name: str, **options) -> DecoderConfig:
@@ -72,7 +72,7 @@ def test_cache_disabled():
 
 def test_unstable_decoders_refresh(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("otelbpf.decode.labels.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("otelbpf.labels.keys.time.monotonic", lambda: clock[0])
     decoder = KeyDecoder((LabelConfig("dev", 8, 0, (dec("ifname"),)),), refresh_seconds=60)
     stable = KeyDecoder(COMM_AND_SYSCALL)
     assert stable.cache.refresh_seconds is None
