@@ -167,7 +167,7 @@ def test_header_values_never_logged(http_server, captured_logs, capsys):
     exporter = build_exporter(config, max_elapsed=0.5)
     http_server.respond(403, f"token {TOKEN} revoked".encode())
     assert not exporter.export(RESOURCE, BATCHES).success
-    for _ in range(30):
+    for _ in range(1000):  # more 503s than retries fit in max_elapsed, however fast they run
         http_server.respond(503, b"")
     assert not exporter.export(RESOURCE, BATCHES).success
     configured = captured_logs[0]
