@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -363,5 +362,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "benchmark"
     main()

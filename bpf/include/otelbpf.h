@@ -169,8 +169,9 @@ static __always_inline __s32 otelbpf_exp_index(__u64 value, __u32 scale)
  * every sample_every-th event on each CPU. A sampling program adds sample_every where it would
  * add 1 (and sample_every * value to a sum), so the exported numbers are already scaled back to
  * all events, in the metric's own unit; the rate itself is the parameter in the program's config.
- * The per-CPU tick is not atomic: a preempted program may skip or repeat a tick, which moves
- * the sampling phase, never the rate. */
+ * The per-CPU tick is not atomic: a run that interrupts another on the same CPU between its
+ * read and write of the tick (a softirq over a task, a preempted task) shares that tick, so one
+ * such event is sampled or skipped with it; the tests see counts within one cycle per CPU. */
 #define OTELBPF_SAMPLING                                                                          \
 	const volatile __u32 sample_every = 1;                                                    \
 	struct {                                                                                  \

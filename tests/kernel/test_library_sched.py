@@ -139,7 +139,7 @@ def test_page_faults_counts_first_touches_in_user_and_kernel_mode(bpf_build):
         with attached(obj):
             # User mode: one write per fresh page. Kernel mode: read() fills fresh pages.
             child.run(f"for i in range({pages}): m[i * {page}] = 1")
-            child.run(f"os.readv(z, [k])")
+            child.run("os.readv(z, [k])")
         seen = values(obj.maps["page_faults"], "=16sI")
     comm = next(k[0] for k in seen)
     assert comm.rstrip(b"\0") == b"python3" or comm.startswith(b"python")
