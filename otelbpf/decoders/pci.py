@@ -84,40 +84,33 @@ def pci_ids() -> PciIds | None:
         return _database
 
 
-class PciVendorDecoder(Decoder):
-    name = "pci_vendor"
+class _PciIdDecoder(Decoder):
+    """An id looked up in one table of pci.ids: the raw id in hex without the database, an
+    "unknown pci KIND" name for an id it does not list."""
+
+    table = ""  # the PciIds attribute to look in
+    digits = 2
+    kind = ""
 
     def decode(self, raw: bytes) -> bytes:
-        key = f"{as_int(raw):02x}"
+        key = f"{as_int(raw):0{self.digits}x}"
         ids = pci_ids()
         if ids is None:
             return f"0x{key}".encode()
-        name = ids.vendors.get(key)
-        return (name or f"unknown pci vendor: 0x{key}").encode()
+        name = getattr(ids, self.table).get(key)
+        return (name or f"unknown pci {self.kind}: 0x{key}").encode()
 
 
-class PciDeviceDecoder(Decoder):
-    name = "pci_device"
-
-    def decode(self, raw: bytes) -> bytes:
-        key = f"{as_int(raw):04x}"
-        ids = pci_ids()
-        if ids is None:
-            return f"0x{key}".encode()
-        name = ids.devices.get(key)
-        return (name or f"unknown pci device: 0x{key}").encode()
+class PciVendorDecoder(_PciIdDecoder):
+    name, table, kind = "pci_vendor", "vendors", "vendor"
 
 
-class PciClassDecoder(Decoder):
-    name = "pci_class"
+class PciDeviceDecoder(_PciIdDecoder):
+    name, table, kind, digits = "pci_device", "devices", "device", 4
 
-    def decode(self, raw: bytes) -> bytes:
-        key = f"{as_int(raw):02x}"
-        ids = pci_ids()
-        if ids is None:
-            return f"0x{key}".encode()
-        name = ids.classes.get(key)
-        return (name or f"unknown pci class: 0x{key}").encode()
+
+class PciClassDecoder(_PciIdDecoder):
+    name, table, kind = "pci_class", "classes", "class"
 
 
 class PciSubclassDecoder(Decoder):
