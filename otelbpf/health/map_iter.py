@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otelbpf.kernel import info
-from otelbpf.kernel.object import BpfObject
+from otelbpf.kernel.iterator import IteratorProgram
 
 PROGRAM = "map_pressure"
 OBJECT_FILE = "map_pressure.bpf.o"
@@ -48,21 +47,11 @@ def parse_records(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, MAP_RECORD)
 
 
-class MapIterator:
+class MapIterator(IteratorProgram):
     """The loaded and attached iter/bpf_map program; ``read()`` runs it once."""
 
     def __init__(self, object_path: Path) -> None:
-        self._object = BpfObject.open(object_path)
-        try:
-            self._object.load()
-            self._link = self._object.attach(PROGRAM)
-        except BaseException:
-            self._object.close()
-            raise
+        super().__init__(object_path, PROGRAM)
 
     def read(self) -> np.ndarray:
-        return parse_records(info.iter_read(self._link))
-
-    def close(self) -> None:
-        self._link.close()
-        self._object.close()
+        return parse_records(self.run())

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from otelbpf.kernel import info
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.info import ProgInfo
-from otelbpf.kernel.object import BpfObject
+from otelbpf.kernel.iterator import IteratorProgram
 
 PROGRAM = "prog_iter"
 OBJECT_FILE = "prog_iter.bpf.o"
@@ -74,21 +73,11 @@ def parse_records(raw: bytes) -> list[ProgInfo]:
     return out
 
 
-class ProgIterator:
+class ProgIterator(IteratorProgram):
     """The loaded and attached iter/bpf_prog program; ``read()`` runs it once."""
 
     def __init__(self, object_path: Path) -> None:
-        self._object = BpfObject.open(object_path, parameters={"nr_cpus": lb.num_possible_cpus()})
-        try:
-            self._object.load()
-            self._link = self._object.attach(PROGRAM)
-        except BaseException:
-            self._object.close()
-            raise
+        super().__init__(object_path, PROGRAM, {"nr_cpus": lb.num_possible_cpus()})
 
     def read(self) -> list[ProgInfo]:
-        return parse_records(info.iter_read(self._link))
-
-    def close(self) -> None:
-        self._link.close()
-        self._object.close()
+        return parse_records(self.run())
