@@ -31,7 +31,7 @@ COPY bpf ./bpf
 RUN --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
     && rm -f bpf/build/*.bpf.o bpf/build/tests/*.bpf.o \
-    && make -C bpf \
+    && make -C bpf shipped \
     && python3 -m venv /opt/otelbpf \
     && /opt/otelbpf/bin/pip install --no-cache-dir -q .
 
