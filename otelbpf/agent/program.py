@@ -84,6 +84,12 @@ class MapMetric:
         # Evicted or recreated keys must not make a series go down (see MonotonicSeries).
         self.series = MonotonicSeries(self.limiter)
 
+    def take_over(self, running: MapMetric) -> None:
+        """A new version of the program reads the same pinned map: it carries on with the running
+        version's totals of evicted keys, or the swap would read as a counter reset."""
+        if running.config.name == self.config.name and running.limiter.limit == self.limiter.limit:
+            self.series = running.series
+
     def collect(self, now_ns: int) -> Metric:
         snapshot = self.bpf_map.read_all()
         cpu_label = self.config.per_cpu == "label"
@@ -265,6 +271,10 @@ class LoadedProgram:
                                     self.layouts[mm.config.map], self.parameters, start_ns)
             if start.reason != "reused":
                 _log.info("series start", program=cfg.name, map=mm.config.map, reason=start.reason)
+            elif replacing is not None:
+                for old in replacing.map_metrics:
+                    if old.config.map == mm.config.map:
+                        mm.take_over(old)
             mm.start_ns = start.start_ns
         if self.identity:
             state.save_identity(cfg.name, self.identity)

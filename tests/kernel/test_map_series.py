@@ -93,3 +93,21 @@ def test_an_lru_map_under_pressure_never_goes_down():
                 assert current.get(attrs, 0) >= value, attrs
             previous = current
     assert reader.delta.resets == 0
+
+
+def test_a_reloaded_program_keeps_the_totals_of_evicted_keys():
+    """A reload swaps in a new MapMetric for the same pinned map (LoadedProgram.go_live): it takes
+    over the running one's totals, so a key evicted before the reload does not read as a reset."""
+    with BpfMap.create(MapType.HASH, 4, 8, 64, name="t_reload") as m:
+        reader = Reader(m, limit=10)
+        put(m, 1, 50)
+        put(m, 2, 7)
+        assert reader.read() == {k(1): 50, k(2): 7}
+        m.delete(struct.pack("<I", 1))  # evicted while the running version reads
+        assert reader.read() == {k(1): 50, k(2): 7}
+        new = MapMetric(CONFIG, m, KeyDecoder(LABELS), 1, CardinalityLimiter(10))
+        new.take_over(reader.metric)
+        reader.metric = new
+        put(m, 1, 5)  # back from zero after the reload: 5 new events
+        assert reader.read() == {k(1): 55, k(2): 7}
+    assert reader.delta.resets == 0 and reader.sent == {k(1): 55, k(2): 7}
