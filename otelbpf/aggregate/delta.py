@@ -25,9 +25,9 @@ Per series (metric name, kind and attributes):
   the delta since its last export, not its whole value again. Past that it is gone (a stream
   label set that went idle) and a later reappearance is new. Only metrics passed to that
   `convert` are touched, so one converter may serve several sources converted separately.
-  `forget(name)` drops a metric that will not come back (program unloaded).
 - `baseline()` / `restore()` let the agent keep the baseline across its own restarts.
-Gauges and metrics that are already DELTA pass through unchanged.
+Gauges, UpDownCounters (non-monotonic sums, kept cumulative as the OTel SDKs keep them) and
+metrics that are already DELTA pass through unchanged.
 """
 
 from __future__ import annotations
@@ -202,7 +202,3 @@ class DeltaConverter:
         the first delta after a restart then covers only what was not exported before it."""
         self._baseline = dict(baseline)
 
-    def forget(self, metric_name: str) -> None:
-        """Drop the baseline of every series of one metric."""
-        self._baseline = {k: p for k, p in self._baseline.items() if k[0] != metric_name}
-        self._absent = {k: n for k, n in self._absent.items() if k[0] != metric_name}
