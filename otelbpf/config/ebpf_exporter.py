@@ -8,7 +8,8 @@ What ebpf_exporter does differently from otelbpf's defaults is spelled out in th
   Prometheus-style backend stores ``ebpf_exporter_<name>`` as ebpf_exporter serves it;
 - a per-CPU map whose last label is ``cpu`` keeps one series per CPU (``per_cpu = "label"``),
   otherwise the CPUs are summed;
-- ``perf_event_array`` counters become a stream counting records by their label fields;
+- ``perf_event_array`` counters become a stream counting records by their label fields, whose
+  series restart every ``flush_interval`` (default one hour);
 - ``static_map`` labels unknown values ``unknown:<value>`` (unless ``allow_unknown``), ``regexp``
   keeps what matched, ``cgroup`` gives the absolute path or ``unknown_cgroup_id:<id>``;
 - ``kaddrs`` are looked up in /proc/kallsyms and set as ``kaddr_<symbol>`` parameters.
@@ -40,6 +41,7 @@ from otelbpf.errors import ConfigError, ConfigErrors, OtelbpfError
 
 DEFAULT_PREFIX = "ebpf_exporter_"
 DEFAULT_AGGREGATION = "explicit"
+DEFAULT_FLUSH_INTERVAL = 3600.0  # seconds: ebpf_exporter restarts perf_event_array counters hourly
 KALLSYMS = Path("/proc/kallsyms")
 PERCPU_MAP_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
@@ -323,9 +325,11 @@ class _Translator:
     def perf_event_counter(self, counter: Mapping, entry: str, index: int) -> dict[str, Any]:
         """Each record of the perf buffer counts once for the labels its bytes decode to."""
         name = self.metric_name(counter, entry)
+        flush_interval = DEFAULT_FLUSH_INTERVAL
         if "flush_interval" in counter:
             try:
-                go_duration(counter["flush_interval"])
+                # ebpf_exporter reads a missing or zero interval as one hour.
+                flush_interval = go_duration(counter["flush_interval"]) or DEFAULT_FLUSH_INTERVAL
             except ValueError as exc:
                 self.errors.add(entry, "flush_interval", str(exc), 'write it like "1m" or "30s"')
         fields, labels, offset = [], [], 0
@@ -347,7 +351,8 @@ class _Translator:
         if isinstance(counter.get("help"), str):
             native_counter["help"] = counter["help"]
         self.entries[f'streams[{index}] "{name}"'] = entry
-        return {"map": name, "fields": fields, "counters": [native_counter]}
+        return {"map": name, "fields": fields, "flush_interval": flush_interval,
+                "counters": [native_counter]}
 
 
 def native_decoder(decoder: Mapping) -> dict[str, Any]:

@@ -226,6 +226,9 @@ class StreamConfig:
     entry: str = ""
     # A label set without records for this many collections leaves the cardinality budget.
     idle_intervals: int = DEFAULT_IDLE_INTERVALS
+    # Seconds: every series restarts from zero (new start time) at the first collection this
+    # long after the last restart (ebpf_exporter's perf_event_array ``flush_interval``).
+    flush_interval: float | None = None
 
     def field(self, name: str) -> StreamFieldConfig:
         for f in self.fields:
@@ -613,6 +616,7 @@ class _ProgramReader:
                                    min_exclusive=True)
         limit = t.integer("cardinality_limit", None, min=1) if t.has("cardinality_limit") else None
         idle = t.integer("idle_intervals", DEFAULT_IDLE_INTERVALS, min=1)
+        flush = t.duration("flush_interval", None)
         counters = tuple(self.stream_counter(c, by_name)
                          for c in t.tables("counters", _entry(f"{t.entry}.counters")))
         histograms = tuple(self.stream_histogram(h, by_name)
@@ -622,7 +626,7 @@ class _ProgramReader:
                     "add a [[streams.counters]] or [[streams.histograms]]")
         t.finish()
         return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry,
-                            idle_intervals=idle)
+                            idle_intervals=idle, flush_interval=flush)
 
     def stream_fields(self, t: Table) -> tuple[StreamFieldConfig, ...]:
         fields: list[StreamFieldConfig] = []

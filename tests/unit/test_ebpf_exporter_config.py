@@ -105,6 +105,16 @@ metrics:
     assert counter.name == "ebpf_exporter_oom_kills" and counter.value is None
     assert [label.decoders[0].name for label in counter.labels] == ["uint", "string", "uint"]
     assert go_duration("1m30s") == 90.0 and go_duration("250ms") == 0.25
+    assert stream.flush_interval == 90.0
+
+
+@pytest.mark.parametrize("flush", ["", "      flush_interval: 0\n"])
+def test_perf_event_array_counter_flushes_hourly_by_default(tmp_path, flush):
+    path = write(tmp_path, "metrics:\n  counters:\n    - name: c\n      help: x\n"
+                 "      perf_event_array: true\n" + flush +
+                 "      labels: [{name: pid, size: 4, decoders: [{name: uint}]}]\n")
+    (stream,) = load_ebpf_exporter_config(path, map_types={}).streams
+    assert stream.flush_interval == 3600.0
 
 
 @pytest.mark.parametrize("text,expected", [
