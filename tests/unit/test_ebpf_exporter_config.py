@@ -129,7 +129,7 @@ def test_perf_event_array_counter_flushes_hourly_by_default(tmp_path, flush):
     ("tracing:\n  spans:\n    - name: s\n      ringbuf: r\n      labels:\n        - {name: trace_id, size: 16, decoders: [{name: hexx}]}\n",
      'demo.yaml: tracing.spans[0] "s".labels[0] "trace_id".decoders[0] "hexx": name: unknown decoder "hexx" (fix: did you mean "hex"?)'),
     ("cgroup_id_map:\n  name: m\n  type: array\n  regexps: [x]\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
-     'demo.yaml: cgroup_id_map: type: "array" is not a cgroup id map type (fix: use hash or cgrp_storage)'),
+     'demo.yaml: cgroup_id_map: type: "array" is not one of "hash", "cgrp_storage" (fix: use one of "hash", "cgrp_storage")'),
     ("metrics:\n  counters: [\n", "demo.yaml: line 3, column 1: invalid YAML"),
     ("metrics:\n  counters:\n    - help: no name\n", "demo.yaml: metrics.counters[0]: name: is required"),
     ("metrics:\n  counters:\n    - {name: c, flush_interval: 1m, labels: []}\n",
@@ -191,7 +191,8 @@ def comparable(cfg):
     def strip(items):
         return tuple(replace(m, entry="") for m in items)
     streams = tuple(replace(s, entry="", counters=strip(s.counters)) for s in cfg.streams)
-    return (cfg.object, dict(cfg.parameters), strip(cfg.counters), strip(cfg.histograms), streams)
+    return (cfg.object, dict(cfg.parameters), strip(cfg.counters), strip(cfg.histograms), streams,
+            strip(cfg.spans), cfg.cgroup_id_map)
 
 
 CONVERTIBLE = COUNTER + """
@@ -220,17 +221,60 @@ CONVERTIBLE = COUNTER + """
 """
 
 
+# What native TOML gained so that every config converts: kaddrs, [[spans]], [cgroup_id_map].
+KADDRS_TRACING_CGROUPS = """
+kaddrs: [schedule, other]
+cgroup_id_map:
+  name: cgroup_filter
+  type: cgrp_storage
+  regexps: ["^/sys/fs/cgroup/system.slice/.*[.]service$"]
+tracing:
+  spans:
+    - name: exec
+      ringbuf: exec_spans
+      service: exec-trace
+      labels:
+        - {name: trace_id, size: 16, decoders: [{name: hex}]}
+        - {name: span_id, size: 8, decoders: [{name: hex}]}
+        - {name: comm, size: 16, decoders: [{name: string}]}
+"""
+
+
 @pytest.mark.parametrize("aggregation", ["explicit", "auto"])
-def test_convert_gives_the_same_program_config(tmp_path, aggregation):
+@pytest.mark.parametrize("extra", ["", KADDRS_TRACING_CGROUPS])
+def test_convert_gives_the_same_program_config(tmp_path, aggregation, extra):
     from otelbpf.config.ebpf_exporter import native_toml
     from otelbpf.config.program import parse_program_config
 
-    path = write(tmp_path, CONVERTIBLE)
+    path = write(tmp_path, extra + CONVERTIBLE)
     types = {"softirqs_total": PERCPU_ARRAY}
-    from_yaml = load_ebpf_exporter_config(path, map_types=types, aggregation=aggregation)
+    kallsyms = fake_kallsyms(tmp_path, "ffffffff81a0b0c0")
+    from_yaml = load_ebpf_exporter_config(path, map_types=types, aggregation=aggregation,
+                                          kallsyms=kallsyms)
     text = native_toml(path, map_types=types, aggregation=aggregation)
-    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path)
+    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path, kallsyms=kallsyms)
     assert comparable(from_toml) == comparable(from_yaml)
+    if extra:
+        assert 'kaddrs = ["schedule", "other"]' in text  # names: addresses change every boot
+        assert dict(from_toml.parameters) == {"kaddr_schedule": 0xffffffff81a0b0c0,
+                                              "kaddr_other": 0xffffffff81a0b0c0}
+        assert from_toml.cgroup_id_map.type == "cgrp_storage" and from_toml.spans[0].ringbuf \
+            == "exec_spans"
+        # The TOML looks addresses up again at each load, as the YAML does.
+        later = fake_kallsyms(tmp_path, "ffffffff82000000")
+        assert parse_program_config(text, tmp_path / "demo.toml", tmp_path, kallsyms=later) \
+            .parameters["kaddr_schedule"] == 0xffffffff82000000
+
+
+def test_tracing_only_config_converts(tmp_path):
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, "tracing:" + KADDRS_TRACING_CGROUPS.split("tracing:")[1])
+    from_yaml = load_ebpf_exporter_config(path, map_types={})
+    from_toml = parse_program_config(native_toml(path, map_types={}), tmp_path / "demo.toml",
+                                     tmp_path)
+    assert comparable(from_toml) == comparable(from_yaml) and len(from_toml.spans) == 1
 
 
 def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
@@ -242,9 +286,10 @@ def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
     cfg = load_program_config(out, tmp_path)
     assert cfg.object == tmp_path / "softirqs.bpf.o" and 'object = "softirqs.bpf.o"' in out.read_text()
     assert cfg.counters[0].name == "ebpf_exporter_softirqs_total"
-    write(tmp_path, "kaddrs: [schedule]\n" + COUNTER, "withkaddrs")
-    assert main(["convert", str(tmp_path / "withkaddrs.yaml")]) == 2
-    assert "kaddrs: cannot be converted" in capsys.readouterr().err
+    # kaddrs convert as names without reading /proc/kallsyms (looked up when the TOML loads).
+    write(tmp_path, "kaddrs: [no_such_symbol_here]\n" + COUNTER, "withkaddrs")
+    assert main(["convert", str(tmp_path / "withkaddrs.yaml")]) == 0
+    assert 'kaddrs = ["no_such_symbol_here"]' in capsys.readouterr().out
 
 
 def test_tracing_spans_become_span_configs(tmp_path):
@@ -266,10 +311,21 @@ tracing:
     assert [(label.name, label.size) for label in span.labels] == [
         ("trace_id", 16), ("span_id", 8), ("comm", 16)]
     assert cfg.maps == ("exec_spans",) and cfg.counters == ()
-    assert "tracing: cannot be converted" in " ".join(
-        str(e) for e in pytest.raises(ConfigErrors, _native_toml, path).value.errors)
+    assert span.entry == 'tracing.spans[0] "exec"'
 
 
-def _native_toml(path):
-    from otelbpf.config.ebpf_exporter import native_toml
-    return native_toml(path, map_types={})
+def test_native_kaddrs_errors_name_file_field_and_fix(tmp_path):
+    from otelbpf.config.program import parse_program_config
+
+    kallsyms = fake_kallsyms(tmp_path, "ffffffff81a0b0c0")
+    counter = '\n[[counters]]\nname = "c"\n'
+    with pytest.raises(ConfigErrors) as info:
+        parse_program_config('kaddrs = ["schedule"]\n[parameters]\nkaddr_schedule = 1\n' + counter,
+                             tmp_path / "p.toml", tmp_path, kallsyms=kallsyms)
+    assert str(info.value.errors[0]).endswith(
+        'p.toml: kaddrs: "schedule" sets kaddr_schedule, which [parameters] sets too '
+        "(fix: remove kaddr_schedule from [parameters])")
+    with pytest.raises(ConfigErrors, match=r'p.toml: kaddrs: kernel symbol "nope" is not in .*'
+                                           r"\(fix: check the name"):
+        parse_program_config('kaddrs = ["nope"]\n' + counter, tmp_path / "p.toml", tmp_path,
+                             kallsyms=kallsyms)
