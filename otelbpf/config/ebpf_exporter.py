@@ -21,13 +21,13 @@ entries (``metrics.counters[0] "name"``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -36,6 +36,8 @@ from otelbpf.aggregate.buckets import AGGREGATIONS
 from otelbpf.config.program import KALLSYMS, ProgramConfig, parse_program_config
 from otelbpf.config.tables import ErrorList, Table, describe, did_you_mean
 from otelbpf.errors import ConfigError, ConfigErrors, OtelbpfError
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "ebpf_exporter_"
 DEFAULT_AGGREGATION = "explicit"
@@ -51,6 +53,7 @@ _DECODER_KEYS = ("name", "static_map", "regexps", "allow_unknown")
 _CGROUP_ID_MAP_KEYS = ("name", "type", "regexps")
 _SPAN_KEYS = ("ringbuf", "name", "service", "labels")
 _TRACING_KEYS = ("spans",)
+_SOURCES = ("counters", "histograms", "streams", "spans")
 
 
 def yaml_path(directory: Path, name: str) -> Path:
@@ -74,9 +77,13 @@ def load_ebpf_exporter_config(path: Path, *, prefix: str = DEFAULT_PREFIX,
     data = read_yaml(path)
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
-    table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
+    table, entries, errors, left_out = translate(data, path, prefix=prefix, map_types=map_types)
     for histogram in table.get("histograms", ()):
         histogram["aggregation"] = aggregation
+    if left_out and not any(table.get(k) for k in _SOURCES):
+        errors.raise_if_any()  # translate made them errors: nothing is left to run
+    for problem in left_out:
+        _log.warning("%s", problem)
     config = None
     try:
         config = parse_program_config(table, path, path.parent, kallsyms=kallsyms)
@@ -123,13 +130,17 @@ def object_map_types(object_path: Path) -> dict[str, int]:
 # -- YAML → native table ------------------------------------------------------------------------
 
 def translate(data: Any, path: Path, *, prefix: str, map_types: Mapping[str, int]
-              ) -> tuple[dict[str, Any], dict[str, str], ErrorList]:
+              ) -> tuple[dict[str, Any], dict[str, str], ErrorList, list[ConfigError]]:
     """The native program table for an ebpf_exporter config, the native entry → YAML entry
-    names, and the problems only the YAML shows (unknown keys, unsupported features)."""
+    names, the problems only the YAML shows (unknown keys, unsupported features), and the
+    metrics and spans left out because ebpf_exporter cannot decode their labels."""
     errors = ErrorList(path)
     translator = _Translator(errors, prefix, map_types)
     table = translator.program(data, path)
-    return table, translator.entries, errors
+    if translator.left_out and not any(table.get(k) for k in _SOURCES):
+        # Nothing would be left: the config is an error, not a program that exports nothing.
+        errors.extend(translator.left_out)
+    return table, translator.entries, errors, translator.left_out
 
 
 class _Translator:
@@ -138,6 +149,7 @@ class _Translator:
         self.prefix = prefix
         self.map_types = map_types
         self.entries: dict[str, str] = {}
+        self.left_out: list[ConfigError] = []
 
     def known_keys(self, data: Mapping, allowed: tuple[str, ...], entry: str | None) -> None:
         for key in data:
@@ -176,18 +188,22 @@ class _Translator:
             counter = self.mapping(item, f"metrics.counters[{i}]", None)
             entry = _entry("metrics.counters", i, counter)
             self.known_keys(counter, _COUNTER_KEYS, entry)
+            if "flush_interval" in counter and not counter.get("perf_event_array"):
+                self.errors.add(entry, "flush_interval", "only applies to perf_event_array "
+                                "counters", "remove flush_interval")
+            if not self.decodable(counter, entry, "metric"):
+                continue
             if counter.get("perf_event_array"):
                 streams.append(self.perf_event_counter(counter, entry, len(streams)))
             else:
-                if "flush_interval" in counter:
-                    self.errors.add(entry, "flush_interval", "only applies to perf_event_array "
-                                    "counters", "remove flush_interval")
                 counters.append(self.map_metric(counter, entry, f"counters[{len(counters)}]"))
         for i, item in enumerate(self.sequence(metrics.get("histograms"), "metrics",
                                                "histograms")):
             histogram = self.mapping(item, f"metrics.histograms[{i}]", None)
             entry = _entry("metrics.histograms", i, histogram)
             self.known_keys(histogram, _HISTOGRAM_KEYS, entry)
+            if not self.decodable(histogram, entry, "metric"):
+                continue
             native = self.map_metric(histogram, entry, f"histograms[{len(histograms)}]")
             native.update(self.buckets(histogram, entry))
             histograms.append(native)
@@ -212,12 +228,29 @@ class _Translator:
             span = self.mapping(item, f"tracing.spans[{i}]", None)
             entry = _entry("tracing.spans", i, span)
             self.known_keys(span, _SPAN_KEYS, entry)
+            if not self.decodable(span, entry, "span"):
+                continue
             native = {k: span[k] for k in ("ringbuf", "name", "service") if k in span}
             native["labels"] = [self.label(x, f"{entry}.labels[{j}]") for j, x in
                                 enumerate(self.sequence(span.get("labels"), entry, "labels"))]
             self.entries[_entry("spans", len(out), span)] = entry
             out.append(native)
         return out
+
+    def decodable(self, item: Mapping, entry: str, what: str) -> bool:
+        """ebpf_exporter decodes a label only through its decoders: a label without any fails
+        every key (or record), so the metric or span never has a value while the rest of the
+        config runs. The same here: it is left out, with a warning saying so."""
+        labels = item.get("labels")
+        for j, label in enumerate(labels if isinstance(labels, list) else ()):
+            if isinstance(label, Mapping) and not label.get("decoders"):
+                self.left_out.append(ConfigError(
+                    self.errors.path, _entry(f"{entry}.labels", j, label), "decoders",
+                    f"is empty: ebpf_exporter cannot decode this label and exports nothing for "
+                    f"this {what}, so otelbpf leaves the {what} out",
+                    "add decoders: [{name: uint}] (or string, hex, ...)"))
+                return False
+        return True
 
     def metric_name(self, metric: Mapping, entry: str) -> str:
         name = metric.get("name")
@@ -484,13 +517,14 @@ def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
     data = read_yaml(path)
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
-    table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
+    table, entries, errors, left_out = translate(data, path, prefix=prefix, map_types=map_types)
     errors.raise_if_any()
     for histogram in table.get("histograms", ()):
         histogram["aggregation"] = aggregation
     table["object"] = object_path or table["object"]
-    lines = [f"# Converted from {path.name} (cloudflare/ebpf_exporter format) by otelbpf convert.",
-             f"object = {_toml_value(table['object'])}"]
+    lines = [f"# Converted from {path.name} (cloudflare/ebpf_exporter format) by otelbpf convert."]
+    lines += [f"# Left out: {problem}" for problem in left_out]
+    lines.append(f"object = {_toml_value(table['object'])}")
     if "kaddrs" in table:
         lines.append(f"kaddrs = {_toml_value(table['kaddrs'])}")
     for section in ("counters", "histograms", "spans"):

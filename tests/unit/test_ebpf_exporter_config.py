@@ -122,7 +122,7 @@ def test_perf_event_array_counter_flushes_hourly_by_default(tmp_path, flush):
      'demo.yaml: metrics.counters[0] "x": helpp: is not an ebpf_exporter config key (fix: did you mean "help"?)'),
     ("metrics:\n  counters:\n    - name: x\n      labels:\n        - {name: a, size: 4, decoders: [{name: unit}]}\n",
      'demo.yaml: metrics.counters[0] "x".labels[0] "a".decoders[0] "unit": name: unknown decoder "unit" (fix: did you mean "uint"?)'),
-    ("metrics:\n  histograms:\n    - name: h\n      bucket_type: fixed\n      bucket_keys: [1, 0.5]\n      labels: [{name: b, size: 4}]\n",
+    ("metrics:\n  histograms:\n    - name: h\n      bucket_type: fixed\n      bucket_keys: [1, 0.5]\n      labels: [{name: b, size: 4, decoders: [{name: uint}]}]\n",
      'demo.yaml: metrics.histograms[0] "h": bucket_keys: must hold integers only'),
     ("tracing:\n  spans:\n    - name: s\n      labels: []\n",
      'demo.yaml: tracing.spans[0] "s": ringbuf: is required'),
@@ -329,3 +329,66 @@ def test_native_kaddrs_errors_name_file_field_and_fix(tmp_path):
                                            r"\(fix: check the name"):
         parse_program_config('kaddrs = ["nope"]\n' + counter, tmp_path / "p.toml", tmp_path,
                              kallsyms=kallsyms)
+
+
+UNDECODABLE = """
+metrics:
+  counters:
+    - name: kept_total
+      help: x
+      labels:
+        - {name: pid, size: 4, decoders: [{name: uint}]}
+    - name: no_decoders_total
+      help: x
+      labels:
+        - {name: pid, size: 4}
+    - name: empty_decoders_total
+      help: x
+      perf_event_array: true
+      labels:
+        - {name: pid, size: 4, decoders: []}
+  histograms:
+    - name: bucket_without_decoders
+      help: x
+      bucket_type: exp2
+      bucket_max: 4
+      labels:
+        - {name: bucket, size: 4}
+tracing:
+  spans:
+    - ringbuf: spans
+      labels:
+        - {name: span_id, size: 8}
+"""
+
+
+def test_labels_without_decoders_leave_their_metric_out_with_a_warning(tmp_path, caplog):
+    """ebpf_exporter loads such a config, but a label without decoders fails every key or
+    record, so those metrics and spans never have a value: the program runs with the others."""
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, UNDECODABLE)
+    cfg = load_ebpf_exporter_config(path, map_types={})
+    assert [c.map for c in cfg.counters] == ["kept_total"]
+    assert (cfg.histograms, cfg.streams, cfg.spans) == ((), (), ())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 4 and warnings[0].endswith(
+        'demo.yaml: metrics.counters[1] "no_decoders_total".labels[0] "pid": decoders: is empty: '
+        "ebpf_exporter cannot decode this label and exports nothing for this metric, so otelbpf "
+        "leaves the metric out (fix: add decoders: [{name: uint}] (or string, hex, ...))")
+    assert any('tracing.spans[0].labels[0] "span_id": decoders:' in w and "span out" in w
+               for w in warnings)
+    text = native_toml(path, map_types={})
+    assert text.count("# Left out: ") == 4
+    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path)
+    assert comparable(from_toml) == comparable(cfg)
+
+
+def test_a_config_with_only_undecodable_metrics_is_an_error(tmp_path):
+    path = write(tmp_path, "metrics:\n  counters:\n    - name: c\n      help: x\n"
+                           "      labels: [{name: pid, size: 4}]\n")
+    assert errors_of(path) == [
+        f'{path}: metrics.counters[0] "c".labels[0] "pid": decoders: is empty: ebpf_exporter '
+        "cannot decode this label and exports nothing for this metric, so otelbpf leaves the "
+        "metric out (fix: add decoders: [{name: uint}] (or string, hex, ...))"]
