@@ -54,6 +54,9 @@ def _attributes(names: Sequence[str], labels: Sequence[str], cpu: int | None) ->
     return attrs if cpu is None else attrs + (("cpu", str(cpu)),)
 
 
+KEY_ZERO = bytes(4)  # the u32 key 0 of a single-key counter
+
+
 def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label: bool = False) -> Metric:
     """A `CounterConfig`'s map snapshot → one monotonic cumulative SUM metric.
 
@@ -62,6 +65,13 @@ def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label
     per_cpu = cpu_label or cfg.per_cpu == "label"
     values = snapshot.u64()
     keys = _rows_as_bytes(snapshot.keys)
+    if cfg.single_key:
+        stray = next((key for key in keys if key != KEY_ZERO), None)
+        if stray is not None:
+            raise ValueError(
+                f"the map holds key 0x{stray.hex()}, but a counter without labels reads the one "
+                f"u32 key 0 (single_key, ebpf_exporter's rule) (fix: give the counter labels that "
+                f"describe the map's keys)")
     totals: dict[tuple, int] = {}
     if per_cpu:
         rows = values.tolist()

@@ -196,7 +196,11 @@ class _Translator:
             if counter.get("perf_event_array"):
                 streams.append(self.perf_event_counter(counter, entry, len(streams)))
             else:
-                counters.append(self.map_metric(counter, entry, f"counters[{len(counters)}]"))
+                native = self.map_metric(counter, entry, f"counters[{len(counters)}]")
+                if not native["labels"]:
+                    # ebpf_exporter reads a label-less map as the one u32 key 0.
+                    native["single_key"] = True
+                counters.append(native)
         for i, item in enumerate(self.sequence(metrics.get("histograms"), "metrics",
                                                "histograms")):
             histogram = self.mapping(item, f"metrics.histograms[{i}]", None)

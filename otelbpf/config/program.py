@@ -62,6 +62,9 @@ class CounterConfig:
     entry: str = ""
     # Each count times this, as a double: a map of nanoseconds exported in seconds ("s").
     multiplier: float = 1.0
+    # Without labels: read only the u32 key 0; any other key fails the read (ebpf_exporter's
+    # rule). Otherwise every key of a label-less map is summed into the one series.
+    single_key: bool = False
 
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
@@ -569,8 +572,13 @@ class _ProgramReader:
         labels = self.map_labels(t, bucket=False)
         self.check_cpu_label(t, per_cpu, labels)
         multiplier = t.number("multiplier", 1.0, min=0, max=MAX_MULTIPLIER, min_exclusive=True)
+        single_key = t.boolean("single_key", False)
+        if single_key and labels:
+            t.error("single_key", "applies to counters without labels (a map with the one key 0)",
+                    "remove single_key, or the labels")
         t.finish(("help", "description"))
-        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier)
+        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier,
+                             single_key)
 
     def check_cpu_label(self, t: Table, per_cpu: str, labels: tuple[LabelConfig, ...]) -> None:
         if per_cpu == "label" and any(label.name == "cpu" for label in labels):

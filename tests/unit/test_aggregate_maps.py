@@ -253,3 +253,26 @@ def test_a_changed_counter_multiplier_is_a_new_series_layout():
 
     assert config_layout(COUNTER) != config_layout(dataclasses.replace(COUNTER, multiplier=1e-9))
     assert config_layout(COUNTER) == config_layout(dataclasses.replace(COUNTER, name="renamed"))
+
+
+LABEL_LESS = CounterConfig(name="total", help="", unit="", map="total", labels=())
+
+
+def test_label_less_counter_sums_every_key_unless_single_key():
+    """Native label-less counters sum all keys; ebpf_exporter's (single_key) read the u32 key 0
+    and fail the read when the map holds any other key, as ebpf_exporter fails that metric."""
+    decoder = KeyDecoder(())
+    only_zero = snapshot([bytes(4)], [[3, 4]])
+    with_others = snapshot([bytes(4), struct.pack("<I", 1)], [[3, 4], [100, 0]])
+    assert [p.value for p in counter_metric(LABEL_LESS, with_others, decoder, 1, 2).points] == [107]
+    single = dataclasses.replace(LABEL_LESS, single_key=True)
+    assert [(p.attributes, p.value) for p in counter_metric(single, only_zero, decoder, 1, 2).points] \
+        == [((), 7)]
+    per_cpu = counter_metric(single, only_zero, decoder, 1, 2, cpu_label=True).points
+    assert [(p.attributes, p.value) for p in per_cpu] == [((("cpu", "0"),), 3), ((("cpu", "1"),), 4)]
+    with pytest.raises(ValueError, match=r"holds key 0x01000000, but a counter without labels "
+                                         r"reads the one u32 key 0"):
+        counter_metric(single, with_others, decoder, 1, 2)
+    wide_zero = snapshot([bytes(8)], [[1]])  # ebpf_exporter compares 4 bytes: an 8-byte 0 fails
+    with pytest.raises(ValueError, match="0x0000000000000000"):
+        counter_metric(single, wide_zero, decoder, 1, 2)

@@ -392,3 +392,33 @@ def test_a_config_with_only_undecodable_metrics_is_an_error(tmp_path):
         f'{path}: metrics.counters[0] "c".labels[0] "pid": decoders: is empty: ebpf_exporter '
         "cannot decode this label and exports nothing for this metric, so otelbpf leaves the "
         "metric out (fix: add decoders: [{name: uint}] (or string, hex, ...))"]
+
+
+def test_label_less_counters_read_the_single_key_zero(tmp_path):
+    """ebpf_exporter reads a map without labels (or a per-CPU one whose only label is cpu) as
+    the one u32 key 0; native TOML keeps summing every key unless it says single_key."""
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, """
+metrics:
+  counters:
+    - {name: total, help: x}
+    - name: per_cpu_total
+      help: x
+      labels: [{name: cpu, size: 2, decoders: [{name: uint}]}]
+""")
+    types = {"per_cpu_total": PERCPU_ARRAY}
+    cfg = load_ebpf_exporter_config(path, map_types=types)
+    assert [(c.single_key, c.per_cpu, c.labels) for c in cfg.counters] == [
+        (True, "sum", ()), (True, "label", ())]
+    from_toml = parse_program_config(native_toml(path, map_types=types), tmp_path / "demo.toml",
+                                     tmp_path)
+    assert comparable(from_toml) == comparable(cfg)
+    native = parse_program_config('[[counters]]\nname = "total"\n', tmp_path / "n.toml", tmp_path)
+    assert native.counters[0].single_key is False
+    with pytest.raises(ConfigErrors, match=r'counters\[0\] "c": single_key: applies to counters '
+                                           r"without labels"):
+        parse_program_config('[[counters]]\nname = "c"\nsingle_key = true\nlabels = [{ name = "a", '
+                             'size = 4, decoders = [{ name = "uint" }] }]\n', tmp_path / "n.toml",
+                             tmp_path)
