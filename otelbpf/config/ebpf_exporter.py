@@ -368,7 +368,10 @@ def native_decoder(decoder: Mapping) -> dict[str, Any]:
         out.update(path="absolute", unknown_prefix="unknown_cgroup_id:")
     elif name == "majorminor":
         out.update(encoding="userspace", unknown_prefix="unknown:")
-    elif name in ("errno", "ifname"):
+    elif name == "errno":
+        # ebpf_exporter names positive numbers only: -22 read as u32 is unknown:4294967274.
+        out.update(unknown_prefix="unknown:", negative=False)
+    elif name == "ifname":
         out["unknown_prefix"] = "unknown:"
     else:
         out.update({k: v for k, v in decoder.items() if k != "name"})

@@ -1,9 +1,9 @@
 """errno: an error number → its name, e.g. ``EINVAL``.
 
 Accepts positive numbers, negative ones (kernel return values, from ``int``) and their u32/u64
-two's complement (a negative return value read with ``uint``). Zero and numbers Python's errno
-module does not know stay decimal text (after ``unknown_prefix``: ebpf_exporter's
-``unknown:<n>``).
+two's complement (a negative return value read with ``uint``); with ``negative = false`` only
+positive numbers name an error, as in ebpf_exporter. Zero and numbers Python's errno module does
+not know stay decimal text (after ``unknown_prefix``: ebpf_exporter's ``unknown:<n>``).
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ _MAX_ERRNO = 4095
 
 class ErrnoDecoder(Decoder):
     name = "errno"
-    option_names = ("unknown_prefix",)
+    option_names = ("unknown_prefix", "negative")
 
     def __init__(self, options: Mapping[str, Any]):
         super().__init__(options)
         self._unknown_prefix = unknown_prefix(options)
+        self._negative = options.get("negative", True)
+        if not isinstance(self._negative, bool):
+            raise ValueError("negative must be true or false")
 
     def decode(self, raw: bytes) -> bytes:
         number = as_int(raw)
-        for width in (32, 64):
-            if (1 << width) - _MAX_ERRNO <= number < 1 << width:
-                number -= 1 << width
-        number = abs(number)
+        if self._negative:
+            for width in (32, 64):
+                if (1 << width) - _MAX_ERRNO <= number < 1 << width:
+                    number -= 1 << width
+            number = abs(number)
+        elif number < 0:
+            return self._unknown_prefix + decimal(number)
         name = errno_names.errorcode.get(number)
         return name.encode() if name is not None else self._unknown_prefix + decimal(number)
