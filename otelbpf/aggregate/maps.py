@@ -10,9 +10,10 @@ Histogram keys are grouped by their label bytes (everything before the trailing 
 numpy in one pass; the decoder runs once per distinct label prefix (and is cached across
 intervals). Slots outside ``[bucket_min, bucket_max + 1]`` mean the program and the config
 disagree: their events are counted in ``otelbpf.histogram.out_of_range`` (`OutOfRangeSlots`) and
-logged once per metric. Slots below ``bucket_min`` still go into the lowest bucket (they are at or
-below its bound); slots above the sum slot (for ``fixed``: keys not in ``bucket_keys``) have no bucket and are left
-out of the histogram.
+logged once per metric. Slots below ``bucket_min`` go into the lowest bucket (they are at or below
+its bound), or are left out with ``below_bucket_min = "drop"`` (ebpf_exporter's rule); slots above
+the sum slot (for ``fixed``: keys not in ``bucket_keys``) have no bucket and are left out of the
+histogram.
 """
 
 from __future__ import annotations
@@ -220,10 +221,13 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     else:
         slot = layout.columns(raw_slot)
         valid = slot >= 0
+        below = raw_slot < layout.slot_keys[0]
         if out_of_range is not None:
-            outside = (raw_slot < layout.slot_keys[0]) | ~valid
+            outside = below | ~valid
             events = int(sum(int(x) for x in sum_cpus(values[outside]).tolist())) if outside.any() else 0
             out_of_range.record(cfg, layout, raw_slot[outside], events)
+        if cfg.below_bucket_min == "drop":
+            valid &= ~below
         n_groups, width = first.size, layout.n_columns
 
     if per_cpu:

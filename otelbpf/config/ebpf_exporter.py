@@ -305,6 +305,7 @@ class _Translator:
             for key in ("bucket_min", "bucket_max"):
                 if key in histogram:
                     out[key] = histogram[key]
+            out["below_bucket_min"] = "drop"  # ebpf_exporter counts slots min..max only
             if "bucket_keys" in histogram:
                 out["bucket_keys"] = histogram["bucket_keys"]
         # ebpf_exporter reads a missing (or zero) multiplier as 1.

@@ -68,6 +68,7 @@ class CounterConfig:
 
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
+BELOW_BUCKET_MIN = ("lowest", "drop")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class HistogramConfig:
     # may export before it is downscaled.
     bucket_scale: int = 0
     max_size: int = 160
+    # Events in slots below bucket_min (a program that does not clamp): "lowest" counts them in
+    # the lowest bucket (they are at or below its bound), "drop" leaves them out as
+    # ebpf_exporter does. Either way they are counted in otelbpf.histogram.out_of_range.
+    below_bucket_min: str = "lowest"
 
     @property
     def bucket_label(self) -> LabelConfig:
@@ -646,10 +651,11 @@ class _ProgramReader:
         elif t.raw("labels") == []:
             t.error("labels", "a histogram needs at least the bucket label (the last label)",
                     'add labels = [{ name = "bucket", size = 4 }]')
+        below_min = t.string("below_bucket_min", "lowest", choices=BELOW_BUCKET_MIN)
         t.finish(("help", "description"))
         return HistogramConfig(name, help_text, unit, map_name, labels, bucket_type, bucket_min,
                                bucket_max, bucket_keys, multiplier, per_cpu, t.entry, aggregation,
-                               bucket_scale, max_size)
+                               bucket_scale, max_size, below_min)
 
     def exponential_buckets(self, t: Table) -> tuple[int, int]:
         """bucket_scale and max_size of a bucket_type "exponential" histogram."""

@@ -238,6 +238,26 @@ def test_histogram_slots_outside_the_layout_are_counted_and_warned_once(caplog):
     assert len(warnings) == 1 and cfg.name in warnings[0] and "1, 40" in warnings[0]
 
 
+@pytest.mark.parametrize("aggregation", ["explicit", "auto"])
+def test_below_bucket_min_drop_leaves_those_slots_out_as_ebpf_exporter(aggregation):
+    """ebpf_exporter sums slots bucket_min..bucket_max only: a slot below bucket_min is in
+    neither a bucket nor the count (still reported in otelbpf.histogram.out_of_range)."""
+    cfg = dataclasses.replace(hist_cfg(bucket_min=2), aggregation=aggregation)
+    keys = [hkey(8, 0, 3), hkey(8, 0, 1), hkey(8, 0, 11)]
+    values = [[5], [2], [70]]
+    outside = OutOfRangeSlots("p")
+    lowest = histogram_metric(cfg, snapshot(keys, values), KeyDecoder(cfg.series_labels),
+                              BucketLayout.from_config(cfg), 0, 1)
+    drop = dataclasses.replace(cfg, below_bucket_min="drop")
+    dropped = histogram_metric(drop, snapshot(keys, values), KeyDecoder(drop.series_labels),
+                               BucketLayout.from_config(drop), 0, 1, out_of_range=outside)
+    assert [p.count for p in lowest.points] == [7] and [p.count for p in dropped.points] == [5]
+    assert [p.sum for p in dropped.points] == [70]
+    if aggregation == "explicit":
+        assert dropped.points[0].bucket_counts[:2] == (0, 5)  # le=4 (slot 2), le=8 (slot 3)
+    assert outside.metric(0, 1).points[0].value == 2
+
+
 def test_histogram_without_out_of_range_slots_reports_nothing():
     cfg = hist_cfg()
     outside = OutOfRangeSlots("p")

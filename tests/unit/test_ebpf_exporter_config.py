@@ -79,6 +79,7 @@ metrics:
     fixed, exp2 = cfg.histograms
     assert fixed.name == "ebpf_lat_seconds" and fixed.bucket_keys == (1, 10, 100)
     assert exp2.bucket_multiplier == 1.0  # ebpf_exporter reads 0 as 1
+    assert exp2.below_bucket_min == "drop"  # ebpf_exporter counts slots bucket_min..max only
     assert fixed.aggregation == exp2.aggregation == "explicit"
     auto = load_ebpf_exporter_config(path, map_types={}, aggregation="auto")
     assert {h.aggregation for h in auto.histograms} == {"auto"}
