@@ -267,10 +267,12 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     idents = list(target)
     order = sorted(range(len(idents)), key=lambda i: _order((idents[i], None)))
     merged = merged[order]
-    nonempty = np.flatnonzero(merged.any(axis=1)) if merged.dtype != object else np.arange(len(order))
+    # Every label set the map holds is a series, all-zero ones too (as for counters, and as
+    # ebpf_exporter serves them): a series present from the start lets increase() count its
+    # first events.
     names = decoder_without_bucket.names
-    attributes = [_attributes(names, *idents[order[i]]) for i in nonempty.tolist()]
-    rows = merged[nonempty]
+    attributes = [_attributes(names, *idents[i]) for i in order]
+    rows = merged
     if layout.sparse:
         return Metric(cfg.name, cfg.help, cfg.unit, kind,
                       tuple(layout.sparse_to_points(rows, column_keys, attributes, start_ns, now_ns)),

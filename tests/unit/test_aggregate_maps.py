@@ -296,3 +296,14 @@ def test_label_less_counter_sums_every_key_unless_single_key():
     wide_zero = snapshot([bytes(8)], [[1]])  # ebpf_exporter compares 4 bytes: an 8-byte 0 fails
     with pytest.raises(ValueError, match="0x0000000000000000"):
         counter_metric(single, wide_zero, decoder, 1, 2)
+
+
+def test_histogram_series_with_all_zero_slots_are_exported():
+    """An array map holds every slot from the start: its series is exported at count 0 (as
+    counters are, and as ebpf_exporter serves it), so the first events show in increase()."""
+    cfg = hist_cfg(bucket_max=3)
+    keys = [hkey(8, 0, slot) for slot in range(5)] + [hkey(9, 1, 2)]
+    metric = histogram_metric(cfg, snapshot(keys, [[0]] * 5 + [[4]]), KeyDecoder(cfg.series_labels),
+                              BucketLayout.from_config(cfg), 0, 1)
+    assert [(p.attributes, p.count) for p in metric.points] == [
+        ((("dev", "8"), ("op", "0")), 0), ((("dev", "9"), ("op", "1")), 4)]
