@@ -16,6 +16,9 @@ from otelbpf.decoders.base import Decoder, as_int, decimal, unknown_prefix
 
 # The kernel never returns an error below -MAX_ERRNO (include/linux/err.h).
 _MAX_ERRNO = 4095
+# Python's table names 35 by its alias EDEADLOCK and lacks 133: the kernel's own names
+# (include/uapi/asm-generic/errno*.h), as ebpf_exporter's Go table has them.
+_NAMES = {**errno_names.errorcode, 35: "EDEADLK", 133: "EHWPOISON"}
 
 
 class ErrnoDecoder(Decoder):
@@ -38,5 +41,5 @@ class ErrnoDecoder(Decoder):
             number = abs(number)
         elif number < 0:
             return self._unknown_prefix + decimal(number)
-        name = errno_names.errorcode.get(number)
+        name = _NAMES.get(number)
         return name.encode() if name is not None else self._unknown_prefix + decimal(number)
