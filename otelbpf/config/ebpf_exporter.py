@@ -220,7 +220,7 @@ class _Translator:
         if root.get("cgroup_id_map"):
             id_map = self.mapping(root["cgroup_id_map"], None, "cgroup_id_map")
             self.known_keys(id_map, _CGROUP_ID_MAP_KEYS, "cgroup_id_map")
-            table["cgroup_id_map"] = dict(id_map)
+            table["cgroup_id_map"] = {k: v for k, v in id_map.items() if k in _CGROUP_ID_MAP_KEYS}
         return table
 
     def spans(self, root: Mapping) -> list[dict[str, Any]]:

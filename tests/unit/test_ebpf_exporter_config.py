@@ -131,6 +131,8 @@ def test_perf_event_array_counter_flushes_hourly_by_default(tmp_path, flush):
      'demo.yaml: tracing.spans[0] "s".labels[0] "trace_id".decoders[0] "hexx": name: unknown decoder "hexx" (fix: did you mean "hex"?)'),
     ("cgroup_id_map:\n  name: m\n  type: array\n  regexps: [x]\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
      'demo.yaml: cgroup_id_map: type: "array" is not one of "hash", "cgrp_storage" (fix: use one of "hash", "cgrp_storage")'),
+    ("cgroup_id_map:\n  name: m\n  regexp: [x]\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
+     'demo.yaml: cgroup_id_map: regexp: is not an ebpf_exporter config key (fix: did you mean "regexps"?)'),
     ("metrics:\n  counters: [\n", "demo.yaml: line 3, column 1: invalid YAML"),
     ("metrics:\n  counters:\n    - help: no name\n", "demo.yaml: metrics.counters[0]: name: is required"),
     ("metrics:\n  counters:\n    - {name: c, flush_interval: 1m, labels: []}\n",
@@ -423,3 +425,10 @@ metrics:
         parse_program_config('[[counters]]\nname = "c"\nsingle_key = true\nlabels = [{ name = "a", '
                              'size = 4, decoders = [{ name = "uint" }] }]\n', tmp_path / "n.toml",
                              tmp_path)
+
+
+def test_an_unknown_cgroup_id_map_key_is_reported_once(tmp_path):
+    path = write(tmp_path, "cgroup_id_map:\n  name: m\n  regexp: [x]\n"
+                           "metrics:\n  counters:\n    - {name: c, help: x}\n")
+    assert [m.split(": ", 1)[1] for m in errors_of(path)] == [
+        'cgroup_id_map: regexp: is not an ebpf_exporter config key (fix: did you mean "regexps"?)']
