@@ -532,6 +532,8 @@ def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
     table["object"] = object_path or table["object"]
     lines = [f"# Converted from {path.name} (cloudflare/ebpf_exporter format) by otelbpf convert."]
     lines += [f"# Left out: {problem}" for problem in left_out]
+    for problem in left_out:
+        _log.warning("%s", problem)
     lines.append(f"object = {_toml_value(table['object'])}")
     if "kaddrs" in table:
         lines.append(f"kaddrs = {_toml_value(table['kaddrs'])}")
