@@ -187,7 +187,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
              else str(object_path))
     text = native_toml(source, prefix=args.prefix, aggregation=args.aggregation,
                        object_path=shown)
-    parse_program_config(text, out or source.with_suffix(".toml"), where)  # must load back
+    # It must load back; kernel addresses are looked up when the TOML runs, not here.
+    parse_program_config(text, out or source.with_suffix(".toml"), where, kallsyms=None)
     if out is None:
         sys.stdout.write(text)
     else:

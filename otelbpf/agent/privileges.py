@@ -129,7 +129,7 @@ def run_time_needs(program_configs: Iterable, uid: int | None = None) -> frozens
     uid = os.getuid() if uid is None else uid
     needs = set(LOAD)
     for pcfg in program_configs:
-        # ebpf_exporter's kaddrs are read from /proc/kallsyms whenever the config is read (reloads too).
+        # kaddrs (YAML or native) are read from /proc/kallsyms whenever the config is read (reloads too).
         if _decoder_names(pcfg) & KALLSYMS_DECODERS or any(
                 name.startswith("kaddr_") for name in pcfg.parameters):
             needs.add("CAP_SYSLOG")

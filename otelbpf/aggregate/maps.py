@@ -10,9 +10,10 @@ Histogram keys are grouped by their label bytes (everything before the trailing 
 numpy in one pass; the decoder runs once per distinct label prefix (and is cached across
 intervals). Slots outside ``[bucket_min, bucket_max + 1]`` mean the program and the config
 disagree: their events are counted in ``otelbpf.histogram.out_of_range`` (`OutOfRangeSlots`) and
-logged once per metric. Slots below ``bucket_min`` still go into the lowest bucket (they are at or
-below its bound); slots above the sum slot (for ``fixed``: keys not in ``bucket_keys``) have no bucket and are left
-out of the histogram.
+logged once per metric. Slots below ``bucket_min`` go into the lowest bucket (they are at or below
+its bound), or are left out with ``below_bucket_min = "drop"`` (ebpf_exporter's rule); slots above
+the sum slot (for ``fixed``: keys not in ``bucket_keys``) have no bucket and are left out of the
+histogram.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def _attributes(names: Sequence[str], labels: Sequence[str], cpu: int | None) ->
     return attrs if cpu is None else attrs + (("cpu", str(cpu)),)
 
 
+KEY_ZERO = bytes(4)  # the u32 key 0 of a single-key counter
+
+
 def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label: bool = False) -> Metric:
     """A `CounterConfig`'s map snapshot → one monotonic cumulative SUM metric.
 
@@ -62,6 +66,13 @@ def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label
     per_cpu = cpu_label or cfg.per_cpu == "label"
     values = snapshot.u64()
     keys = _rows_as_bytes(snapshot.keys)
+    if cfg.single_key:
+        stray = next((key for key in keys if key != KEY_ZERO), None)
+        if stray is not None:
+            raise ValueError(
+                f"the map holds key 0x{stray.hex()}, but a counter without labels reads the one "
+                f"u32 key 0 (single_key, ebpf_exporter's rule) (fix: give the counter labels that "
+                f"describe the map's keys)")
     totals: dict[tuple, int] = {}
     if per_cpu:
         rows = values.tolist()
@@ -210,10 +221,13 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     else:
         slot = layout.columns(raw_slot)
         valid = slot >= 0
+        below = raw_slot < layout.slot_keys[0]
         if out_of_range is not None:
-            outside = (raw_slot < layout.slot_keys[0]) | ~valid
+            outside = below | ~valid
             events = int(sum(int(x) for x in sum_cpus(values[outside]).tolist())) if outside.any() else 0
             out_of_range.record(cfg, layout, raw_slot[outside], events)
+        if cfg.below_bucket_min == "drop":
+            valid &= ~below
         n_groups, width = first.size, layout.n_columns
 
     if per_cpu:
@@ -253,10 +267,12 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     idents = list(target)
     order = sorted(range(len(idents)), key=lambda i: _order((idents[i], None)))
     merged = merged[order]
-    nonempty = np.flatnonzero(merged.any(axis=1)) if merged.dtype != object else np.arange(len(order))
+    # Every label set the map holds is a series, all-zero ones too (as for counters, and as
+    # ebpf_exporter serves them): a series present from the start lets increase() count its
+    # first events.
     names = decoder_without_bucket.names
-    attributes = [_attributes(names, *idents[order[i]]) for i in nonempty.tolist()]
-    rows = merged[nonempty]
+    attributes = [_attributes(names, *idents[i]) for i in order]
+    rows = merged
     if layout.sparse:
         return Metric(cfg.name, cfg.help, cfg.unit, kind,
                       tuple(layout.sparse_to_points(rows, column_keys, attributes, start_ns, now_ns)),

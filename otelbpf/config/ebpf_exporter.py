@@ -8,39 +8,40 @@ What ebpf_exporter does differently from otelbpf's defaults is spelled out in th
   Prometheus-style backend stores ``ebpf_exporter_<name>`` as ebpf_exporter serves it;
 - a per-CPU map whose last label is ``cpu`` keeps one series per CPU (``per_cpu = "label"``),
   otherwise the CPUs are summed;
-- ``perf_event_array`` counters become a stream counting records by their label fields;
+- ``perf_event_array`` counters become a stream counting records by their label fields, whose
+  series restart every ``flush_interval`` (default one hour);
 - ``static_map`` labels unknown values ``unknown:<value>`` (unless ``allow_unknown``), ``regexp``
   keeps what matched, ``cgroup`` gives the absolute path or ``unknown_cgroup_id:<id>``;
-- ``kaddrs`` are looked up in /proc/kallsyms and set as ``kaddr_<symbol>`` parameters.
+- ``kaddrs``, ``tracing.spans`` and ``cgroup_id_map`` are native keys too (``kaddrs``,
+  ``[[spans]]``, ``[cgroup_id_map]``), so ``otelbpf convert`` writes every config.
 
-``tracing.spans`` become `SpanConfig`s (OTLP traces, see `otelbpf.traces.spans`) and
-``cgroup_id_map`` a `CgroupIdMapConfig` (see `otelbpf.agent.cgroup_id_map`). Unknown keys are
-errors naming the config, never silently dropped. Errors name the YAML's own entries
-(``metrics.counters[0] "name"``).
+Unknown keys are errors naming the config, never silently dropped. Errors name the YAML's own
+entries (``metrics.counters[0] "name"``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from otelbpf.aggregate.buckets import AGGREGATIONS
-from otelbpf.config.program import (CGROUP_ID_MAP_TYPES, CgroupIdMapConfig, ProgramConfig,
-                                    SpanConfig, parse_program_config)
+from otelbpf.config.program import KALLSYMS, ProgramConfig, parse_program_config
 from otelbpf.config.tables import ErrorList, Table, describe, did_you_mean
 from otelbpf.errors import ConfigError, ConfigErrors, OtelbpfError
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_PREFIX = "ebpf_exporter_"
 DEFAULT_AGGREGATION = "explicit"
-KALLSYMS = Path("/proc/kallsyms")
+DEFAULT_FLUSH_INTERVAL = 3600.0  # seconds: ebpf_exporter restarts perf_event_array counters hourly
 PERCPU_MAP_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
 _TOP_KEYS = ("metrics", "tracing", "kaddrs", "cgroup_id_map")
@@ -51,6 +52,8 @@ _LABEL_KEYS = ("name", "size", "padding", "decoders")
 _DECODER_KEYS = ("name", "static_map", "regexps", "allow_unknown")
 _CGROUP_ID_MAP_KEYS = ("name", "type", "regexps")
 _SPAN_KEYS = ("ringbuf", "name", "service", "labels")
+_TRACING_KEYS = ("spans",)
+_SOURCES = ("counters", "histograms", "streams", "spans")
 
 
 def yaml_path(directory: Path, name: str) -> Path:
@@ -68,88 +71,26 @@ def load_ebpf_exporter_config(path: Path, *, prefix: str = DEFAULT_PREFIX,
 
     ``map_types`` (map name → kernel map type) decides whether a trailing ``cpu`` label is the
     CPU of a per-CPU map; without it they are read from the object's ELF when it exists.
-    Raises ``ConfigErrors`` listing every problem.
+    ``kaddrs`` are looked up in ``kallsyms``. Raises ``ConfigErrors`` listing every problem.
     """
     path = Path(path)
     data = read_yaml(path)
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
-    table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
+    table, entries, errors, left_out = translate(data, path, prefix=prefix, map_types=map_types)
     for histogram in table.get("histograms", ()):
         histogram["aggregation"] = aggregation
-    if isinstance(data, Mapping) and data.get("kaddrs"):
-        table["parameters"] = resolve_kaddrs(data["kaddrs"], errors, kallsyms)
-    spans = span_configs(data, path, errors)
-    if spans and not any(table.get(k) for k in ("counters", "histograms", "streams")):
-        # The native reader wants a metric; a tracing-only config has none to check.
-        config = ProgramConfig(path.name.removesuffix(".yaml"), path, Path(table["object"]),
-                               MappingProxyType(table.get("parameters", {})))
-    else:
-        try:
-            config = parse_program_config(table, path, path.parent)
-        except ConfigErrors as exc:
-            errors.extend(replace(e, entry=_yaml_entry(e.entry, entries)) for e in exc.errors)
-    id_map = cgroup_id_map_config(data, errors)
+    if left_out and not any(table.get(k) for k in _SOURCES):
+        errors.raise_if_any()  # translate made them errors: nothing is left to run
+    for problem in left_out:
+        _log.warning("%s", problem)
+    config = None
+    try:
+        config = parse_program_config(table, path, path.parent, kallsyms=kallsyms)
+    except ConfigErrors as exc:
+        errors.extend(replace(e, entry=_yaml_entry(e.entry, entries)) for e in exc.errors)
     errors.raise_if_any()
-    return replace(_with_yaml_entries(config, entries), spans=spans, cgroup_id_map=id_map)
-
-
-def cgroup_id_map_config(data: Any, errors: ErrorList) -> CgroupIdMapConfig | None:
-    """ebpf_exporter's ``cgroup_id_map: {name, type, regexps}`` (type defaults to hash)."""
-    root = data if isinstance(data, Mapping) else {}
-    if not root.get("cgroup_id_map"):
-        return None
-    translator = _Translator(errors, "", {})
-    table = translator.mapping(root["cgroup_id_map"], None, "cgroup_id_map")
-    translator.known_keys(table, _CGROUP_ID_MAP_KEYS, "cgroup_id_map")
-    name, kind = table.get("name"), table.get("type") or "hash"
-    regexps = translator.sequence(table.get("regexps"), "cgroup_id_map", "regexps")
-    ok = True
-    if not isinstance(name, str) or not name:
-        errors.add("cgroup_id_map", "name", "is required (the map to fill)", "add name: <map>")
-        ok = False
-    if kind not in CGROUP_ID_MAP_TYPES:
-        errors.add("cgroup_id_map", "type", f'"{kind}" is not a cgroup id map type',
-                   "use hash or cgrp_storage")
-        ok = False
-    for i, expr in enumerate(regexps):
-        try:
-            re.compile(expr)
-        except (re.error, TypeError) as exc:
-            errors.add("cgroup_id_map", f"regexps[{i}]", f"invalid regexp {expr!r}: {exc}",
-                       "write a regular expression matched against the cgroup's path")
-            ok = False
-    return CgroupIdMapConfig(name, kind, tuple(regexps)) if ok else None
-
-
-def span_configs(data: Any, path: Path, errors: ErrorList) -> tuple[SpanConfig, ...]:
-    """``tracing.spans`` → SpanConfigs; their labels are checked by the native label reader."""
-    root = data if isinstance(data, Mapping) else {}
-    translator = _Translator(errors, "", {})
-    tracing = translator.mapping(root.get("tracing"), None, "tracing")
-    translator.known_keys(tracing, ("spans",), "tracing")
-    out = []
-    for i, item in enumerate(translator.sequence(tracing.get("spans"), "tracing", "spans")):
-        span = translator.mapping(item, f"tracing.spans[{i}]", None)
-        entry = _entry("tracing.spans", i, span)
-        translator.known_keys(span, _SPAN_KEYS, entry)
-        ringbuf = span.get("ringbuf")
-        if not isinstance(ringbuf, str) or not ringbuf:
-            errors.add(entry, "ringbuf", "is required (the RINGBUF map the records come from)",
-                       "add ringbuf: <map name>")
-            continue
-        labels = [translator.label(x, f"{entry}.labels[{j}]")
-                  for j, x in enumerate(translator.sequence(span.get("labels"), entry, "labels"))]
-        check = {"counters": [{"name": "span", "map": ringbuf, "labels": labels}]}
-        try:
-            (counter,) = parse_program_config(check, path, path.parent).counters
-        except ConfigErrors as exc:
-            errors.extend(replace(e, entry=(e.entry or "").replace('counters[0] "span"', entry, 1))
-                          for e in exc.errors)
-            continue
-        out.append(SpanConfig(ringbuf, str(span.get("name") or ""), str(span.get("service") or ""),
-                              counter.labels, path.name.removesuffix(".yaml"), entry))
-    return tuple(out)
+    return _with_yaml_entries(config, entries)
 
 
 def read_yaml(path: Path) -> Any:
@@ -189,13 +130,17 @@ def object_map_types(object_path: Path) -> dict[str, int]:
 # -- YAML → native table ------------------------------------------------------------------------
 
 def translate(data: Any, path: Path, *, prefix: str, map_types: Mapping[str, int]
-              ) -> tuple[dict[str, Any], dict[str, str], ErrorList]:
+              ) -> tuple[dict[str, Any], dict[str, str], ErrorList, list[ConfigError]]:
     """The native program table for an ebpf_exporter config, the native entry → YAML entry
-    names, and the problems only the YAML shows (unknown keys, unsupported features)."""
+    names, the problems only the YAML shows (unknown keys, unsupported features), and the
+    metrics and spans left out because ebpf_exporter cannot decode their labels."""
     errors = ErrorList(path)
     translator = _Translator(errors, prefix, map_types)
     table = translator.program(data, path)
-    return table, translator.entries, errors
+    if translator.left_out and not any(table.get(k) for k in _SOURCES):
+        # Nothing would be left: the config is an error, not a program that exports nothing.
+        errors.extend(translator.left_out)
+    return table, translator.entries, errors, translator.left_out
 
 
 class _Translator:
@@ -204,6 +149,7 @@ class _Translator:
         self.prefix = prefix
         self.map_types = map_types
         self.entries: dict[str, str] = {}
+        self.left_out: list[ConfigError] = []
 
     def known_keys(self, data: Mapping, allowed: tuple[str, ...], entry: str | None) -> None:
         for key in data:
@@ -242,26 +188,73 @@ class _Translator:
             counter = self.mapping(item, f"metrics.counters[{i}]", None)
             entry = _entry("metrics.counters", i, counter)
             self.known_keys(counter, _COUNTER_KEYS, entry)
+            if "flush_interval" in counter and not counter.get("perf_event_array"):
+                self.errors.add(entry, "flush_interval", "only applies to perf_event_array "
+                                "counters", "remove flush_interval")
+            if not self.decodable(counter, entry, "metric"):
+                continue
             if counter.get("perf_event_array"):
                 streams.append(self.perf_event_counter(counter, entry, len(streams)))
             else:
-                if "flush_interval" in counter:
-                    self.errors.add(entry, "flush_interval", "only applies to perf_event_array "
-                                    "counters", "remove flush_interval")
-                counters.append(self.map_metric(counter, entry, f"counters[{len(counters)}]"))
+                native = self.map_metric(counter, entry, f"counters[{len(counters)}]")
+                if not native["labels"]:
+                    # ebpf_exporter reads a label-less map as the one u32 key 0.
+                    native["single_key"] = True
+                counters.append(native)
         for i, item in enumerate(self.sequence(metrics.get("histograms"), "metrics",
                                                "histograms")):
             histogram = self.mapping(item, f"metrics.histograms[{i}]", None)
             entry = _entry("metrics.histograms", i, histogram)
             self.known_keys(histogram, _HISTOGRAM_KEYS, entry)
+            if not self.decodable(histogram, entry, "metric"):
+                continue
             native = self.map_metric(histogram, entry, f"histograms[{len(histograms)}]")
             native.update(self.buckets(histogram, entry))
             histograms.append(native)
         for key, items in (("counters", counters), ("histograms", histograms),
-                           ("streams", streams)):
+                           ("streams", streams), ("spans", self.spans(root))):
             if items:
                 table[key] = items
+        if root.get("kaddrs"):
+            table["kaddrs"] = root["kaddrs"]
+        if root.get("cgroup_id_map"):
+            id_map = self.mapping(root["cgroup_id_map"], None, "cgroup_id_map")
+            self.known_keys(id_map, _CGROUP_ID_MAP_KEYS, "cgroup_id_map")
+            table["cgroup_id_map"] = {k: v for k, v in id_map.items() if k in _CGROUP_ID_MAP_KEYS}
         return table
+
+    def spans(self, root: Mapping) -> list[dict[str, Any]]:
+        """``tracing.spans`` → native ``[[spans]]`` (OTLP traces, see `otelbpf.traces.spans`)."""
+        tracing = self.mapping(root.get("tracing"), None, "tracing")
+        self.known_keys(tracing, _TRACING_KEYS, "tracing")
+        out = []
+        for i, item in enumerate(self.sequence(tracing.get("spans"), "tracing", "spans")):
+            span = self.mapping(item, f"tracing.spans[{i}]", None)
+            entry = _entry("tracing.spans", i, span)
+            self.known_keys(span, _SPAN_KEYS, entry)
+            if not self.decodable(span, entry, "span"):
+                continue
+            native = {k: span[k] for k in ("ringbuf", "name", "service") if k in span}
+            native["labels"] = [self.label(x, f"{entry}.labels[{j}]") for j, x in
+                                enumerate(self.sequence(span.get("labels"), entry, "labels"))]
+            self.entries[_entry("spans", len(out), span)] = entry
+            out.append(native)
+        return out
+
+    def decodable(self, item: Mapping, entry: str, what: str) -> bool:
+        """ebpf_exporter decodes a label only through its decoders: a label without any fails
+        every key (or record), so the metric or span never has a value while the rest of the
+        config runs. The same here: it is left out, with a warning saying so."""
+        labels = item.get("labels")
+        for j, label in enumerate(labels if isinstance(labels, list) else ()):
+            if isinstance(label, Mapping) and not label.get("decoders"):
+                self.left_out.append(ConfigError(
+                    self.errors.path, _entry(f"{entry}.labels", j, label), "decoders",
+                    f"is empty: ebpf_exporter cannot decode this label and exports nothing for "
+                    f"this {what}, so otelbpf leaves the {what} out",
+                    "add decoders: [{name: uint}] (or string, hex, ...)"))
+                return False
+        return True
 
     def metric_name(self, metric: Mapping, entry: str) -> str:
         name = metric.get("name")
@@ -312,6 +305,7 @@ class _Translator:
             for key in ("bucket_min", "bucket_max"):
                 if key in histogram:
                     out[key] = histogram[key]
+            out["below_bucket_min"] = "drop"  # ebpf_exporter counts slots min..max only
             if "bucket_keys" in histogram:
                 out["bucket_keys"] = histogram["bucket_keys"]
         # ebpf_exporter reads a missing (or zero) multiplier as 1.
@@ -323,9 +317,11 @@ class _Translator:
     def perf_event_counter(self, counter: Mapping, entry: str, index: int) -> dict[str, Any]:
         """Each record of the perf buffer counts once for the labels its bytes decode to."""
         name = self.metric_name(counter, entry)
+        flush_interval = DEFAULT_FLUSH_INTERVAL
         if "flush_interval" in counter:
             try:
-                go_duration(counter["flush_interval"])
+                # ebpf_exporter reads a missing or zero interval as one hour.
+                flush_interval = go_duration(counter["flush_interval"]) or DEFAULT_FLUSH_INTERVAL
             except ValueError as exc:
                 self.errors.add(entry, "flush_interval", str(exc), 'write it like "1m" or "30s"')
         fields, labels, offset = [], [], 0
@@ -347,7 +343,8 @@ class _Translator:
         if isinstance(counter.get("help"), str):
             native_counter["help"] = counter["help"]
         self.entries[f'streams[{index}] "{name}"'] = entry
-        return {"map": name, "fields": fields, "counters": [native_counter]}
+        return {"map": name, "fields": fields, "flush_interval": flush_interval,
+                "counters": [native_counter]}
 
 
 def native_decoder(decoder: Mapping) -> dict[str, Any]:
@@ -372,7 +369,10 @@ def native_decoder(decoder: Mapping) -> dict[str, Any]:
         out.update(path="absolute", unknown_prefix="unknown_cgroup_id:")
     elif name == "majorminor":
         out.update(encoding="userspace", unknown_prefix="unknown:")
-    elif name in ("errno", "ifname"):
+    elif name == "errno":
+        # ebpf_exporter names positive numbers only: -22 read as u32 is unknown:4294967274.
+        out.update(unknown_prefix="unknown:", negative=False)
+    elif name == "ifname":
         out["unknown_prefix"] = "unknown:"
     else:
         out.update({k: v for k, v in decoder.items() if k != "name"})
@@ -416,7 +416,7 @@ def _with_yaml_entries(config: ProgramConfig, entries: Mapping[str, str]) -> Pro
         return tuple(replace(m, entry=_yaml_entry(m.entry, entries)) for m in items)
     streams = tuple(replace(s, counters=fix(s.counters)) for s in fix(config.streams))
     return replace(config, counters=fix(config.counters), histograms=fix(config.histograms),
-                   streams=streams)
+                   streams=streams, spans=fix(config.spans))
 
 
 _GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
@@ -438,41 +438,6 @@ def go_duration(value: Any) -> float:
     if pos != len(value) and value != "0":
         raise ValueError(f'cannot read "{value}" as a duration')
     return seconds
-
-
-# -- kaddrs -------------------------------------------------------------------------------------
-
-def resolve_kaddrs(symbols: Any, errors: ErrorList, kallsyms: Path = KALLSYMS) -> dict[str, int]:
-    """``kaddrs: [sym, …]`` → ``{"kaddr_sym": address}`` from /proc/kallsyms (any symbol type:
-    ebpf_exporter's examples read data symbols)."""
-    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
-        errors.add(None, "kaddrs", "must be a list of kernel symbol names",
-                   "write kaddrs: [bpf_jit_current]")
-        return {}
-    try:
-        text = kallsyms.read_text(errors="replace")
-    except OSError as exc:
-        errors.add(None, "kaddrs", f"cannot read {kallsyms}: {exc.strerror or exc}",
-                   "run otelbpf where /proc is mounted")
-        return {}
-    wanted = set(symbols)
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] in wanted and parts[2] not in found:
-            found[parts[2]] = int(parts[0], 16)
-    out = {}
-    for symbol in symbols:
-        if symbol not in found:
-            errors.add(None, "kaddrs", f'kernel symbol "{symbol}" is not in {kallsyms}',
-                       "check the name; data symbols need CONFIG_KALLSYMS_ALL")
-        elif found[symbol] == 0:
-            errors.add(None, "kaddrs", f'{kallsyms} shows address 0 for "{symbol}": kernel '
-                       "addresses are hidden (kernel.kptr_restrict) from processes without "
-                       "CAP_SYSLOG", "run otelbpf with CAP_SYSLOG, or set kernel.kptr_restrict=0")
-        else:
-            out[f"kaddr_{symbol}"] = found[symbol]
-    return out
 
 
 # -- running a directory of them --------------------------------------------------------------
@@ -553,30 +518,26 @@ def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
                 map_types: Mapping[str, int] | None = None) -> str:
     """The native ``NAME.toml`` equivalent to ebpf_exporter's ``path`` (``otelbpf convert``).
 
-    The text is checked by loading it back: it must give the same metrics as the YAML. Configs
-    with ``kaddrs`` are refused: their addresses are looked up at every start (they change with
-    each boot), which a static TOML file cannot express.
+    The text is checked by loading it back: it must give the same metrics as the YAML. ``kaddrs``
+    stay symbol names, looked up in /proc/kallsyms at every load of the TOML as of the YAML.
     """
     path = Path(path)
     data = read_yaml(path)
     if map_types is None:
         map_types = object_map_types(path.with_name(path.name.removesuffix(".yaml") + ".bpf.o"))
-    table, entries, errors = translate(data, path, prefix=prefix, map_types=map_types)
-    for key in ("tracing", "cgroup_id_map"):
-        if isinstance(data, Mapping) and data.get(key):
-            errors.add(None, key, "cannot be converted: native TOML has no equivalent yet",
-                       "keep this config in YAML and run it with --ebpf-exporter-dir")
-    if isinstance(data, Mapping) and data.get("kaddrs"):
-        errors.add(None, "kaddrs", "cannot be converted: kernel addresses change with every boot, "
-                   "and otelbpf looks them up in /proc/kallsyms each time it loads the YAML",
-                   "keep this config in YAML and run it with --ebpf-exporter-dir")
+    table, entries, errors, left_out = translate(data, path, prefix=prefix, map_types=map_types)
     errors.raise_if_any()
     for histogram in table.get("histograms", ()):
         histogram["aggregation"] = aggregation
     table["object"] = object_path or table["object"]
-    lines = [f"# Converted from {path.name} (cloudflare/ebpf_exporter format) by otelbpf convert.",
-             f"object = {_toml_value(table['object'])}"]
-    for section in ("counters", "histograms"):
+    lines = [f"# Converted from {path.name} (cloudflare/ebpf_exporter format) by otelbpf convert."]
+    lines += [f"# Left out: {problem}" for problem in left_out]
+    for problem in left_out:
+        _log.warning("%s", problem)
+    lines.append(f"object = {_toml_value(table['object'])}")
+    if "kaddrs" in table:
+        lines.append(f"kaddrs = {_toml_value(table['kaddrs'])}")
+    for section in ("counters", "histograms", "spans"):
         for item in table.get(section, ()):
             lines += ["", f"[[{section}]]"] + _toml_pairs(item)
     for stream in table.get("streams", ()):
@@ -584,6 +545,8 @@ def native_toml(path: Path, *, prefix: str = DEFAULT_PREFIX,
         lines += ["", "[[streams]]"] + _toml_pairs(stream)
         for counter in counters:
             lines += ["", "[[streams.counters]]"] + _toml_pairs(counter)
+    if "cgroup_id_map" in table:
+        lines += ["", "[cgroup_id_map]"] + _toml_pairs(table["cgroup_id_map"])
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -62,9 +62,13 @@ class CounterConfig:
     entry: str = ""
     # Each count times this, as a double: a map of nanoseconds exported in seconds ("s").
     multiplier: float = 1.0
+    # Without labels: read only the u32 key 0; any other key fails the read (ebpf_exporter's
+    # rule). Otherwise every key of a label-less map is summed into the one series.
+    single_key: bool = False
 
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
+BELOW_BUCKET_MIN = ("lowest", "drop")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class HistogramConfig:
     # may export before it is downscaled.
     bucket_scale: int = 0
     max_size: int = 160
+    # Events in slots below bucket_min (a program that does not clamp): "lowest" counts them in
+    # the lowest bucket (they are at or below its bound), "drop" leaves them out as
+    # ebpf_exporter does. Either way they are counted in otelbpf.histogram.out_of_range.
+    below_bucket_min: str = "lowest"
 
     @property
     def bucket_label(self) -> LabelConfig:
@@ -226,6 +234,9 @@ class StreamConfig:
     entry: str = ""
     # A label set without records for this many collections leaves the cardinality budget.
     idle_intervals: int = DEFAULT_IDLE_INTERVALS
+    # Seconds: every series restarts from zero (new start time) at the first collection this
+    # long after the last restart (ebpf_exporter's perf_event_array ``flush_interval``).
+    flush_interval: float | None = None
 
     def field(self, name: str) -> StreamFieldConfig:
         for f in self.fields:
@@ -309,6 +320,9 @@ MAX_SAMPLE_RATE = 1e12
 MAX_BOUNDS = 4096
 
 
+KALLSYMS = Path("/proc/kallsyms")
+
+
 def load_program_config(path: Path, objects_dir: Path) -> ProgramConfig:
     """Read and statically check ``path`` (``NAME.toml``); raises ``ConfigErrors`` listing every
     problem found. Checks against the object's maps happen later, in ``validate``."""
@@ -322,21 +336,57 @@ def load_program_config(path: Path, objects_dir: Path) -> ProgramConfig:
 
 
 def parse_program_config(data: Mapping[str, Any] | bytes | str, path: Path,
-                         objects_dir: Path) -> ProgramConfig:
-    """Like ``load_program_config`` for TOML text (or an already parsed table)."""
+                         objects_dir: Path, *, kallsyms: Path | None = KALLSYMS
+                         ) -> ProgramConfig:
+    """Like ``load_program_config`` for TOML text (or an already parsed table). ``kaddrs`` are
+    looked up in ``kallsyms`` (None: only checked, no parameters set)."""
     if not isinstance(data, Mapping):
         data = parse_toml(data, path)
     errors = ErrorList(path)
-    config = _ProgramReader(Table(data, errors, ""), path, objects_dir).read()
+    config = _ProgramReader(Table(data, errors, ""), path, objects_dir, kallsyms).read()
     errors.raise_if_any()
     return config
 
 
+def resolve_kaddrs(symbols: Sequence[str], t: Table, kallsyms: Path = KALLSYMS) -> dict[str, int]:
+    """``kaddrs = [sym, ...]`` → ``{"kaddr_sym": address}`` from /proc/kallsyms, read at every
+    load because addresses change with each boot (any symbol type: ebpf_exporter's examples read
+    data symbols)."""
+    if not symbols:
+        return {}
+    try:
+        text = kallsyms.read_text(errors="replace")
+    except OSError as exc:
+        t.error("kaddrs", f"cannot read {kallsyms}: {exc.strerror or exc}",
+                "run otelbpf where /proc is mounted")
+        return {}
+    wanted = set(symbols)
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] in wanted and parts[2] not in found:
+            found[parts[2]] = int(parts[0], 16)
+    out = {}
+    for symbol in symbols:
+        if symbol not in found:
+            t.error("kaddrs", f'kernel symbol "{symbol}" is not in {kallsyms}',
+                    "check the name; data symbols need CONFIG_KALLSYMS_ALL")
+        elif found[symbol] == 0:
+            t.error("kaddrs", f'{kallsyms} shows address 0 for "{symbol}": kernel addresses are '
+                    "hidden (kernel.kptr_restrict) from processes without CAP_SYSLOG",
+                    "run otelbpf with CAP_SYSLOG, or set kernel.kptr_restrict=0")
+        else:
+            out[f"kaddr_{symbol}"] = found[symbol]
+    return out
+
+
 class _ProgramReader:
-    def __init__(self, root: Table, path: Path, objects_dir: Path):
+    def __init__(self, root: Table, path: Path, objects_dir: Path,
+                 kallsyms: Path | None = KALLSYMS):
         self.root = root
         self.path = path
         self.objects_dir = objects_dir
+        self.kallsyms = kallsyms
         self.metric_entries: dict[str, str] = {}
 
     def read(self) -> ProgramConfig:
@@ -347,17 +397,59 @@ class _ProgramReader:
         if object_text:
             object_path = self.objects_dir / object_text  # absolute paths stay absolute
         parameters = self.parameters(root.table("parameters", entry="parameters"))
+        parameters.update(self.kaddrs(root, parameters))
         counters = tuple(self.counter(t) for t in root.tables("counters", _entry("counters")))
         histograms = tuple(self.histogram(t)
                            for t in root.tables("histograms", _entry("histograms")))
         streams = tuple(self.stream(t) for t in root.tables("streams", _entry("streams", "map")))
+        spans = tuple(self.span(t, name) for t in root.tables("spans", _entry("spans")))
+        id_map = (self.cgroup_id_map(root.table("cgroup_id_map"))
+                  if root.has("cgroup_id_map") else None)
         root.finish()
-        if not (counters or histograms or streams):
+        if not (counters or histograms or streams or spans):
             root.error(None, "defines no metrics",
-                       "add a [[counters]], [[histograms]] or [[streams]] entry")
+                       "add a [[counters]], [[histograms]], [[streams]] or [[spans]] entry")
         self.check_maps_used_once(counters, histograms, streams)
         return ProgramConfig(name, self.path, object_path, MappingProxyType(parameters),
-                             counters, histograms, streams)
+                             counters, histograms, streams, spans, id_map)
+
+    def kaddrs(self, root: Table, parameters: Mapping[str, Any]) -> dict[str, int]:
+        symbols = root.strings("kaddrs", (), unique=True)
+        for symbol in symbols:
+            if not _IDENTIFIER.fullmatch(symbol):
+                root.error("kaddrs", f'"{symbol}" is not a kernel symbol name',
+                           "list symbols as /proc/kallsyms names them, e.g. bpf_jit_current")
+                return {}
+            if f"kaddr_{symbol}" in parameters:
+                root.error("kaddrs", f'"{symbol}" sets kaddr_{symbol}, which [parameters] sets too',
+                           f"remove kaddr_{symbol} from [parameters]")
+                return {}
+        return {} if self.kallsyms is None else resolve_kaddrs(symbols, root, self.kallsyms)
+
+    # -- traces and cgroup filters --------------------------------------------------------------
+
+    def span(self, t: Table, config_name: str) -> SpanConfig:
+        ringbuf = t.string("ringbuf", non_empty=True)
+        if ringbuf and not _IDENTIFIER.fullmatch(ringbuf):
+            t.error("ringbuf", f'"{ringbuf}" is not a valid map name', "use the map's C identifier")
+        name = t.string("name", "")
+        service = t.string("service", "")
+        labels = self.map_labels(t, bucket=False)
+        t.finish()
+        return SpanConfig(ringbuf, name, service, labels, config_name, t.entry)
+
+    def cgroup_id_map(self, t: Table) -> CgroupIdMapConfig | None:
+        name = t.string("name", non_empty=True)
+        kind = t.string("type", "hash", choices=CGROUP_ID_MAP_TYPES)
+        regexps = t.strings("regexps", ())
+        for i, expr in enumerate(regexps):
+            try:
+                re.compile(expr)
+            except re.error as exc:
+                t.error(f"regexps[{i}]", f"invalid regexp {expr!r}: {exc}",
+                        "write a regular expression matched against the cgroup's path")
+        t.finish()
+        return CgroupIdMapConfig(name, kind, regexps, t.entry)
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -485,8 +577,13 @@ class _ProgramReader:
         labels = self.map_labels(t, bucket=False)
         self.check_cpu_label(t, per_cpu, labels)
         multiplier = t.number("multiplier", 1.0, min=0, max=MAX_MULTIPLIER, min_exclusive=True)
+        single_key = t.boolean("single_key", False)
+        if single_key and labels:
+            t.error("single_key", "applies to counters without labels (a map with the one key 0)",
+                    "remove single_key, or the labels")
         t.finish(("help", "description"))
-        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier)
+        return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier,
+                             single_key)
 
     def check_cpu_label(self, t: Table, per_cpu: str, labels: tuple[LabelConfig, ...]) -> None:
         if per_cpu == "label" and any(label.name == "cpu" for label in labels):
@@ -554,10 +651,11 @@ class _ProgramReader:
         elif t.raw("labels") == []:
             t.error("labels", "a histogram needs at least the bucket label (the last label)",
                     'add labels = [{ name = "bucket", size = 4 }]')
+        below_min = t.string("below_bucket_min", "lowest", choices=BELOW_BUCKET_MIN)
         t.finish(("help", "description"))
         return HistogramConfig(name, help_text, unit, map_name, labels, bucket_type, bucket_min,
                                bucket_max, bucket_keys, multiplier, per_cpu, t.entry, aggregation,
-                               bucket_scale, max_size)
+                               bucket_scale, max_size, below_min)
 
     def exponential_buckets(self, t: Table) -> tuple[int, int]:
         """bucket_scale and max_size of a bucket_type "exponential" histogram."""
@@ -613,6 +711,7 @@ class _ProgramReader:
                                    min_exclusive=True)
         limit = t.integer("cardinality_limit", None, min=1) if t.has("cardinality_limit") else None
         idle = t.integer("idle_intervals", DEFAULT_IDLE_INTERVALS, min=1)
+        flush = t.duration("flush_interval", None)
         counters = tuple(self.stream_counter(c, by_name)
                          for c in t.tables("counters", _entry(f"{t.entry}.counters")))
         histograms = tuple(self.stream_histogram(h, by_name)
@@ -622,7 +721,7 @@ class _ProgramReader:
                     "add a [[streams.counters]] or [[streams.histograms]]")
         t.finish()
         return StreamConfig(map_name, fields, sample_rate, limit, counters, histograms, t.entry,
-                            idle_intervals=idle)
+                            idle_intervals=idle, flush_interval=flush)
 
     def stream_fields(self, t: Table) -> tuple[StreamFieldConfig, ...]:
         fields: list[StreamFieldConfig] = []

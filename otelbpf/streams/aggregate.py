@@ -157,19 +157,29 @@ class _MetricState:
         self.seen_totals[:n] = totals
         live = np.array([a is not None and a != OVERFLOW_ATTRIBUTES for a in self.attributes], dtype=bool)
         idle = np.flatnonzero(live & (self.last_seen[:n] <= collection - idle_intervals))
-        if not idle.size:
-            return
-        for sid in idle.tolist():
+        if idle.size:
+            self.end_series(idle)
+
+    def flush(self, start_ns: int) -> None:
+        """Every series ends (overflow included); the next records start new ones at
+        `start_ns`, so a backend sees a counter reset, not a drop."""
+        ended = np.array([sid for sid, a in enumerate(self.attributes) if a is not None], dtype=np.int64)
+        if ended.size:
+            self.end_series(ended)
+        self.start_ns = start_ns
+
+    def end_series(self, sids: np.ndarray) -> None:
+        for sid in sids.tolist():
             attrs = self.attributes[sid]
             del self.series[attrs]
             self.limiter.release(self.config.name, attrs)
             self.attributes[sid] = None
             self.free.append(sid)
         if self.kind is MetricKind.SUM:
-            self.values[idle] = 0
+            self.values[sids] = 0
         else:
-            self.histograms.reset(idle)
-        self.key_series[np.isin(self.key_series, idle)] = _UNLEARNED
+            self.histograms.reset(sids)
+        self.key_series[np.isin(self.key_series, sids)] = _UNLEARNED
 
     def add(self, sid: np.ndarray, values: np.ndarray | None, weights) -> None:
         """Add one batch: `sid` series per record, `values` the value field (None: count records),
@@ -273,6 +283,8 @@ class StreamAggregator:
         self.dropped: dict[str, int] = {}  # reason → records skipped (for one metric or all)
         self._drops_reported: set[str] = set()
         self.collections = 0  # completed collections: the clock of `idle_intervals`
+        self._flush_ns = None if config.flush_interval is None else int(config.flush_interval * 1e9)
+        self._next_flush_ns = None if self._flush_ns is None else self.start_ns + self._flush_ns
         self._short_lengths_reported: set[int] = set()
 
     # -- drain side ---------------------------------------------------------------------------------
@@ -390,6 +402,12 @@ class StreamAggregator:
             for m in self._metrics:
                 state = m.values[:len(m.attributes)].copy() if m.kind is MetricKind.SUM else m.histograms.copy()
                 metrics.append((m, list(m.attributes), list(m.starts), state))
+            if now_ns is not None and self._next_flush_ns is not None and now_ns >= self._next_flush_ns:
+                # After the copy: what was counted up to now is exported before the restart.
+                for m in self._metrics:
+                    m.flush(now_ns)
+                while self._next_flush_ns <= now_ns:
+                    self._next_flush_ns += self._flush_ns
             dropped = dict(self.dropped)
             nonfinite = sum(m.histograms.dropped_nonfinite for m in self._metrics if m.kind is not MetricKind.SUM)
             if nonfinite:

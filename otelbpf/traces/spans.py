@@ -2,7 +2,8 @@
 
 Each record is laid out like a map key (labels of ``size`` bytes plus ``padding``) and decoded by
 the labels' decoder chains. Labels with these names make the span, as in ebpf_exporter:
-``trace_id`` (16 bytes, hex), ``parent_span_id`` / ``span_id`` (8 bytes, hex; zero = none),
+``trace_id`` (16 bytes, hex; a zero id drops the record), ``parent_span_id`` / ``span_id``
+(8 bytes, hex; zero = none),
 ``span_monotonic_timestamp_ns`` (``bpf_ktime_get_ns()`` at the start), ``span_duration_ns`` and
 ``span_name``; every other label becomes a string attribute. Spans are built with the
 OpenTelemetry SDK's tracer and sent by its OTLP span exporters through a batch processor: span
@@ -18,9 +19,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -36,8 +39,6 @@ from otelbpf.streams.source import DrainedSource
 
 _log = logging.getLogger(__name__)
 
-SPAN_FIELDS = ("trace_id", "parent_span_id", "span_id", "span_monotonic_timestamp_ns",
-               "span_duration_ns", "span_name")
 TRACES_ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 
 
@@ -54,6 +55,61 @@ class _RecordIds(IdGenerator):
 
     def generate_span_id(self) -> int:
         return self.span_id or random.getrandbits(64)
+
+
+@dataclass(frozen=True)
+class RecordSpan:
+    """What one decoded record says about its span; ids are 0 where the SDK picks random ones."""
+
+    name: str
+    start_ns: int
+    duration_ns: int
+    trace_id: int
+    span_id: int
+    parent_id: int
+    attributes: Mapping[str, str]
+
+
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def record_span(fields: Mapping[str, str], config, clock_offset: int) -> RecordSpan | None:
+    """One record's decoded labels → its span, read as ebpf_exporter reads them; None for a record
+    it drops: a ``trace_id`` that is zero or not 32 lowercase hex digits, a span id that is not 16,
+    times that are not unsigned decimals. Without a ``trace_id`` label both ids are random; a zero
+    ``span_id``/``parent_span_id`` means none. ``span_name`` (even empty) replaces the configured
+    name, which defaults to the ring buffer's."""
+    name = config.name or config.ringbuf
+    start_ns = time.time_ns()
+    duration_ns = trace_id = span_id = parent_id = 0
+    attributes = {}
+    for label, value in fields.items():
+        if label in ("span_id", "parent_span_id"):
+            if not _SPAN_ID.fullmatch(value):
+                return None
+            if label == "span_id":
+                span_id = int(value, 16)
+            else:
+                parent_id = int(value, 16)
+        elif label == "trace_id":
+            if not _TRACE_ID.fullmatch(value) or not int(value, 16):
+                return None
+            trace_id = int(value, 16)
+        elif label in ("span_monotonic_timestamp_ns", "span_duration_ns"):
+            if not value.isdigit() or not value.isascii():
+                return None
+            if label == "span_duration_ns":
+                duration_ns = int(value)
+            else:
+                start_ns = int(value) + clock_offset  # CLOCK_MONOTONIC → wall clock
+        elif label == "span_name":
+            name = value
+        else:
+            attributes[label] = value
+    if not trace_id:
+        span_id = 0  # a new trace: the SDK draws both ids, as ebpf_exporter's does
+    return RecordSpan(name, start_ns, duration_ns, trace_id, span_id, parent_id, attributes)
 
 
 def span_exporter(export: ExportConfig, environ: Mapping[str, str] | None = None) -> SpanExporter:
@@ -146,32 +202,22 @@ class SpanSource(DrainedSource):
 
     def emit(self, record: bytes, clock_offset: int) -> None:
         values = self.decoder.decode(record[:self.decoder.key_size])
-        if values is None:
-            self.undecodable += 1  # short record, or a decoder dropped it (regexp, static_map)
+        parts = None if values is None else record_span(
+            dict(zip(self.decoder.names, values)), self.config, clock_offset)
+        if parts is None:
+            self.undecodable += 1  # short record, a decoder dropped it, or ids/times unreadable
             return
-        fields = dict(zip(self.decoder.names, values))
-        try:
-            start = int(fields.get("span_monotonic_timestamp_ns", 0)) + clock_offset \
-                if "span_monotonic_timestamp_ns" in fields else time.time_ns()
-            duration = int(fields.get("span_duration_ns", 0))
-            trace_id = int(fields.get("trace_id", "0") or "0", 16)
-            parent_id = int(fields.get("parent_span_id", "0") or "0", 16)
-            self.ids.span_id = int(fields.get("span_id", "0") or "0", 16)
-        except ValueError:
-            self.undecodable += 1  # ids must decode to hex (hex decoder), times to numbers (uint)
-            return
-        self.ids.trace_id = trace_id
+        self.ids.trace_id, self.ids.span_id = parts.trace_id, parts.span_id
         parent = otel_context.Context()
-        if trace_id and parent_id:
+        if parts.trace_id and parts.parent_id:
             parent = trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
-                trace_id, parent_id, is_remote=True,
+                parts.trace_id, parts.parent_id, is_remote=True,
                 trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))))
-        attributes = {name: value for name, value in fields.items() if name not in SPAN_FIELDS}
+        attributes = dict(parts.attributes)
         attributes["ebpf_exporter.config"] = self.config_attribute
-        name = fields.get("span_name") or self.config.name or self.config.ringbuf
-        span = self.tracer.start_span(name, context=parent, start_time=start,
+        span = self.tracer.start_span(parts.name, context=parent, start_time=parts.start_ns,
                                       attributes=attributes)
-        span.end(end_time=start + duration)
+        span.end(end_time=parts.start_ns + parts.duration_ns)
         self.spans += 1
 
     def collect(self, now_ns: int) -> list:
@@ -182,4 +228,4 @@ class SpanSource(DrainedSource):
         self.provider.shutdown()  # flushes the batch processor: spans read are sent
 
 
-__all__ = ["SpanSource", "span_exporter"]
+__all__ = ["RecordSpan", "SpanSource", "record_span", "span_exporter"]

@@ -21,22 +21,32 @@ def as_id(value: int, size: int) -> bytes:
     return value.to_bytes(size, "little")
 
 
-def test_spans_arrive_with_the_record_ids_and_times(tmp_path, bpf_build, pin_dir):
+@pytest.mark.parametrize("source", ["yaml", "converted"])
+def test_spans_arrive_with_the_record_ids_and_times(source, tmp_path, bpf_build, pin_dir):
+    """The YAML, and the native TOML `otelbpf convert` writes from it, send the same spans."""
+    from otelbpf.cli import main as otelbpf_main
+
     directory = tmp_path / "ebpf_exporter"
     directory.mkdir()
     shutil.copy(HERE / "ebpfxspans.yaml", directory / "ebpfxspans.yaml")
     shutil.copy(bpf_build / "tests" / "ebpf_exporter_features.bpf.o",
                 directory / "ebpfxspans.bpf.o")
+    natives = tmp_path / "conf.d"
+    natives.mkdir()
+    if source == "converted":
+        assert otelbpf_main(["convert", str(directory / "ebpfxspans.yaml"), "-o",
+                             str(natives / "ebpfxspans.toml")]) == 0
+        programs, extra, program = ["ebpfxspans"], "", "ebpfxspans"
+    else:
+        programs, extra = [], f'[ebpf_exporter]\ndir = "{directory}"\n'
+        program = "ebpf_exporter-ebpfxspans"
     with GrpcTraceReceiver() as receiver:
-        natives = tmp_path / "conf.d"
-        natives.mkdir()
         config = write_agent_config(
-            tmp_path, endpoint=receiver.endpoint, protocol="grpc", programs=[],
-            programs_dir=natives, pin_dir=pin_dir,
-            extra=f'[ebpf_exporter]\ndir = "{directory}"\n')
+            tmp_path, endpoint=receiver.endpoint, protocol="grpc", programs=programs,
+            programs_dir=natives, pin_dir=pin_dir, extra=extra)
         with named_child(tmp_path) as child:
             with AgentProcess(config) as agent:
-                agent.wait_event("agent started", programs=["ebpf_exporter-ebpfxspans"])
+                agent.wait_event("agent started", programs=[program])
                 before = time.time_ns()
                 for v in VALUES:
                     child.call(SYS_GETPGID, v)

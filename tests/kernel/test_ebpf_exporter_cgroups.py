@@ -19,7 +19,8 @@ from otelbpf.agent.cgroup_id_map import CgroupIdMapFiller
 from otelbpf.agent.program import LoadedProgram
 from otelbpf.agent.state import AgentState
 from otelbpf.config.agent import LimitsConfig
-from otelbpf.config.ebpf_exporter import load_ebpf_exporter_config
+from otelbpf.config.ebpf_exporter import load_ebpf_exporter_config, native_toml
+from otelbpf.config.program import parse_program_config
 from otelbpf.decoders.cgroup import cgroup2_mount
 
 pytestmark = pytest.mark.kernel
@@ -42,15 +43,21 @@ def test_cgroups():
             path.rmdir()
 
 
+@pytest.mark.parametrize("source", ["yaml", "converted"])
 @pytest.mark.parametrize("kind", ["hash", "cgrp_storage"])
-def test_cgroup_id_map_is_filled_and_kept_current(kind, tmp_path, objects, test_cgroups):
+def test_cgroup_id_map_is_filled_and_kept_current(kind, source, tmp_path, objects, test_cgroups):
+    """From the YAML, and from the native TOML `otelbpf convert` writes from it."""
     root, base = test_cgroups
     inner, other = base / "inner", base / "other"
     text = (HERE / f"cgx_{kind}.yaml").read_text().replace(
         "REGEXP", f"{base.name}/(inner|other)$")
     (tmp_path / "cgx.yaml").write_text(text)
     shutil.copy(objects / "ebpf_exporter_cgroups.bpf.o", tmp_path / "cgx.bpf.o")
-    cfg = load_ebpf_exporter_config(tmp_path / "cgx.yaml")
+    if source == "yaml":
+        cfg = load_ebpf_exporter_config(tmp_path / "cgx.yaml")
+    else:
+        cfg = parse_program_config(native_toml(tmp_path / "cgx.yaml"), tmp_path / "cgx.toml",
+                                   tmp_path)
     assert cfg.cgroup_id_map.type == kind
 
     link = tmp_path / "cgxchild"

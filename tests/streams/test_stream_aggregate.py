@@ -318,3 +318,36 @@ def test_stream_labels_refresh_like_map_labels(tmp_path, monkeypatch):
     agg._metrics[0].decoder.cache._cleared -= 3600  # the refresh period has passed
     agg.add(batch_of([{"pid": dev}] * 2))
     assert values(agg, "n") == {(("device", "sdb"),): 1, (("device", "sdc"),): 2}
+
+
+def test_flush_interval_restarts_every_series_with_a_new_start_time():
+    """ebpf_exporter's perf_event_array counters restart every flush_interval: each restart is a
+    new start time, so a backend sees a reset; counts up to the flushing collection are exported
+    before it, and counts after it belong to the new series only."""
+    agg = aggregator([StreamCounterConfig("signals", "Signals", "{signal}", labels=COMM_SIG)],
+                     flush_interval=1e-6)  # 1000 ns
+    bash9 = (("comm", "bash"), ("signal", "9"))
+
+    def collect(now_ns):
+        metric = next(m for m in agg.collect(now_ns) if m.name == "signals")
+        return {p.attributes: (p.start_time_ns, p.value) for p in metric.points}
+
+    agg.add(batch_of([{"comm": b"bash", "sig": 9}] * 3))
+    assert collect(1_500) == {bash9: (START, 3)}  # before the first flush (START + 1000)
+    agg.add(batch_of([{"comm": b"bash", "sig": 9}]))
+    assert collect(2_200) == {bash9: (START, 4)}  # due: exported, then restarted at 2_200
+    agg.add(batch_of([{"comm": b"bash", "sig": 9}, {"comm": b"sh", "sig": 1}]))
+    sh1 = (("comm", "sh"), ("signal", "1"))
+    assert collect(2_900) == {bash9: (2_200, 1), sh1: (2_200, 1)}  # new series, new start
+    assert collect(2_950) == {bash9: (2_200, 1), sh1: (2_200, 1)}  # accumulating until the flush
+    agg.add(batch_of([{"comm": b"bash", "sig": 9}]))
+    assert collect(3_100) == {bash9: (2_200, 2), sh1: (2_200, 1)}  # due at 3_000
+    assert collect(3_200) == {}  # restarted at 3_100
+
+
+def test_without_flush_interval_series_never_restart():
+    agg = aggregator([StreamCounterConfig("signals", "Signals", "{signal}", labels=COMM_SIG)])
+    agg.add(batch_of([{"comm": b"bash", "sig": 9}]))
+    for now in (2_000, 10**12):
+        metric = next(m for m in agg.collect(now) if m.name == "signals")
+        assert [(p.start_time_ns, p.value) for p in metric.points] == [(START, 1)]

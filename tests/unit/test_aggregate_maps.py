@@ -238,6 +238,26 @@ def test_histogram_slots_outside_the_layout_are_counted_and_warned_once(caplog):
     assert len(warnings) == 1 and cfg.name in warnings[0] and "1, 40" in warnings[0]
 
 
+@pytest.mark.parametrize("aggregation", ["explicit", "auto"])
+def test_below_bucket_min_drop_leaves_those_slots_out_as_ebpf_exporter(aggregation):
+    """ebpf_exporter sums slots bucket_min..bucket_max only: a slot below bucket_min is in
+    neither a bucket nor the count (still reported in otelbpf.histogram.out_of_range)."""
+    cfg = dataclasses.replace(hist_cfg(bucket_min=2), aggregation=aggregation)
+    keys = [hkey(8, 0, 3), hkey(8, 0, 1), hkey(8, 0, 11)]
+    values = [[5], [2], [70]]
+    outside = OutOfRangeSlots("p")
+    lowest = histogram_metric(cfg, snapshot(keys, values), KeyDecoder(cfg.series_labels),
+                              BucketLayout.from_config(cfg), 0, 1)
+    drop = dataclasses.replace(cfg, below_bucket_min="drop")
+    dropped = histogram_metric(drop, snapshot(keys, values), KeyDecoder(drop.series_labels),
+                               BucketLayout.from_config(drop), 0, 1, out_of_range=outside)
+    assert [p.count for p in lowest.points] == [7] and [p.count for p in dropped.points] == [5]
+    assert [p.sum for p in dropped.points] == [70]
+    if aggregation == "explicit":
+        assert dropped.points[0].bucket_counts[:2] == (0, 5)  # le=4 (slot 2), le=8 (slot 3)
+    assert outside.metric(0, 1).points[0].value == 2
+
+
 def test_histogram_without_out_of_range_slots_reports_nothing():
     cfg = hist_cfg()
     outside = OutOfRangeSlots("p")
@@ -253,3 +273,37 @@ def test_a_changed_counter_multiplier_is_a_new_series_layout():
 
     assert config_layout(COUNTER) != config_layout(dataclasses.replace(COUNTER, multiplier=1e-9))
     assert config_layout(COUNTER) == config_layout(dataclasses.replace(COUNTER, name="renamed"))
+
+
+LABEL_LESS = CounterConfig(name="total", help="", unit="", map="total", labels=())
+
+
+def test_label_less_counter_sums_every_key_unless_single_key():
+    """Native label-less counters sum all keys; ebpf_exporter's (single_key) read the u32 key 0
+    and fail the read when the map holds any other key, as ebpf_exporter fails that metric."""
+    decoder = KeyDecoder(())
+    only_zero = snapshot([bytes(4)], [[3, 4]])
+    with_others = snapshot([bytes(4), struct.pack("<I", 1)], [[3, 4], [100, 0]])
+    assert [p.value for p in counter_metric(LABEL_LESS, with_others, decoder, 1, 2).points] == [107]
+    single = dataclasses.replace(LABEL_LESS, single_key=True)
+    assert [(p.attributes, p.value) for p in counter_metric(single, only_zero, decoder, 1, 2).points] \
+        == [((), 7)]
+    per_cpu = counter_metric(single, only_zero, decoder, 1, 2, cpu_label=True).points
+    assert [(p.attributes, p.value) for p in per_cpu] == [((("cpu", "0"),), 3), ((("cpu", "1"),), 4)]
+    with pytest.raises(ValueError, match=r"holds key 0x01000000, but a counter without labels "
+                                         r"reads the one u32 key 0"):
+        counter_metric(single, with_others, decoder, 1, 2)
+    wide_zero = snapshot([bytes(8)], [[1]])  # ebpf_exporter compares 4 bytes: an 8-byte 0 fails
+    with pytest.raises(ValueError, match="0x0000000000000000"):
+        counter_metric(single, wide_zero, decoder, 1, 2)
+
+
+def test_histogram_series_with_all_zero_slots_are_exported():
+    """An array map holds every slot from the start: its series is exported at count 0 (as
+    counters are, and as ebpf_exporter serves it), so the first events show in increase()."""
+    cfg = hist_cfg(bucket_max=3)
+    keys = [hkey(8, 0, slot) for slot in range(5)] + [hkey(9, 1, 2)]
+    metric = histogram_metric(cfg, snapshot(keys, [[0]] * 5 + [[4]]), KeyDecoder(cfg.series_labels),
+                              BucketLayout.from_config(cfg), 0, 1)
+    assert [(p.attributes, p.count) for p in metric.points] == [
+        ((("dev", "8"), ("op", "0")), 0), ((("dev", "9"), ("op", "1")), 4)]

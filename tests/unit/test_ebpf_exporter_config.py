@@ -79,6 +79,7 @@ metrics:
     fixed, exp2 = cfg.histograms
     assert fixed.name == "ebpf_lat_seconds" and fixed.bucket_keys == (1, 10, 100)
     assert exp2.bucket_multiplier == 1.0  # ebpf_exporter reads 0 as 1
+    assert exp2.below_bucket_min == "drop"  # ebpf_exporter counts slots bucket_min..max only
     assert fixed.aggregation == exp2.aggregation == "explicit"
     auto = load_ebpf_exporter_config(path, map_types={}, aggregation="auto")
     assert {h.aggregation for h in auto.histograms} == {"auto"}
@@ -105,6 +106,16 @@ metrics:
     assert counter.name == "ebpf_exporter_oom_kills" and counter.value is None
     assert [label.decoders[0].name for label in counter.labels] == ["uint", "string", "uint"]
     assert go_duration("1m30s") == 90.0 and go_duration("250ms") == 0.25
+    assert stream.flush_interval == 90.0
+
+
+@pytest.mark.parametrize("flush", ["", "      flush_interval: 0\n"])
+def test_perf_event_array_counter_flushes_hourly_by_default(tmp_path, flush):
+    path = write(tmp_path, "metrics:\n  counters:\n    - name: c\n      help: x\n"
+                 "      perf_event_array: true\n" + flush +
+                 "      labels: [{name: pid, size: 4, decoders: [{name: uint}]}]\n")
+    (stream,) = load_ebpf_exporter_config(path, map_types={}).streams
+    assert stream.flush_interval == 3600.0
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -112,14 +123,16 @@ metrics:
      'demo.yaml: metrics.counters[0] "x": helpp: is not an ebpf_exporter config key (fix: did you mean "help"?)'),
     ("metrics:\n  counters:\n    - name: x\n      labels:\n        - {name: a, size: 4, decoders: [{name: unit}]}\n",
      'demo.yaml: metrics.counters[0] "x".labels[0] "a".decoders[0] "unit": name: unknown decoder "unit" (fix: did you mean "uint"?)'),
-    ("metrics:\n  histograms:\n    - name: h\n      bucket_type: fixed\n      bucket_keys: [1, 0.5]\n      labels: [{name: b, size: 4}]\n",
+    ("metrics:\n  histograms:\n    - name: h\n      bucket_type: fixed\n      bucket_keys: [1, 0.5]\n      labels: [{name: b, size: 4, decoders: [{name: uint}]}]\n",
      'demo.yaml: metrics.histograms[0] "h": bucket_keys: must hold integers only'),
     ("tracing:\n  spans:\n    - name: s\n      labels: []\n",
      'demo.yaml: tracing.spans[0] "s": ringbuf: is required'),
     ("tracing:\n  spans:\n    - name: s\n      ringbuf: r\n      labels:\n        - {name: trace_id, size: 16, decoders: [{name: hexx}]}\n",
      'demo.yaml: tracing.spans[0] "s".labels[0] "trace_id".decoders[0] "hexx": name: unknown decoder "hexx" (fix: did you mean "hex"?)'),
     ("cgroup_id_map:\n  name: m\n  type: array\n  regexps: [x]\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
-     'demo.yaml: cgroup_id_map: type: "array" is not a cgroup id map type (fix: use hash or cgrp_storage)'),
+     'demo.yaml: cgroup_id_map: type: "array" is not one of "hash", "cgrp_storage" (fix: use one of "hash", "cgrp_storage")'),
+    ("cgroup_id_map:\n  name: m\n  regexp: [x]\nmetrics:\n  counters:\n    - {name: c, labels: []}\n",
+     'demo.yaml: cgroup_id_map: regexp: is not an ebpf_exporter config key (fix: did you mean "regexps"?)'),
     ("metrics:\n  counters: [\n", "demo.yaml: line 3, column 1: invalid YAML"),
     ("metrics:\n  counters:\n    - help: no name\n", "demo.yaml: metrics.counters[0]: name: is required"),
     ("metrics:\n  counters:\n    - {name: c, flush_interval: 1m, labels: []}\n",
@@ -181,7 +194,8 @@ def comparable(cfg):
     def strip(items):
         return tuple(replace(m, entry="") for m in items)
     streams = tuple(replace(s, entry="", counters=strip(s.counters)) for s in cfg.streams)
-    return (cfg.object, dict(cfg.parameters), strip(cfg.counters), strip(cfg.histograms), streams)
+    return (cfg.object, dict(cfg.parameters), strip(cfg.counters), strip(cfg.histograms), streams,
+            strip(cfg.spans), cfg.cgroup_id_map)
 
 
 CONVERTIBLE = COUNTER + """
@@ -210,17 +224,60 @@ CONVERTIBLE = COUNTER + """
 """
 
 
+# What native TOML gained so that every config converts: kaddrs, [[spans]], [cgroup_id_map].
+KADDRS_TRACING_CGROUPS = """
+kaddrs: [schedule, other]
+cgroup_id_map:
+  name: cgroup_filter
+  type: cgrp_storage
+  regexps: ["^/sys/fs/cgroup/system.slice/.*[.]service$"]
+tracing:
+  spans:
+    - name: exec
+      ringbuf: exec_spans
+      service: exec-trace
+      labels:
+        - {name: trace_id, size: 16, decoders: [{name: hex}]}
+        - {name: span_id, size: 8, decoders: [{name: hex}]}
+        - {name: comm, size: 16, decoders: [{name: string}]}
+"""
+
+
 @pytest.mark.parametrize("aggregation", ["explicit", "auto"])
-def test_convert_gives_the_same_program_config(tmp_path, aggregation):
+@pytest.mark.parametrize("extra", ["", KADDRS_TRACING_CGROUPS])
+def test_convert_gives_the_same_program_config(tmp_path, aggregation, extra):
     from otelbpf.config.ebpf_exporter import native_toml
     from otelbpf.config.program import parse_program_config
 
-    path = write(tmp_path, CONVERTIBLE)
+    path = write(tmp_path, extra + CONVERTIBLE)
     types = {"softirqs_total": PERCPU_ARRAY}
-    from_yaml = load_ebpf_exporter_config(path, map_types=types, aggregation=aggregation)
+    kallsyms = fake_kallsyms(tmp_path, "ffffffff81a0b0c0")
+    from_yaml = load_ebpf_exporter_config(path, map_types=types, aggregation=aggregation,
+                                          kallsyms=kallsyms)
     text = native_toml(path, map_types=types, aggregation=aggregation)
-    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path)
+    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path, kallsyms=kallsyms)
     assert comparable(from_toml) == comparable(from_yaml)
+    if extra:
+        assert 'kaddrs = ["schedule", "other"]' in text  # names: addresses change every boot
+        assert dict(from_toml.parameters) == {"kaddr_schedule": 0xffffffff81a0b0c0,
+                                              "kaddr_other": 0xffffffff81a0b0c0}
+        assert from_toml.cgroup_id_map.type == "cgrp_storage" and from_toml.spans[0].ringbuf \
+            == "exec_spans"
+        # The TOML looks addresses up again at each load, as the YAML does.
+        later = fake_kallsyms(tmp_path, "ffffffff82000000")
+        assert parse_program_config(text, tmp_path / "demo.toml", tmp_path, kallsyms=later) \
+            .parameters["kaddr_schedule"] == 0xffffffff82000000
+
+
+def test_tracing_only_config_converts(tmp_path):
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, "tracing:" + KADDRS_TRACING_CGROUPS.split("tracing:")[1])
+    from_yaml = load_ebpf_exporter_config(path, map_types={})
+    from_toml = parse_program_config(native_toml(path, map_types={}), tmp_path / "demo.toml",
+                                     tmp_path)
+    assert comparable(from_toml) == comparable(from_yaml) and len(from_toml.spans) == 1
 
 
 def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
@@ -232,9 +289,10 @@ def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
     cfg = load_program_config(out, tmp_path)
     assert cfg.object == tmp_path / "softirqs.bpf.o" and 'object = "softirqs.bpf.o"' in out.read_text()
     assert cfg.counters[0].name == "ebpf_exporter_softirqs_total"
-    write(tmp_path, "kaddrs: [schedule]\n" + COUNTER, "withkaddrs")
-    assert main(["convert", str(tmp_path / "withkaddrs.yaml")]) == 2
-    assert "kaddrs: cannot be converted" in capsys.readouterr().err
+    # kaddrs convert as names without reading /proc/kallsyms (looked up when the TOML loads).
+    write(tmp_path, "kaddrs: [no_such_symbol_here]\n" + COUNTER, "withkaddrs")
+    assert main(["convert", str(tmp_path / "withkaddrs.yaml")]) == 0
+    assert 'kaddrs = ["no_such_symbol_here"]' in capsys.readouterr().out
 
 
 def test_tracing_spans_become_span_configs(tmp_path):
@@ -256,10 +314,121 @@ tracing:
     assert [(label.name, label.size) for label in span.labels] == [
         ("trace_id", 16), ("span_id", 8), ("comm", 16)]
     assert cfg.maps == ("exec_spans",) and cfg.counters == ()
-    assert "tracing: cannot be converted" in " ".join(
-        str(e) for e in pytest.raises(ConfigErrors, _native_toml, path).value.errors)
+    assert span.entry == 'tracing.spans[0] "exec"'
 
 
-def _native_toml(path):
+def test_native_kaddrs_errors_name_file_field_and_fix(tmp_path):
+    from otelbpf.config.program import parse_program_config
+
+    kallsyms = fake_kallsyms(tmp_path, "ffffffff81a0b0c0")
+    counter = '\n[[counters]]\nname = "c"\n'
+    with pytest.raises(ConfigErrors) as info:
+        parse_program_config('kaddrs = ["schedule"]\n[parameters]\nkaddr_schedule = 1\n' + counter,
+                             tmp_path / "p.toml", tmp_path, kallsyms=kallsyms)
+    assert str(info.value.errors[0]).endswith(
+        'p.toml: kaddrs: "schedule" sets kaddr_schedule, which [parameters] sets too '
+        "(fix: remove kaddr_schedule from [parameters])")
+    with pytest.raises(ConfigErrors, match=r'p.toml: kaddrs: kernel symbol "nope" is not in .*'
+                                           r"\(fix: check the name"):
+        parse_program_config('kaddrs = ["nope"]\n' + counter, tmp_path / "p.toml", tmp_path,
+                             kallsyms=kallsyms)
+
+
+UNDECODABLE = """
+metrics:
+  counters:
+    - name: kept_total
+      help: x
+      labels:
+        - {name: pid, size: 4, decoders: [{name: uint}]}
+    - name: no_decoders_total
+      help: x
+      labels:
+        - {name: pid, size: 4}
+    - name: empty_decoders_total
+      help: x
+      perf_event_array: true
+      labels:
+        - {name: pid, size: 4, decoders: []}
+  histograms:
+    - name: bucket_without_decoders
+      help: x
+      bucket_type: exp2
+      bucket_max: 4
+      labels:
+        - {name: bucket, size: 4}
+tracing:
+  spans:
+    - ringbuf: spans
+      labels:
+        - {name: span_id, size: 8}
+"""
+
+
+def test_labels_without_decoders_leave_their_metric_out_with_a_warning(tmp_path, caplog):
+    """ebpf_exporter loads such a config, but a label without decoders fails every key or
+    record, so those metrics and spans never have a value: the program runs with the others."""
     from otelbpf.config.ebpf_exporter import native_toml
-    return native_toml(path, map_types={})
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, UNDECODABLE)
+    cfg = load_ebpf_exporter_config(path, map_types={})
+    assert [c.map for c in cfg.counters] == ["kept_total"]
+    assert (cfg.histograms, cfg.streams, cfg.spans) == ((), (), ())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 4 and warnings[0].endswith(
+        'demo.yaml: metrics.counters[1] "no_decoders_total".labels[0] "pid": decoders: is empty: '
+        "ebpf_exporter cannot decode this label and exports nothing for this metric, so otelbpf "
+        "leaves the metric out (fix: add decoders: [{name: uint}] (or string, hex, ...))")
+    assert any('tracing.spans[0].labels[0] "span_id": decoders:' in w and "span out" in w
+               for w in warnings)
+    text = native_toml(path, map_types={})
+    assert text.count("# Left out: ") == 4
+    from_toml = parse_program_config(text, tmp_path / "demo.toml", tmp_path)
+    assert comparable(from_toml) == comparable(cfg)
+
+
+def test_a_config_with_only_undecodable_metrics_is_an_error(tmp_path):
+    path = write(tmp_path, "metrics:\n  counters:\n    - name: c\n      help: x\n"
+                           "      labels: [{name: pid, size: 4}]\n")
+    assert errors_of(path) == [
+        f'{path}: metrics.counters[0] "c".labels[0] "pid": decoders: is empty: ebpf_exporter '
+        "cannot decode this label and exports nothing for this metric, so otelbpf leaves the "
+        "metric out (fix: add decoders: [{name: uint}] (or string, hex, ...))"]
+
+
+def test_label_less_counters_read_the_single_key_zero(tmp_path):
+    """ebpf_exporter reads a map without labels (or a per-CPU one whose only label is cpu) as
+    the one u32 key 0; native TOML keeps summing every key unless it says single_key."""
+    from otelbpf.config.ebpf_exporter import native_toml
+    from otelbpf.config.program import parse_program_config
+
+    path = write(tmp_path, """
+metrics:
+  counters:
+    - {name: total, help: x}
+    - name: per_cpu_total
+      help: x
+      labels: [{name: cpu, size: 2, decoders: [{name: uint}]}]
+""")
+    types = {"per_cpu_total": PERCPU_ARRAY}
+    cfg = load_ebpf_exporter_config(path, map_types=types)
+    assert [(c.single_key, c.per_cpu, c.labels) for c in cfg.counters] == [
+        (True, "sum", ()), (True, "label", ())]
+    from_toml = parse_program_config(native_toml(path, map_types=types), tmp_path / "demo.toml",
+                                     tmp_path)
+    assert comparable(from_toml) == comparable(cfg)
+    native = parse_program_config('[[counters]]\nname = "total"\n', tmp_path / "n.toml", tmp_path)
+    assert native.counters[0].single_key is False
+    with pytest.raises(ConfigErrors, match=r'counters\[0\] "c": single_key: applies to counters '
+                                           r"without labels"):
+        parse_program_config('[[counters]]\nname = "c"\nsingle_key = true\nlabels = [{ name = "a", '
+                             'size = 4, decoders = [{ name = "uint" }] }]\n', tmp_path / "n.toml",
+                             tmp_path)
+
+
+def test_an_unknown_cgroup_id_map_key_is_reported_once(tmp_path):
+    path = write(tmp_path, "cgroup_id_map:\n  name: m\n  regexp: [x]\n"
+                           "metrics:\n  counters:\n    - {name: c, help: x}\n")
+    assert [m.split(": ", 1)[1] for m in errors_of(path)] == [
+        'cgroup_id_map: regexp: is not an ebpf_exporter config key (fix: did you mean "regexps"?)']

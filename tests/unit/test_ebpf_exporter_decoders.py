@@ -59,6 +59,12 @@ GOLDEN = [
     ((UINT, {"name": "errno"}), u32(32), b"EPIPE"),
     ((UINT, {"name": "errno"}), u32(0), b"unknown:0"),
     ((UINT, {"name": "errno"}), u32(9999), b"unknown:9999"),
+    # unix.ErrnoName (Go's table) names 35 EDEADLK (Python: EDEADLOCK) and knows 133
+    ((UINT, {"name": "errno"}), u32(35), b"EDEADLK"),
+    ((UINT, {"name": "errno"}), u32(133), b"EHWPOISON"),
+    # decoder/errno.go names the unsigned number: -22 in a u32 (4294967274) has no name
+    ((UINT, {"name": "errno"}), u32(2**32 - 22), b"unknown:4294967274"),
+    ((UINT, {"name": "errno"}), (2**64 - 22).to_bytes(8, "little"), b"unknown:18446744073709551594"),
     # README hex: bytes → their hex
     (({"name": "hex"},), b"\xde\xad\xbe\xef", b"deadbeef"),
     # README inet_ip: → 1.1.1.1

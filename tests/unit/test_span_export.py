@@ -1,11 +1,15 @@
-"""Where spans go: the agent's [export] settings, with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT."""
+"""Where spans go (the agent's [export] settings, with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), and
+what a ring buffer record makes of its span."""
 
 from __future__ import annotations
 
 from types import MappingProxyType
 
+import pytest
+
 from otelbpf.config.agent import ExportConfig
-from otelbpf.traces.spans import span_exporter
+from otelbpf.config.program import SpanConfig
+from otelbpf.traces.spans import RecordSpan, record_span, span_exporter
 
 
 def export(protocol="http/protobuf", endpoint="http://collector:4318", signal_endpoint=False):
@@ -45,3 +49,38 @@ def test_console_and_grpc():
                                   environ={})
     assert isinstance(grpc_exporter, OTLPSpanExporter)
     grpc_exporter.shutdown()
+
+
+SPAN = SpanConfig("exec_spans", "exec", "", ())
+TRACE = "00000000000000010123456789abcdef"
+
+
+@pytest.mark.parametrize("fields,expected", [
+    # ids and times as the record holds them; other labels are attributes
+    ({"trace_id": TRACE, "span_id": "0000000000001000", "parent_span_id": "0000000000002000",
+      "span_monotonic_timestamp_ns": "50", "span_duration_ns": "7", "comm": "sh"},
+     RecordSpan("exec", 1050, 7, int(TRACE, 16), 0x1000, 0x2000, {"comm": "sh"})),
+    # a root span (parent zero) keeps the record's trace id, as ebpf_exporter's Go SDK does
+    ({"trace_id": TRACE, "span_id": "0000000000001000", "parent_span_id": "0000000000000000",
+      "span_monotonic_timestamp_ns": "0"},
+     RecordSpan("exec", 1000, 0, int(TRACE, 16), 0x1000, 0, {})),
+    # span_name replaces the name, even when empty
+    ({"trace_id": TRACE, "span_name": "", "span_monotonic_timestamp_ns": "0"},
+     RecordSpan("", 1000, 0, int(TRACE, 16), 0, 0, {})),
+    # no trace_id label: a new trace, both ids drawn by the SDK (the record's span_id unused)
+    ({"span_id": "0000000000001000", "span_monotonic_timestamp_ns": "0"},
+     RecordSpan("exec", 1000, 0, 0, 0, 0, {})),
+    # records ebpf_exporter drops: a zero trace id (TraceIDFromHex refuses it), ids of the
+    # wrong length, times that are not unsigned decimals
+    ({"trace_id": "0" * 32}, None),
+    ({"trace_id": TRACE[16:]}, None),
+    ({"trace_id": TRACE, "span_id": "1000"}, None),
+    ({"trace_id": TRACE, "span_duration_ns": "-5"}, None),
+])
+def test_records_read_as_ebpf_exporter_reads_them(fields, expected):
+    assert record_span(fields, SPAN, clock_offset=1000) == expected
+
+
+def test_span_name_defaults_to_the_ring_buffer():
+    assert record_span({"trace_id": TRACE}, SpanConfig("exec_spans", "", "", ()), 0).name \
+        == "exec_spans"
