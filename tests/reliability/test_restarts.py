@@ -470,3 +470,93 @@ def test_pin_dir_off_bpffs_runs_unpinned_and_says_so(tmp_path, bpf_build):
     no_traceback(agent)
     assert "cannot pin in" in line["reason"] and "mount -t bpf" in line["fix"]
     assert list((tmp_path / "not-bpffs").iterdir()) == []
+
+
+def swap_program(obj: str, tgid: int, help_text: str = "calls") -> str:
+    return (f'object = "tests/{obj}"\n[parameters]\ntarget_tgid = {tgid}\n'
+            f'[[counters]]\nname = "swap.calls"\nhelp = "{help_text}"\nmap = "calls"\n'
+            'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n')
+
+
+def pinned_calls(pin_dir) -> int:
+    with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+        raw = m.lookup((0).to_bytes(4, "little"))
+    return 0 if raw is None else int.from_bytes(raw, "little")
+
+
+def test_keep_attached_changed_program_failing_at_start_keeps_the_previous_version(
+        tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
+    """A version changed while the agent was down shares the pinned map and fails to attach at
+    start (a missing tracepoint): the version left attached is detached first (never both
+    counting), then attached again by program fd and pinned, and keeps counting exactly; the
+    failure is one `program not loaded` line and `otelbpf.program.loaded` 0. Fixed, a good new
+    version takes over from the pinned map without a reset."""
+    vm = victoria_metrics
+    sel = f'key="0",test_run="{run_id}"'
+    env = {"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=vm.otlp_http_endpoint, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config, env=env) as agent:
+            wait_flushes(agent, ok=True)
+            child.getpid(10)
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        links = pin_dir / "swap" / "@links"
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            map_id = m.id
+        child.getpid(5)  # down: only the kernel counts
+
+        swap.write_text(swap_program("kernel_swap_unattachable.bpf.o", child.pid))
+        with AgentProcess(config, env=env) as agent:
+            failed = agent.wait_event("program not loaded", program="swap")
+            kept = agent.wait_event("program kept: the previous agent's version is attached again")
+            child.getpid(7)
+            assert pinned_calls(pin_dir) == 22  # counting again, into the same pinned map
+            wait_flushes(agent, ok=True)
+            assert vm.value(f'otelbpf_program_loaded{{otelbpf_program="swap",test_run="{run_id}"}}') == 0
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert agent.count_events("program not loaded") == 1
+        assert agent.count_events("program swapped") == 0
+        assert sorted(p.name for p in links.iterdir()) == ["count_getpid"]  # pinned again
+        child.getpid(3)  # down again: the kept version still counts
+        assert pinned_calls(pin_dir) == 25
+
+        # Rejected before anything is attached (the verifier): the old version is not touched.
+        swap.write_text('object = "tests/kernel_bad_only.bpf.o"\n[[counters]]\nname = "bad.count"\n'
+                        'map = "values"\n'
+                        'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n')
+        with AgentProcess(config, env=env) as agent:
+            rejected = agent.wait_event("program not loaded", program="swap")
+            child.getpid(2)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert agent.count_events("program kept: the previous agent's version is attached again") == 0
+        assert pinned_calls(pin_dir) == 27
+
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid, help_text="calls (v2)"))
+        with AgentProcess(config, env=env) as agent:
+            swapped = agent.wait_event("program swapped", program="swap")
+            agent.wait_event("program loaded", program="swap")
+            child.getpid(4)
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert agent.count_events("series start") == 0  # the pinned map and its start time go on
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            assert m.id == map_id
+    assert str(swap) in failed["error"] or "swap.toml" in failed["config"]
+    assert "on_missing" in failed["error"] and "sys_enter_otelbpf_missing" in failed["error"]
+    assert failed["still_attached"] == ["count_getpid"] and "otelbpf detach swap" in failed["fix"]
+    assert kept["attached"] == ["count_getpid"] and kept["uncounted_ms"] >= 0
+    assert swapped["uncounted_ms"] > 0  # shared map: the previous version went first
+    assert "the verifier rejected the program" in rejected["error"]
+    assert rejected["still_attached"] == ["count_getpid"]
+    assert vm.value(f"swap_calls_total{{{sel}}}") == 31
+    assert vm.value(f"resets(swap_calls_total{{{sel}}}[1h])") == 0
