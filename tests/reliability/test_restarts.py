@@ -170,10 +170,10 @@ def keep_attached(config) -> None:
     config.write_text(config.read_text().replace("[state]\n", "[state]\nkeep_attached = true\n"))
 
 
-def link_ids(pin_dir) -> dict[str, int]:
-    """{BPF program: link id} of the links pinned for syscalls."""
+def link_ids(pin_dir, program: str = "syscalls") -> dict[str, int]:
+    """{BPF program: link id} of the links pinned for ``program``."""
     ids = {}
-    for path in sorted((pin_dir / "syscalls" / "@links").iterdir()):
+    for path in sorted((pin_dir / program / "@links").iterdir()):
         link = BpfLink.open_pinned(path, path.name)
         try:
             ids[path.name] = link_info_id(link.fd)
@@ -560,3 +560,42 @@ def test_keep_attached_changed_program_failing_at_start_keeps_the_previous_versi
     assert rejected["still_attached"] == ["count_getpid"]
     assert vm.value(f"swap_calls_total{{{sel}}}") == 31
     assert vm.value(f"resets(swap_calls_total{{{sel}}}[1h])") == 0
+
+
+def test_keep_attached_changed_program_sharing_no_map_never_detaches_the_previous_version(
+        tmp_path, bpf_build, pin_dir):
+    """A new version whose map starts fresh (its key now read as two labels) shares no map with
+    the version left attached: it attaches beside it first, and failing (a missing tracepoint)
+    it is refused without the old version ever being detached: the same link, the same pin."""
+    two_labels = ('labels = [{ name = "lo", size = 2, decoders = [{ name = "uint" }] },\n'
+                  '          { name = "hi", size = 2, decoders = [{ name = "uint" }] }]\n')
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            child.getpid(10)
+            assert agent.stop() == 0
+        links = link_ids(pin_dir, "swap")
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            map_id = m.id
+
+        new = swap_program("kernel_swap_unattachable.bpf.o", child.pid)
+        swap.write_text(re.sub(r"labels = \[.*\]\n", lambda _: two_labels, new))
+        with AgentProcess(config) as agent:
+            failed = agent.wait_event("program not loaded", program="swap")
+            child.getpid(7)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        child.getpid(3)
+        assert pinned_calls(pin_dir) == 20
+        assert link_ids(pin_dir, "swap") == links  # the same link: never detached
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            assert m.id == map_id
+    assert "on_missing" in failed["error"] and failed["still_attached"] == ["count_getpid"]
+    assert agent.count_events("program kept: the previous agent's version is attached again") == 0
