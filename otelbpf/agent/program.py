@@ -274,7 +274,9 @@ class LoadedProgram:
         if shared and stuck:
             # It would have to be detached first, and could not count again if this one failed.
             raise SwapRejected("the previous version shares its maps with this one and could not "
-                               "be attached again if this one failed (" + "; ".join(stuck) + ")")
+                               "be attached again if this one failed (" + "; ".join(stuck) + "); "
+                               f"`otelbpf detach {self.name}` then a start installs this version, "
+                               "counting from zero")
         # Sharing a map, the versions must never be attached together (events would count
         # twice): detach first. Sharing none, the new one is attached first and the running
         # one detached only once the new one is known good: nothing goes uncounted.

@@ -599,3 +599,35 @@ def test_keep_attached_changed_program_sharing_no_map_never_detaches_the_previou
             assert m.id == map_id
     assert "on_missing" in failed["error"] and failed["still_attached"] == ["count_getpid"]
     assert agent.count_events("program kept: the previous agent's version is attached again") == 0
+
+
+def test_keep_attached_version_that_cannot_be_attached_again_is_not_replaced_at_start(
+        tmp_path, bpf_build, pin_dir):
+    """Links left by an agent that did not pin their programs (older than `@programs`): the agent,
+    without CAP_SYS_ADMIN, could not attach them again, so a new version sharing their map is
+    refused rather than detaching them: the old version keeps counting through the same link."""
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            child.getpid(10)
+            assert agent.stop() == 0
+        links = link_ids(pin_dir, "swap")
+        shutil.rmtree(pin_dir / "swap" / "@programs")  # as an older agent left it
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid, help_text="calls (v2)"))
+        with AgentProcess(config) as agent:
+            failed = agent.wait_event("program not loaded", program="swap")
+            child.getpid(7)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert pinned_calls(pin_dir) == 17
+        assert link_ids(pin_dir, "swap") == links
+    assert "could not be attached again" in failed["error"], failed
+    assert "count_getpid: its program is not pinned" in failed["error"], failed
+    assert "`otelbpf detach swap` then a start installs this version" in failed["error"], failed
