@@ -8,6 +8,7 @@ keeps running the others and reports the failure as ``otelbpf.program.*`` metric
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from otelbpf.config.validate import validate_against_object
 from otelbpf.labels.keys import KeyDecoder
 from otelbpf.errors import AttachError, ConfigError, ConfigErrors, OtelbpfError
 from otelbpf.kernel import BpfObject
+from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap
+from otelbpf.kernel.pinned_programs import PinnedProgram
 from otelbpf.metrics.model import Metric, MetricKind, NumberPoint
 from otelbpf.streams import StreamDrainer, StreamSource, open_stream
 
@@ -213,11 +216,11 @@ class LoadedProgram:
         """Take over from ``replacing`` (the running version), or from links an earlier process
         left pinned: detach them, attach this version, then pin its new maps and links.
 
-        With ``replacing``, a version that would run less than it (a program that fails to load
-        or attach) is refused: the running version keeps (or gets back) its links and keeps its
-        pins, and SwapRejected says why. There is no moment when both versions count into shared
-        maps; the price, when they share one, is a moment when neither counts, logged as
-        ``uncounted_ms``.
+        A version that would run less than the one it replaces (a program that fails to load or
+        attach) is refused: the running version — or at start the version an earlier process
+        left attached — keeps (or gets back) its links and keeps its pins, and SwapRejected says
+        why. There is no moment when both versions count into shared maps; the price, when they
+        share one, is a moment when neither counts, logged as ``uncounted_ms``.
         """
         cfg = self.config
         start_ns = time.time_ns()  # before attaching: no counted event predates its series
@@ -226,45 +229,13 @@ class LoadedProgram:
             _log.info("program adopted: still attached since the previous agent", program=cfg.name,
                       attached=sorted(self.links))
         else:
-            earlier = state.pinned_links(cfg.name) if replacing is None else {}
-            if replacing is not None:
-                # A program the verifier rejected is known now: refuse before touching anything.
-                self._refuse_losses(replacing, self.obj.program_errors, attached=False)
-            # Sharing a map, the versions must never be attached together (events would count
-            # twice): detach first. Sharing none, the new one is attached first and the running
-            # one detached only once the new one is known good: nothing goes uncounted.
-            detach_first = replacing is not None and self._shares_maps_with(replacing)
-            detached = detach_first
-            detached_at = time.monotonic()
-            if detach_first:
-                replacing.detach()
-                replacing.pause_streams()
-            for link in earlier.values():  # a changed version left attached by an earlier process
-                link.unpin()
-                link.close()
-            self.problems.update(self._attach())
+            # At start (keep_attached): the changed version an earlier agent left attached.
+            left = state.pinned_programs(cfg.name) if replacing is None else []
             try:
-                if replacing is not None:
-                    self._refuse_losses(replacing, self.problems, attached=True)
-                    if not detach_first:
-                        detached, detached_at = True, time.monotonic()
-                        replacing.detach()
-                        replacing.pause_streams()
-                self.obj.commit_pins()
-                self._pin_links(state)
-                if replacing is not None:
-                    _log.info("program swapped", program=cfg.name,
-                              uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3)
-                              if detach_first else 0.0)
-            except (OtelbpfError, OSError) as exc:
-                for path in self._pinned_link_paths(state).values():
-                    path.unlink(missing_ok=True)
-                self.obj.detach()
-                self.links = {}
-                if replacing is not None and detached:
-                    replacing.reattach(state, detached_at)
-                    replacing.resume_streams()
-                raise exc if isinstance(exc, SwapRejected) else SwapRejected(str(exc)) from None
+                self._take_over(state, replacing, left)
+            finally:
+                for program in left:
+                    program.close()  # its program fds: a pinned link holds each program now
         pin_states = self.obj.pin_states
         for mm in self.map_metrics:
             start = state.map_start(cfg.name, mm.config.map, pin_states.get(mm.config.map),
@@ -277,21 +248,103 @@ class LoadedProgram:
                         mm.take_over(old)
             mm.start_ns = start.start_ns
         if self.identity:
-            state.save_identity(cfg.name, self.identity)
+            state.save_identity(cfg.name, self.identity,
+                                (set(self.obj.programs) | set(self.problems)) - set(self.links))
         self.drainer = drainer
         self.resume_streams()
+
+    def _take_over(self, state: AgentState, replacing: LoadedProgram | None,
+                   left: Sequence[PinnedProgram]) -> None:
+        """Attach this version in place of ``replacing`` or of the version an earlier agent left
+        attached (``left``), or refuse (SwapRejected) with that version attached again."""
+        if replacing is not None:
+            running_problems, running_attached = set(replacing.problems), bool(replacing.links)
+            shared = self._shares_maps_with(replacing)
+        else:
+            running_problems, running_attached = state.not_attached(self.name), bool(left)
+            ours = {m.id for m in self.obj.maps.values() if m.id}
+            # Maps unknown (the program could not be opened): assume shared, the safe side.
+            shared = any(p.map_ids is None or ours & set(p.map_ids) for p in left)
+        was_running = replacing is not None or bool(left)
+        if was_running:
+            # A program the verifier rejected is known now: refuse before touching anything.
+            self._refuse_losses(running_problems, running_attached, self.obj.program_errors,
+                                attached=False)
+        stuck = [f"{p.name}: {p.why_not_reattachable}" for p in left if p.why_not_reattachable]
+        if shared and stuck:
+            # It would have to be detached first, and could not count again if this one failed.
+            raise SwapRejected("the previous version shares its maps with this one and could not "
+                               "be attached again if this one failed (" + "; ".join(stuck) + "); "
+                               f"`otelbpf detach {self.name}` then a start installs this version, "
+                               "counting from zero")
+        # Sharing a map, the versions must never be attached together (events would count
+        # twice): detach first. Sharing none, the new one is attached first and the running
+        # one detached only once the new one is known good: nothing goes uncounted.
+        detached_at = time.monotonic()
+        detached = False
+
+        def detach_running() -> None:
+            nonlocal detached, detached_at
+            detached, detached_at = True, time.monotonic()
+            if replacing is not None:
+                replacing.detach()
+                replacing.pause_streams()
+            for program in left:
+                program.detach()
+
+        if shared:
+            detach_running()
+        self.problems.update(self._attach())
+        try:
+            if was_running:
+                self._refuse_losses(running_problems, running_attached, self.problems,
+                                    attached=True)
+                if not shared:
+                    detach_running()
+            self.obj.commit_pins()
+            self._pin_links(state)
+            if was_running:
+                _log.info("program swapped", program=self.name,
+                          uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3)
+                          if shared else 0.0)
+        except (OtelbpfError, OSError) as exc:
+            for link in self.links.values():
+                link.unpin()
+            self.obj.detach()
+            self.links = {}
+            if detached and replacing is not None:
+                replacing.reattach(state, detached_at)
+                replacing.resume_streams()
+            elif detached:
+                self._attach_left_again(left, detached_at)
+            raise exc if isinstance(exc, SwapRejected) else SwapRejected(str(exc)) from None
+
+    def _attach_left_again(self, left: Sequence[PinnedProgram], detached_at: float) -> None:
+        """The version an earlier agent left attached counts again, through new pinned links."""
+        attached = []
+        for program in left:
+            try:
+                program.attach_again()
+                attached.append(program.name)
+            except OSError as exc:
+                _log.error("previous version not attached again", program=self.name,
+                           bpf_program=program.name, target=program.target, error=str(exc))
+        _log.info("program kept: the previous agent's version is attached again",
+                  program=self.name, attached=attached,
+                  uncounted_ms=round((time.monotonic() - detached_at) * 1e3, 3))
 
     def _shares_maps_with(self, other: LoadedProgram) -> bool:
         ids = {m.id for m in self.obj.maps.values() if m.id}
         return bool(ids & {m.id for m in other.obj.maps.values() if m.id})
 
-    def _refuse_losses(self, running: LoadedProgram, problems: dict[str, OtelbpfError], *,
-                       attached: bool) -> None:
-        """SwapRejected when this version would run a BPF program less than ``running`` does."""
-        lost = sorted(n for n in problems if n not in running.problems and n in self.obj.programs)
+    def _refuse_losses(self, running_problems: set[str], running_attached: bool,
+                       problems: dict[str, OtelbpfError], *, attached: bool) -> None:
+        """SwapRejected when this version would run a BPF program less than the running one,
+        which did not run ``running_problems`` and had a link if ``running_attached``."""
+        lost = sorted(n for n in problems if n not in running_problems and n in self.obj.programs)
         if lost:
             raise SwapRejected("; ".join(f"{n}: {problems[n]}" for n in lost))
-        if attached and running.links and not self.links:
+        if attached and running_attached and not self.links:
             raise SwapRejected("no program of the new version attached")
 
     def _attach(self) -> dict[str, OtelbpfError]:
@@ -313,11 +366,25 @@ class LoadedProgram:
         return {name: base / name for name in self.links} if base else {}
 
     def _pin_links(self, state: AgentState) -> None:
-        """With keep_attached: the kernel keeps counting through these pins when the agent stops."""
-        for name, path in self._pinned_link_paths(state).items():
+        """With keep_attached: the kernel keeps counting through these pins when the agent stops,
+        and the next agent can attach the programs again (their pins) if it must detach them."""
+        links = self._pinned_link_paths(state)
+        for name, path in links.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
             self.links[name].pin(path)
+        programs = state.program_pin_dir(self.name)
+        if not links or programs is None:
+            return
+        programs.mkdir(parents=True, exist_ok=True)
+        for path in programs.iterdir():
+            if path.name not in links:  # a program of the version replaced
+                path.unlink()
+        for name in links:
+            path = programs / name
+            path.unlink(missing_ok=True)
+            lb.check(lb.bpf_obj_pin(self.obj.programs[name].fd, os.fsencode(path)),
+                     f"bpf_obj_pin({path})")
 
     def reattach(self, state: AgentState, detached_at: float) -> None:
         """Attach this (running) version again after a new version failed to take over."""

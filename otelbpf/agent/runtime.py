@@ -244,20 +244,29 @@ class Agent:
         self._overflowing = {k for k in self._overflowing if k[0] != name}
         try:
             prog = LoadedProgram.load(pcfg, drainer=self.drainer, **self._program_options())
-        except OtelbpfError as exc:
-            self.failed[name] = exc
-            _log.error("program not loaded", program=name, config=str(pcfg.path), error=str(exc))
-            return
-        except OSError as exc:
-            self.failed[name] = ConfigError(pcfg.path, None, "object", str(exc))
+        except (OtelbpfError, OSError) as exc:
+            self.failed[name] = exc if isinstance(exc, OtelbpfError) else \
+                ConfigError(pcfg.path, None, "object", str(exc))
             _log.error("program not loaded", program=name, config=str(pcfg.path),
-                       error=str(self.failed[name]))
+                       error=str(self.failed[name]), **self._left_attached(name))
             return
         self.programs[name] = prog
         self.digests[name] = file_digest(pcfg.path, pcfg.object)
         self.failed.pop(name, None)
         _log.info("program loaded", program=name, attached=sorted(prog.links),
                   not_attached=sorted(set(prog.problems) - set(prog.links)))
+
+    def _left_attached(self, name: str) -> dict:
+        """For a program that failed to load: what an earlier agent left attached of it, which
+        keeps counting into its pinned maps — unexported, as nothing here reads them."""
+        links = self.state.link_dir(name)
+        left = sorted(p.name for p in links.iterdir()) if links is not None and links.is_dir() else []
+        if not left:
+            return {}
+        return {"still_attached": left,
+                "fix": "the previous version keeps counting into its pinned maps, unexported, "
+                       f"until this config is fixed (then restart or reload) or `otelbpf detach "
+                       f"{name}` removes it"}
 
     def _replace_program(self, name: str, pcfg: ProgramConfig, digest: str) -> bool:
         """Swap in the new version only if it loads and attaches; else keep the old one (False)."""

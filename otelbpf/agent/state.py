@@ -17,7 +17,8 @@ when the new version goes live, so a rejected reload leaves the running version'
 
 ``pin_dir`` belongs to otelbpf alone (``claim_pin_dir``): a marker pin says so, and unpinning
 only ever removes ``pin_dir/PROGRAM``. With ``keep_attached`` the links are pinned under
-``pin_dir/PROGRAM/@links`` with the program's identity, so the next agent can adopt them.
+``pin_dir/PROGRAM/@links`` with the program's identity, so the next agent can adopt them, and
+their BPF programs under ``pin_dir/PROGRAM/@programs``, so it can attach them again.
 
 With delta temporality the agent exports differences against the last *exported* cumulative
 values. Pinned maps keep counting across a restart, so that baseline must survive it too, or the
@@ -41,8 +42,8 @@ from pathlib import Path
 from otelbpf import log
 from otelbpf.errors import ConfigError
 from otelbpf.kernel import libbpf as lb
-from otelbpf.kernel.links import BpfLink
 from otelbpf.kernel.maps import BpfMap, MapType
+from otelbpf.kernel.pinned_programs import PinnedProgram
 from otelbpf.metrics.model import (
     ExponentialHistogramPoint,
     HistogramPoint,
@@ -56,6 +57,7 @@ START_TIMES_FILE = "start_times.json"
 # bpffs holds only pins, so the mark that says "otelbpf made this pin_dir" is a pinned 1-entry map.
 PIN_DIR_MARKER = "@otelbpf"
 LINKS_DIR = "@links"
+PROGRAMS_DIR = "@programs"
 DELTA_BASELINE_FILE = "delta_baseline.json"
 _POINT_TYPES = {cls.__name__: cls for cls in (NumberPoint, HistogramPoint, ExponentialHistogramPoint)}
 
@@ -198,18 +200,24 @@ class AgentState:
         # "@" cannot start a map name (a C identifier), so this never clashes with a map pin.
         return self.pin_dir / program / LINKS_DIR if self.pin_dir is not None else None
 
-    def pinned_links(self, program: str) -> dict[str, BpfLink]:
-        """Links of ``program`` that an earlier agent left attached, opened (still attached)."""
+    def program_pin_dir(self, program: str) -> Path | None:
+        """Where the BPF programs behind the pinned links are pinned too: a later agent, without
+        CAP_SYS_ADMIN, can open them only so, to attach them again (kernel/pinned_programs.py)."""
+        return self.pin_dir / program / PROGRAMS_DIR if self.pin_dir is not None else None
+
+    def pinned_programs(self, program: str) -> list[PinnedProgram]:
+        """BPF programs of ``program`` that an earlier agent left attached (still attached; the
+        caller closes them). A pin that cannot be opened is left alone and logged."""
         base = self.link_dir(program)
-        links: dict[str, BpfLink] = {}
         if base is None or not base.is_dir():
-            return links
+            return []
+        left = []
         for path in sorted(base.iterdir()):
             try:
-                links[path.name] = BpfLink.open_pinned(path, path.name)
-            except lb.LibbpfError as exc:
+                left.append(PinnedProgram.open(path, self.program_pin_dir(program) / path.name))
+            except OSError as exc:  # bpf(2) or tracefs
                 _log.warning("cannot open a pinned link", path=str(path), error=str(exc))
-        return links
+        return left
 
     def adoptable_links(self, program: str, identity: str) -> dict[str, Path]:
         """The pinned links of ``program`` when they were made by this same version of it
@@ -221,10 +229,18 @@ class AgentState:
             return {}
         return {path.name: path for path in sorted(base.iterdir())}
 
-    def save_identity(self, program: str, identity: str) -> None:
+    def save_identity(self, program: str, identity: str, not_attached: Sequence[str]) -> None:
+        """What the pinned links are a version of, and which of its BPF programs did not run:
+        a later version is refused at start only for programs this one did run."""
         with self._lock:
-            self._starts[f"{program}/{LINKS_DIR}"] = {"identity": identity}
+            self._starts[f"{program}/{LINKS_DIR}"] = {"identity": identity,
+                                                      "not_attached": sorted(not_attached)}
             self._write()
+
+    def not_attached(self, program: str) -> set[str]:
+        """BPF programs that the version whose links are pinned did not run (saved with them)."""
+        with self._lock:
+            return set((self._starts.get(f"{program}/{LINKS_DIR}") or {}).get("not_attached", ()))
 
     def programs_pinned(self) -> list[str]:
         """Programs with a directory of pins under pin_dir."""

@@ -194,6 +194,9 @@ bpf_link_get_next_id = _proto("bpf_link_get_next_id", c_int, c_uint32, POINTER(c
 bpf_prog_get_fd_by_id = _proto("bpf_prog_get_fd_by_id", c_int, c_uint32)
 bpf_map_get_fd_by_id = _proto("bpf_map_get_fd_by_id", c_int, c_uint32)
 bpf_link_get_fd_by_id = _proto("bpf_link_get_fd_by_id", c_int, c_uint32)
+# Attach a program by fd (a program whose libbpf object is gone: one an earlier process left pinned).
+bpf_raw_tracepoint_open = _proto("bpf_raw_tracepoint_open", c_int, c_char_p, c_int)
+bpf_link_create = _proto("bpf_link_create", c_int, c_int, c_int, c_int, c_void_p)
 bpf_obj_get_info_by_fd = _proto("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
 bpf_enable_stats = _proto("bpf_enable_stats", c_int, c_int)
 bpf_prog_load = _proto(

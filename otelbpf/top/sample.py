@@ -34,7 +34,7 @@ from otelbpf.kernel import info
 from otelbpf.kernel.names import prog_type_name
 from otelbpf.top.ours import Ours, find_ours
 from otelbpf.top.owners import Owner, program_owners
-from otelbpf.top.targets import BtfNames, attach_targets
+from otelbpf.kernel.link_targets import BtfNames, attach_targets
 
 MEMORY_EVERY = 30
 MAPS_EVERY_HIDDEN = 5

@@ -170,10 +170,10 @@ def keep_attached(config) -> None:
     config.write_text(config.read_text().replace("[state]\n", "[state]\nkeep_attached = true\n"))
 
 
-def link_ids(pin_dir) -> dict[str, int]:
-    """{BPF program: link id} of the links pinned for syscalls."""
+def link_ids(pin_dir, program: str = "syscalls") -> dict[str, int]:
+    """{BPF program: link id} of the links pinned for ``program``."""
     ids = {}
-    for path in sorted((pin_dir / "syscalls" / "@links").iterdir()):
+    for path in sorted((pin_dir / program / "@links").iterdir()):
         link = BpfLink.open_pinned(path, path.name)
         try:
             ids[path.name] = link_info_id(link.fd)
@@ -470,3 +470,164 @@ def test_pin_dir_off_bpffs_runs_unpinned_and_says_so(tmp_path, bpf_build):
     no_traceback(agent)
     assert "cannot pin in" in line["reason"] and "mount -t bpf" in line["fix"]
     assert list((tmp_path / "not-bpffs").iterdir()) == []
+
+
+def swap_program(obj: str, tgid: int, help_text: str = "calls") -> str:
+    return (f'object = "tests/{obj}"\n[parameters]\ntarget_tgid = {tgid}\n'
+            f'[[counters]]\nname = "swap.calls"\nhelp = "{help_text}"\nmap = "calls"\n'
+            'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n')
+
+
+def pinned_calls(pin_dir) -> int:
+    with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+        raw = m.lookup((0).to_bytes(4, "little"))
+    return 0 if raw is None else int.from_bytes(raw, "little")
+
+
+def test_keep_attached_changed_program_failing_at_start_keeps_the_previous_version(
+        tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
+    """A version changed while the agent was down shares the pinned map and fails to attach at
+    start (a missing tracepoint): the version left attached is detached first (never both
+    counting), then attached again by program fd and pinned, and keeps counting exactly; the
+    failure is one `program not loaded` line and `otelbpf.program.loaded` 0. Fixed, a good new
+    version takes over from the pinned map without a reset."""
+    vm = victoria_metrics
+    sel = f'key="0",test_run="{run_id}"'
+    env = {"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=vm.otlp_http_endpoint, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config, env=env) as agent:
+            wait_flushes(agent, ok=True)
+            child.getpid(10)
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        links = pin_dir / "swap" / "@links"
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            map_id = m.id
+        child.getpid(5)  # down: only the kernel counts
+
+        swap.write_text(swap_program("kernel_swap_unattachable.bpf.o", child.pid))
+        with AgentProcess(config, env=env) as agent:
+            failed = agent.wait_event("program not loaded", program="swap")
+            kept = agent.wait_event("program kept: the previous agent's version is attached again")
+            child.getpid(7)
+            assert pinned_calls(pin_dir) == 22  # counting again, into the same pinned map
+            wait_flushes(agent, ok=True)
+            assert vm.value(f'otelbpf_program_loaded{{otelbpf_program="swap",test_run="{run_id}"}}') == 0
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert agent.count_events("program not loaded") == 1
+        assert agent.count_events("program swapped") == 0
+        assert sorted(p.name for p in links.iterdir()) == ["count_getpid"]  # pinned again
+        child.getpid(3)  # down again: the kept version still counts
+        assert pinned_calls(pin_dir) == 25
+
+        # Rejected before anything is attached (the verifier): the old version is not touched.
+        swap.write_text('object = "tests/kernel_bad_only.bpf.o"\n[[counters]]\nname = "bad.count"\n'
+                        'map = "values"\n'
+                        'labels = [{ name = "key", size = 4, decoders = [{ name = "uint" }] }]\n')
+        with AgentProcess(config, env=env) as agent:
+            rejected = agent.wait_event("program not loaded", program="swap")
+            child.getpid(2)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert agent.count_events("program kept: the previous agent's version is attached again") == 0
+        assert pinned_calls(pin_dir) == 27
+
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid, help_text="calls (v2)"))
+        with AgentProcess(config, env=env) as agent:
+            swapped = agent.wait_event("program swapped", program="swap")
+            agent.wait_event("program loaded", program="swap")
+            child.getpid(4)
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert agent.count_events("series start") == 0  # the pinned map and its start time go on
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            assert m.id == map_id
+    assert str(swap) in failed["error"] or "swap.toml" in failed["config"]
+    assert "on_missing" in failed["error"] and "sys_enter_otelbpf_missing" in failed["error"]
+    assert failed["still_attached"] == ["count_getpid"] and "otelbpf detach swap" in failed["fix"]
+    assert kept["attached"] == ["count_getpid"] and kept["uncounted_ms"] >= 0
+    assert swapped["uncounted_ms"] > 0  # shared map: the previous version went first
+    assert "the verifier rejected the program" in rejected["error"]
+    assert rejected["still_attached"] == ["count_getpid"]
+    assert vm.value(f"swap_calls_total{{{sel}}}") == 31
+    assert vm.value(f"resets(swap_calls_total{{{sel}}}[1h])") == 0
+
+
+def test_keep_attached_changed_program_sharing_no_map_never_detaches_the_previous_version(
+        tmp_path, bpf_build, pin_dir):
+    """A new version whose map starts fresh (its key now read as two labels) shares no map with
+    the version left attached: it attaches beside it first, and failing (a missing tracepoint)
+    it is refused without the old version ever being detached: the same link, the same pin."""
+    two_labels = ('labels = [{ name = "lo", size = 2, decoders = [{ name = "uint" }] },\n'
+                  '          { name = "hi", size = 2, decoders = [{ name = "uint" }] }]\n')
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            child.getpid(10)
+            assert agent.stop() == 0
+        links = link_ids(pin_dir, "swap")
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            map_id = m.id
+
+        new = swap_program("kernel_swap_unattachable.bpf.o", child.pid)
+        swap.write_text(re.sub(r"labels = \[.*\]\n", lambda _: two_labels, new))
+        with AgentProcess(config) as agent:
+            failed = agent.wait_event("program not loaded", program="swap")
+            child.getpid(7)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        child.getpid(3)
+        assert pinned_calls(pin_dir) == 20
+        assert link_ids(pin_dir, "swap") == links  # the same link: never detached
+        with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
+            assert m.id == map_id
+    assert "on_missing" in failed["error"] and failed["still_attached"] == ["count_getpid"]
+    assert agent.count_events("program kept: the previous agent's version is attached again") == 0
+
+
+def test_keep_attached_version_that_cannot_be_attached_again_is_not_replaced_at_start(
+        tmp_path, bpf_build, pin_dir):
+    """Links left by an agent that did not pin their programs (older than `@programs`): the agent,
+    without CAP_SYS_ADMIN, could not attach them again, so a new version sharing their map is
+    refused rather than detaching them: the old version keeps counting through the same link."""
+    with GetpidChild() as child:
+        programs = tmp_path / "conf.d"
+        programs.mkdir()
+        swap = programs / "swap.toml"
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
+                                    programs_dir=programs, pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            agent.wait_event("agent started")
+            child.getpid(10)
+            assert agent.stop() == 0
+        links = link_ids(pin_dir, "swap")
+        shutil.rmtree(pin_dir / "swap" / "@programs")  # as an older agent left it
+        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid, help_text="calls (v2)"))
+        with AgentProcess(config) as agent:
+            failed = agent.wait_event("program not loaded", program="swap")
+            child.getpid(7)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert pinned_calls(pin_dir) == 17
+        assert link_ids(pin_dir, "swap") == links
+    assert "could not be attached again" in failed["error"], failed
+    assert "count_getpid: its program is not pinned" in failed["error"], failed
+    assert "`otelbpf detach swap` then a start installs this version" in failed["error"], failed
