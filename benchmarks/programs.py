@@ -243,11 +243,29 @@ def timed(workload, n: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
-    workload, events, event = WORKLOADS[name]
+def floor_workload(names: list[str], scale: float):
+    """Every named program's workload once, at its own event count: one run covers every hook."""
+    def workload(_: int) -> int:
+        for name in names:
+            run, events, _event = WORKLOADS[name]
+            run(max(1, int(events * scale)))
+        return 1
+    return workload
+
+
+def floor_of(section: str) -> str:
+    """The do-nothing program of bench_floor.bpf.c on the same hook as SEC(section)."""
+    kind, _, hook = section.partition("/")
+    return {"tp_btf": f"floor_{hook}", "raw_tp": f"floor_raw_{hook}"}.get(kind, "")
+
+
+def measure(name: str, scale: float, object_path: Path | None = None, workload=None) -> dict:
+    """`object_path` and `workload`: another object (the do-nothing floor) on another workload."""
+    default_workload, events, event = WORKLOADS[name]
+    workload = workload or default_workload
     n = max(1, int(events * scale))
     config = load_program_config(CONF_D / f"{name}.toml", BUILD)
-    if object_path is not None:  # another object on the same workload (the do-nothing floor)
+    if object_path is not None:
         config = dataclasses.replace(config, object=object_path, streams=())
     with BpfObject.open(config.object, parameters=config.parameters if object_path is None else {}) as obj:
         obj.load()
@@ -263,6 +281,7 @@ def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
         # shared machine one run of either kind can be slowed by whatever else runs.
         bare, attached = [], []
         totals: dict[str, list[int]] = {p: [0, 0] for p in obj.programs}
+        sections = {p: prog.section for p, prog in obj.programs.items()}
         for _ in range(ROUNDS):
             bare.append(timed(workload, n))
             links = [r for r in obj.attach_all().values() if not isinstance(r, Exception)]
@@ -292,6 +311,7 @@ def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
         "event": event,
         "events": n,
         "bpf_programs": per_prog,
+        "sections": sections,
         "runs": total_cnt,
         "avg_ns_per_run": round(total_ns / total_cnt, 1) if total_cnt else None,
         "max_prog_avg_ns_per_run": max(measured) if measured else None,
@@ -337,15 +357,19 @@ def main() -> None:
         exp = exp_index_cost()
         print(f"exp index scale 3: {exp['exp_index_ns']} ns, log2: {exp['log2_ns']} ns, "
               f"+{exp['extra_ns']} ns (bar {EXP_INDEX_BAR_NS})", flush=True)
-        # The floor: do-nothing programs on sys_enter (getpid workload) and sched_switch.
-        floor = measure("syscalls", args.scale, BUILD / "tests" / "bench_floor.bpf.o")
-        floor_ns = floor["bpf_programs"]
+        # The floor: do-nothing programs on every hook, tp_btf and raw_tp, under all the workloads.
+        floor = measure(names[0], args.scale, BUILD / "tests" / "bench_floor.bpf.o",
+                        floor_workload(names, args.scale))
+        floor_ns = {p: ns for p, ns in floor["bpf_programs"].items() if ns is not None}
         print(f"floor (empty programs): {floor_ns}", flush=True)
         for name in names:
             r = measure(name, args.scale)
+            # Each BPF program's floor: the empty program of the same kind on the same hook.
+            r["floor_ns"] = {p: floor_ns.get(floor_of(section)) for p, section in r.pop("sections").items()}
             results.append(r)
-            print(f"{name:16} {r['kind']:9} avg/run {r['avg_ns_per_run']} ns  max prog {r['max_prog_avg_ns_per_run']} ns"
-                  f"  added/event {r['added_ns_per_event']} ns  x{r['ratio_to_bare']}  ({r['event']})", flush=True)
+            print(f"{name:16} {r['kind']:9} avg/run {r['avg_ns_per_run']} ns  per prog {r['bpf_programs']}"
+                  f"  floor {r['floor_ns']}  added/event {r['added_ns_per_event']} ns  x{r['ratio_to_bare']}"
+                  f"  ({r['event']})", flush=True)
     finally:
         stats.close()
     judged = [r for r in results if r["within_bar"] is not None]
