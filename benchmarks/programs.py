@@ -6,7 +6,10 @@ For each program: its workload runs alternately with nothing attached and with t
 attached, 5 times each; the medians are compared, so one run slowed by other work on the host
 does not count as the program's cost. With kernel run-time statistics on
 (BPF_ENABLE_STATS, the same switch the agent's program_stats uses), each BPF program's
-run_time_ns / run_cnt over the attached run is its average cost per run. The added wall time per
+run_time_ns / run_cnt over the attached run is its average cost per run, reported beside the
+floor for its hook: a do-nothing program of the same kind on the same hook (bpf/tests/
+bench_floor.bpf.c, all attached at once under every selected workload, 5 rounds, in the same
+run). The added wall time per
 workload event (attached minus baseline) and the ratio attached / baseline are the cost as the
 workload sees it. Run counts include other processes' events: the average per run stays
 meaningful, the run count is not the workload's event count.
@@ -256,7 +259,8 @@ def floor_workload(names: list[str], scale: float):
 def floor_of(section: str) -> str:
     """The do-nothing program of bench_floor.bpf.c on the same hook as SEC(section)."""
     kind, _, hook = section.partition("/")
-    return {"tp_btf": f"floor_{hook}", "raw_tp": f"floor_raw_{hook}"}.get(kind, "")
+    hook = hook.rsplit("/", 1)[-1]  # tracepoint/CATEGORY/NAME
+    return {"tp_btf": f"floor_{hook}", "raw_tp": f"floor_raw_{hook}", "tracepoint": f"floor_tp_{hook}"}.get(kind, "")
 
 
 def measure(name: str, scale: float, object_path: Path | None = None, workload=None) -> dict:
@@ -361,7 +365,9 @@ def main() -> None:
         floor = measure(names[0], args.scale, BUILD / "tests" / "bench_floor.bpf.o",
                         floor_workload(names, args.scale))
         floor_ns = {p: ns for p, ns in floor["bpf_programs"].items() if ns is not None}
-        print(f"floor (empty programs): {floor_ns}", flush=True)
+        # What one bpf_ktime_get_ns() adds to a program: a program doing only that, on the same hook.
+        clock_ns = round(floor_ns.pop("clock_raw_sys_enter") - floor_ns["floor_raw_sys_enter"], 1)
+        print(f"floor (empty programs): {floor_ns}\none bpf_ktime_get_ns(): +{clock_ns} ns", flush=True)
         for name in names:
             r = measure(name, args.scale)
             # Each BPF program's floor: the empty program of the same kind on the same hook.
@@ -378,6 +384,7 @@ def main() -> None:
         "load_average_at_start": os.getloadavg()[0],
         "exp_index": exp,
         "floor_empty_program_ns": floor_ns,
+        "clock_read_ns": clock_ns,
         "programs": results,
         "all_within_bars": all(r["within_bar"] for r in judged) and exp["within_bar"],
         "over_bar": [r["program"] for r in judged if not r["within_bar"]],

@@ -44,8 +44,8 @@ int BPF_PROG(charge_cgroup, bool preempt, struct task_struct *prev, struct task_
 		return 0;
 	/* Charged only when this CPU's switch-in of prev was seen (not the first switch after
 	 * attaching, nor after a missed run). The cgroup id is read as bpf_get_current_cgroup_id()
-	 * finds it (prev is still the current task here), with direct loads: the helper call
-	 * cost ~50 ns per run here. */
+	 * finds it (prev is still the current task here), with direct loads, which cost less
+	 * than the helper call. */
 	if (in->task == (__u64)prev && prev->pid) {
 		cgroup = prev->cgroups->dfl_cgrp->kn->id;
 		map_add(&cgroup_cpu_time, &cgroup, prev->se.sum_exec_runtime - in->runtime);

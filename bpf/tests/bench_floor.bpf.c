@@ -3,7 +3,7 @@
  * as raw_tp. Their average run time under BPF_ENABLE_STATS on the same hook, in the same run, is
  * the floor a library program pays there before doing any work (the statistics' own clock reads,
  * the call, the hook's cache misses): benchmarks/programs.py reports it beside each program.
- * Names: floor_<hook> is tp_btf, floor_raw_<hook> raw_tp. */
+ * Names: floor_<hook> is tp_btf, floor_raw_<hook> raw_tp, floor_tp_<hook> a classic tracepoint. */
 #include "vmlinux.h"
 #include "otelbpf.h"
 
@@ -56,5 +56,20 @@ FLOOR(tp_btf, floor_tcp_retransmit_skb, tcp_retransmit_skb)
 FLOOR(raw_tp, floor_raw_tcp_retransmit_skb, tcp_retransmit_skb)
 FLOOR(tp_btf, floor_mark_victim, mark_victim)
 FLOOR(raw_tp, floor_raw_mark_victim, mark_victim)
+FLOOR(tracepoint/filemap, floor_tp_mm_filemap_add_to_page_cache, mm_filemap_add_to_page_cache)
+FLOOR(tracepoint/filemap, floor_tp_mm_filemap_delete_from_page_cache, mm_filemap_delete_from_page_cache)
+FLOOR(tracepoint/sched, floor_tp_sched_process_exec, sched_process_exec)
+FLOOR(tracepoint/signal, floor_tp_signal_generate, signal_generate)
+
+/* One clock read and nothing else, on the hook of floor_raw_sys_enter: the difference between the
+ * two is what bpf_ktime_get_ns() costs a program here. */
+__u64 clock_sink;
+
+SEC("raw_tp/sys_enter")
+int clock_raw_sys_enter(void *ctx)
+{
+	clock_sink = bpf_ktime_get_ns();
+	return 0;
+}
 
 char LICENSE[] SEC("license") = "GPL";
