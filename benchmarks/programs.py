@@ -6,7 +6,10 @@ For each program: its workload runs alternately with nothing attached and with t
 attached, 5 times each; the medians are compared, so one run slowed by other work on the host
 does not count as the program's cost. With kernel run-time statistics on
 (BPF_ENABLE_STATS, the same switch the agent's program_stats uses), each BPF program's
-run_time_ns / run_cnt over the attached run is its average cost per run. The added wall time per
+run_time_ns / run_cnt over the attached run is its average cost per run, reported beside the
+floor for its hook: a do-nothing program of the same kind on the same hook (bpf/tests/
+bench_floor.bpf.c, all attached at once under every selected workload, 5 rounds, in the same
+run). The added wall time per
 workload event (attached minus baseline) and the ratio attached / baseline are the cost as the
 workload sees it. Run counts include other processes' events: the average per run stays
 meaningful, the run count is not the workload's event count.
@@ -243,11 +246,30 @@ def timed(workload, n: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
-    workload, events, event = WORKLOADS[name]
+def floor_workload(names: list[str], scale: float):
+    """Every named program's workload once, at its own event count: one run covers every hook."""
+    def workload(_: int) -> int:
+        for name in names:
+            run, events, _event = WORKLOADS[name]
+            run(max(1, int(events * scale)))
+        return 1
+    return workload
+
+
+def floor_of(section: str) -> str:
+    """The do-nothing program of bench_floor.bpf.c on the same hook as SEC(section)."""
+    kind, _, hook = section.partition("/")
+    hook = hook.rsplit("/", 1)[-1]  # tracepoint/CATEGORY/NAME
+    return {"tp_btf": f"floor_{hook}", "raw_tp": f"floor_raw_{hook}", "tracepoint": f"floor_tp_{hook}"}.get(kind, "")
+
+
+def measure(name: str, scale: float, object_path: Path | None = None, workload=None) -> dict:
+    """`object_path` and `workload`: another object (the do-nothing floor) on another workload."""
+    default_workload, events, event = WORKLOADS[name]
+    workload = workload or default_workload
     n = max(1, int(events * scale))
     config = load_program_config(CONF_D / f"{name}.toml", BUILD)
-    if object_path is not None:  # another object on the same workload (the do-nothing floor)
+    if object_path is not None:
         config = dataclasses.replace(config, object=object_path, streams=())
     with BpfObject.open(config.object, parameters=config.parameters if object_path is None else {}) as obj:
         obj.load()
@@ -263,6 +285,7 @@ def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
         # shared machine one run of either kind can be slowed by whatever else runs.
         bare, attached = [], []
         totals: dict[str, list[int]] = {p: [0, 0] for p in obj.programs}
+        sections = {p: prog.section for p, prog in obj.programs.items()}
         for _ in range(ROUNDS):
             bare.append(timed(workload, n))
             links = [r for r in obj.attach_all().values() if not isinstance(r, Exception)]
@@ -292,6 +315,7 @@ def measure(name: str, scale: float, object_path: Path | None = None) -> dict:
         "event": event,
         "events": n,
         "bpf_programs": per_prog,
+        "sections": sections,
         "runs": total_cnt,
         "avg_ns_per_run": round(total_ns / total_cnt, 1) if total_cnt else None,
         "max_prog_avg_ns_per_run": max(measured) if measured else None,
@@ -337,15 +361,21 @@ def main() -> None:
         exp = exp_index_cost()
         print(f"exp index scale 3: {exp['exp_index_ns']} ns, log2: {exp['log2_ns']} ns, "
               f"+{exp['extra_ns']} ns (bar {EXP_INDEX_BAR_NS})", flush=True)
-        # The floor: do-nothing programs on sys_enter (getpid workload) and sched_switch.
-        floor = measure("syscalls", args.scale, BUILD / "tests" / "bench_floor.bpf.o")
-        floor_ns = floor["bpf_programs"]
-        print(f"floor (empty programs): {floor_ns}", flush=True)
+        # The floor: do-nothing programs on every hook, tp_btf and raw_tp, under all the workloads.
+        floor = measure(names[0], args.scale, BUILD / "tests" / "bench_floor.bpf.o",
+                        floor_workload(names, args.scale))
+        floor_ns = {p: ns for p, ns in floor["bpf_programs"].items() if ns is not None}
+        # What one bpf_ktime_get_ns() adds to a program: a program doing only that, on the same hook.
+        clock_ns = round(floor_ns.pop("clock_raw_sys_enter") - floor_ns["floor_raw_sys_enter"], 1)
+        print(f"floor (empty programs): {floor_ns}\none bpf_ktime_get_ns(): +{clock_ns} ns", flush=True)
         for name in names:
             r = measure(name, args.scale)
+            # Each BPF program's floor: the empty program of the same kind on the same hook.
+            r["floor_ns"] = {p: floor_ns.get(floor_of(section)) for p, section in r.pop("sections").items()}
             results.append(r)
-            print(f"{name:16} {r['kind']:9} avg/run {r['avg_ns_per_run']} ns  max prog {r['max_prog_avg_ns_per_run']} ns"
-                  f"  added/event {r['added_ns_per_event']} ns  x{r['ratio_to_bare']}  ({r['event']})", flush=True)
+            print(f"{name:16} {r['kind']:9} avg/run {r['avg_ns_per_run']} ns  per prog {r['bpf_programs']}"
+                  f"  floor {r['floor_ns']}  added/event {r['added_ns_per_event']} ns  x{r['ratio_to_bare']}"
+                  f"  ({r['event']})", flush=True)
     finally:
         stats.close()
     judged = [r for r in results if r["within_bar"] is not None]
@@ -354,6 +384,7 @@ def main() -> None:
         "load_average_at_start": os.getloadavg()[0],
         "exp_index": exp,
         "floor_empty_program_ns": floor_ns,
+        "clock_read_ns": clock_ns,
         "programs": results,
         "all_within_bars": all(r["within_bar"] for r in judged) and exp["within_bar"],
         "over_bar": [r["program"] for r in judged if not r["within_bar"]],

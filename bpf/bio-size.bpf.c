@@ -32,7 +32,7 @@ int bio_size_issue(__u64 *ctx)
 
 	key.dev = request_dev(rq);
 	key.op = request_op(rq);
-	increment_exp_histogram(&bio_size, key, BPF_CORE_READ(rq, __data_len), SCALE);
+	increment_exp_histogram(&bio_size, key, rq->__data_len, SCALE);
 	return 0;
 }
 

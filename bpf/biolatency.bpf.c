@@ -7,9 +7,10 @@
 #include "otelbpf.h"
 #include "otelbpf_block.h"
 
-/* Requests in flight can be many on fast devices; when this map is full a new request is
- * simply not measured. */
-#define MAX_IN_FLIGHT 10240
+/* Distinct requests: the kernel preallocates them per queue (queue depth x hardware queues) and
+ * reuses them, so this bounds the requests of all devices together; past it, the least recently
+ * issued request's entry is recycled. */
+#define MAX_REQUESTS 10240
 
 /* exp2 histogram over microseconds: slot k counts latencies in (2^(k-1), 2^k] us, slot 0 counts
  * 0 and 1 us. exp2_slot() returns at most 64, so no observation is ever clamped; the running
@@ -28,12 +29,14 @@ struct bio_key {
 	__u64 bucket;
 };
 
-/* Issue time (bpf_ktime_get_ns) per request in flight, keyed by the request's address. The
- * kernel reuses preallocated requests, so an entry whose completion was missed (the program was
- * attached in between) is overwritten by the next issue of the same request. */
+/* Issue time (bpf_ktime_get_ns) per request, keyed by the request's address, 0 once completed.
+ * Requests are reused, so the entry of an address stays and is overwritten in place at each
+ * issue: a lookup and a store, where inserting at issue and deleting at completion took the
+ * bucket lock and recycled an element every time. LRU: the entries of requests freed for good
+ * (a device removed, a scheduler changed) are recycled, never left to fill the map. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_IN_FLIGHT);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_REQUESTS);
 	__type(key, __u64);
 	__type(value, __u64);
 } issued_at SEC(".maps");
@@ -52,10 +55,14 @@ SEC("tp_btf/block_rq_issue")
 int biolat_issue(__u64 *ctx)
 {
 	__u64 rq = (__u64)issued_request(ctx);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_ns(), *issued;
 
 	/* A requeued request is issued again: its latency counts from the last issue. */
-	bpf_map_update_elem(&issued_at, &rq, &now, BPF_ANY);
+	issued = bpf_map_lookup_elem(&issued_at, &rq);
+	if (issued)
+		*issued = now;
+	else
+		bpf_map_update_elem(&issued_at, &rq, &now, BPF_ANY);
 	return 0;
 }
 
@@ -69,12 +76,12 @@ int BPF_PROG(biolat_complete, struct request *rq, int error, unsigned int nr_byt
 	/* Requests issued before we attached have no start time. A request completed in several
 	 * parts fires this tracepoint once per part; the first part ends the measurement. */
 	issued = bpf_map_lookup_elem(&issued_at, &key_rq);
-	if (!issued)
+	if (!issued || !*issued)
 		return 0;
 	/* Both times come from the monotonic clock, which is the same on every CPU. */
 	now = bpf_ktime_get_ns();
 	us = (now - *issued) / 1000;
-	bpf_map_delete_elem(&issued_at, &key_rq);
+	*issued = 0;
 
 	key.dev = request_dev(rq);
 	key.op = request_op(rq);

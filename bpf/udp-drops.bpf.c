@@ -24,7 +24,9 @@ int BPF_PROG(count_udp_drop, int rc, struct sock *sk)
 {
 	struct udp_drop_key key = { .error = rc };
 
-	key.port = sk ? BPF_CORE_READ(sk, __sk_common.skc_num) : 0;
+	/* A direct load through the tracepoint's typed pointer: no helper call (BPF_CORE_READ
+	 * would be bpf_probe_read_kernel); a NULL or faulting pointer reads as 0. */
+	key.port = sk->__sk_common.skc_num;
 	map_add(&udp_drops, &key, 1);
 	return 0;
 }
