@@ -460,15 +460,29 @@ class LoadedProgram:
         self.obj.close()
 
 
+# The load-time parameter of bpf/include/otelbpf.h's OTELBPF_SAMPLING: count 1 event in N, N times.
+SAMPLING_PARAMETER = "sample_every"
+
+
 def attach_metric(programs: Sequence[LoadedProgram], failed: dict[str, OtelbpfError],
                   now_ns: int) -> list[Metric]:
-    """``otelbpf.program.attached`` (1/0 per BPF program) and ``otelbpf.program.loaded`` (per config)."""
+    """``otelbpf.program.attached`` (1/0 per BPF program), ``otelbpf.program.loaded`` (per config)
+    and ``otelbpf.program.sample_every`` (per config of a sampling program, the N it runs with)."""
     attached = [p for prog in programs for p in prog.attach_points(now_ns)]
     loaded = [NumberPoint((("otelbpf.program", prog.name),), 1, now_ns) for prog in programs]
     loaded += [NumberPoint((("otelbpf.program", name),), 0, now_ns) for name in sorted(failed)]
-    return [
+    sampling = [NumberPoint((("otelbpf.program", prog.name),), prog.obj.parameter_values[SAMPLING_PARAMETER],
+                            now_ns)
+                for prog in programs if SAMPLING_PARAMETER in prog.obj.parameter_values]
+    metrics = [
         Metric("otelbpf.program.attached", "1 when the BPF program is attached, 0 when it failed",
                "{program}", MetricKind.GAUGE, tuple(attached)),
         Metric("otelbpf.program.loaded", "1 when the program config loaded, 0 when it failed",
                "{program}", MetricKind.GAUGE, tuple(loaded)),
     ]
+    if sampling:
+        metrics.append(Metric(
+            "otelbpf.program.sample_every",
+            "The program counts 1 event in N (per CPU) as N events, so its counts and sums stay "
+            "totals: N (1 = every event)", "{event}", MetricKind.GAUGE, tuple(sampling)))
+    return metrics

@@ -18,6 +18,7 @@ import errno
 import os
 import re
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,9 @@ class BpfObject:
         self.programs: dict[str, BpfProgram] = {}
         self.maps: dict[str, BpfMap] = {}
         self.rodata: dict[str, RodataVar] = {}
+        # Every integer/bool parameter's value as loaded (the object's default where the config
+        # sets none), read back from the .rodata image once parameters are applied.
+        self.parameter_values: dict[str, int] = {}
         self.program_errors: dict[str, OtelbpfError] = {}
         self.pin_states: dict[str, str] = {}
         # Maps that must start empty even though a pin exists (the caller knows their old
@@ -250,7 +254,13 @@ class BpfObject:
         self.rodata = Btf(btf).rodata_vars() if btf else {}
 
     def _apply_parameters(self) -> None:
+        if not self._rodata_ptr:
+            return
+        size = ctypes.c_size_t()
         if not self.parameters:
+            image = lb.bpf_map__initial_value(self._rodata_ptr, ctypes.byref(size))
+            if image:
+                self._read_parameter_values(image, size.value)
             return
         unknown = sorted(set(self.parameters) - set(self.rodata))
         if unknown:
@@ -259,7 +269,6 @@ class BpfObject:
                 f"{self.path}: unknown parameter(s) {', '.join(unknown)}; "
                 f"the object's const volatile globals are: {known}"
             )
-        size = ctypes.c_size_t()
         # Before load, the .rodata map's initial value is libbpf's writable copy of the section;
         # load() creates the map from it and freezes it, so the verifier sees these as constants.
         image = lb.check_ptr(lb.bpf_map__initial_value(self._rodata_ptr, ctypes.byref(size)), ".rodata image")
@@ -269,6 +278,14 @@ class BpfObject:
             if var.offset + len(data) > size.value:
                 raise ValueError(f"{self.path}: parameter '{name}' lies outside .rodata ({size.value} bytes)")
             ctypes.memmove(image + var.offset, data, len(data))
+        self._read_parameter_values(image, size.value)
+
+    def _read_parameter_values(self, image: int, size: int) -> None:
+        self.parameter_values = {
+            var.name: int.from_bytes(ctypes.string_at(image + var.offset, var.size), sys.byteorder,
+                                     signed=var.signed)
+            for var in self.rodata.values()
+            if var.kind in ("int", "bool") and var.offset + var.size <= size}
 
     # --- pins -------------------------------------------------------------------------------------
 
