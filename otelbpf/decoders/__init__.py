@@ -18,6 +18,7 @@ from otelbpf.decoders.errno import ErrnoDecoder
 from otelbpf.decoders.hex import HexDecoder
 from otelbpf.decoders.ifname import IfnameDecoder
 from otelbpf.decoders.inet_ip import InetIpDecoder
+from otelbpf.decoders.kernel_enum import KernelEnumDecoder
 from otelbpf.decoders.kstack import KstackDecoder
 from otelbpf.decoders.ksym import KsymDecoder
 from otelbpf.decoders.majorminor import MajorMinorDecoder
@@ -42,6 +43,7 @@ _BUILTIN: tuple[type[Decoder], ...] = (
     IfnameDecoder,
     InetIpDecoder,
     IntDecoder,
+    KernelEnumDecoder,
     KstackDecoder,
     KsymDecoder,
     MajorMinorDecoder,

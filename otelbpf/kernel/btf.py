@@ -1,4 +1,5 @@
-"""BTF of a BPF object: where each ``const volatile`` global (load-time parameter) lives in .rodata.
+"""BTF of a BPF object: where each ``const volatile`` global (load-time parameter) lives in .rodata;
+and the running kernel's enums (``kernel_enum``), whose values differ between kernel versions.
 
 BPF programs take load-time options as ``const volatile`` globals; clang places them in the
 ``.rodata`` section and describes them in BTF as a DATASEC of VARs. libbpf fixes the DATASEC's
@@ -42,6 +43,10 @@ class _BtfArray(Structure):
 
 class _BtfEnum(Structure):
     _fields_ = [("name_off", c_uint32), ("val", c_int32)]
+
+
+class _BtfEnum64(Structure):
+    _fields_ = [("name_off", c_uint32), ("val_lo32", c_uint32), ("val_hi32", c_uint32)]
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,30 @@ class Btf:
                 return addr, t, first_name
             type_id = t.size_or_type
 
+    def enum_values(self, name: str) -> dict[int, str] | None:
+        """Value → name of every member of ``enum name`` (32- or 64-bit), None without that enum.
+        Where several names share a value, the first one declared is kept."""
+        for kind in (KIND_ENUM, KIND_ENUM64):
+            type_id = self.find(name, kind)
+            if type_id is None:
+                continue
+            addr, t = self._type(type_id)
+            signed = bool(t.info >> 31)  # kflag: a signed enum
+            base = addr + ctypes.sizeof(_BtfType)
+            out: dict[int, str] = {}
+            for i in range(self.vlen(t)):
+                if kind == KIND_ENUM:
+                    member = _BtfEnum.from_address(base + i * ctypes.sizeof(_BtfEnum))
+                    value = member.val if signed else member.val & 0xFFFFFFFF
+                else:
+                    member = _BtfEnum64.from_address(base + i * ctypes.sizeof(_BtfEnum64))
+                    value = member.val_hi32 << 32 | member.val_lo32
+                    if signed and value >> 63:
+                        value -= 1 << 64
+                out.setdefault(value, self.name(member.name_off))
+            return out
+        return None
+
     def rodata_vars(self, section: str = ".rodata") -> dict[str, RodataVar]:
         """Every VAR of the DATASEC ``section`` with its offset, size and parameter kind."""
         sec_id = self.find(section, KIND_DATASEC)
@@ -150,6 +179,18 @@ class Btf:
         return RodataVar(name, offset, size, "other", False, type_name or f"btf kind {kind}")
 
 
+def kernel_enum(name: str) -> dict[int, str] | None:
+    """``enum name`` of the running kernel's BTF (/sys/kernel/btf/vmlinux): value → member name.
+    None when the kernel has no such enum or no BTF."""
+    ptr = lb.btf__load_vmlinux_btf()
+    if not ptr:
+        return None
+    try:
+        return Btf(ptr).enum_values(name)
+    finally:
+        lb.btf__free(ptr)
+
+
 def encode_parameter(var: RodataVar, value: int | bool | str) -> bytes:
     """The bytes to store for ``var = value``; ValueError saying what would fit."""
     where = f"parameter '{var.name}' ({var.describe()})"
@@ -181,4 +222,4 @@ def encode_parameter(var: RodataVar, value: int | bool | str) -> bytes:
     raise ValueError(f"{where}: only integers, bools and char arrays can be set as parameters")
 
 
-__all__ = ["Btf", "RodataVar", "encode_parameter"]
+__all__ = ["Btf", "RodataVar", "encode_parameter", "kernel_enum"]

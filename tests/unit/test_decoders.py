@@ -256,3 +256,44 @@ def test_syscall_table_matches_tracefs():
                                 "sendfile64", "mmap_pgoff", "sigsuspend", "uselib", "olduname",
                                 "uname", "mmap", "ni_syscall", "lookup_dcookie", "umount"}
     assert not missing, f"traced syscalls absent from syscalls-{arch}.tsv: {sorted(missing)}"
+
+
+needs_btf = pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(),
+                               reason="the running kernel exposes no BTF (/sys/kernel/btf/vmlinux)")
+
+
+@needs_btf
+def test_kernel_enum_names_values_from_the_running_kernel():
+    """enum bpf_map_type is uapi: its numbers are fixed, so the expected names are known."""
+    plain = build("kernel_enum", enum="bpf_map_type")
+    assert plain.decode(u32(1)) == b"BPF_MAP_TYPE_HASH" and plain.decode(b"2") == b"BPF_MAP_TYPE_ARRAY"
+    short = build("kernel_enum", enum="bpf_map_type", strip_prefix="BPF_MAP_TYPE_", lowercase=True,
+                  unknown_prefix="unknown:")
+    assert short.decode(u32(6)) == b"percpu_array" and short.decode(u32(27)) == b"ringbuf"
+    assert short.decode(u32(100000)) == b"unknown:100000"
+    assert plain.decode(u32(100000)) == b"100000"
+
+
+@needs_btf
+def test_kernel_enum_reads_64_bit_enums():
+    """enum perf_callchain_context (uapi) holds (__u64)-128 for PERF_CONTEXT_KERNEL: a 64-bit
+    BTF enum where pahole emits one."""
+    from otelbpf.kernel.btf import kernel_enum
+    if kernel_enum("perf_callchain_context") is None:
+        pytest.skip("this kernel's BTF has no enum perf_callchain_context")
+    decoder = build("kernel_enum", enum="perf_callchain_context")
+    assert decoder.decode(u64((1 << 64) - 128)) == b"PERF_CONTEXT_KERNEL"
+    assert decoder.decode(u64((1 << 64) - 512)) == b"PERF_CONTEXT_USER"
+
+
+@needs_btf
+@pytest.mark.parametrize("options,message", [
+    ({}, 'needs enum = "<C enum name>"'),
+    ({"enum": "no_such_enum_anywhere"}, "has no enum no_such_enum_anywhere"),
+    ({"enum": "bpf_map_type", "lowercase": "yes"}, "lowercase must be true or false"),
+    ({"enum": "bpf_map_type", "strip_prefix": 1}, "strip_prefix must be a string"),
+    ({"enum": "bpf_map_type", "prefix": "X"}, 'did you mean "strip_prefix"'),
+])
+def test_kernel_enum_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        build("kernel_enum", **options)
