@@ -18,6 +18,7 @@ from otelbpf.decoders.errno import ErrnoDecoder
 from otelbpf.decoders.hex import HexDecoder
 from otelbpf.decoders.ifname import IfnameDecoder
 from otelbpf.decoders.inet_ip import InetIpDecoder
+from otelbpf.decoders.irq import IrqDecoder
 from otelbpf.decoders.kernel_enum import KernelEnumDecoder
 from otelbpf.decoders.kstack import KstackDecoder
 from otelbpf.decoders.ksym import KsymDecoder
@@ -43,6 +44,7 @@ _BUILTIN: tuple[type[Decoder], ...] = (
     IfnameDecoder,
     InetIpDecoder,
     IntDecoder,
+    IrqDecoder,
     KernelEnumDecoder,
     KstackDecoder,
     KsymDecoder,

@@ -91,6 +91,19 @@ def test_softirq_latency_measures_raised_net_rx(bpf_build):
     assert point.scale == 3 and point.count == waits
 
 
+def proc_interrupt_names() -> dict[int, str]:
+    """The handler names /proc/interrupts shows per IRQ (after the counts, chip, hwirq and type),
+    a shared line's joined by ", "."""
+    lines = Path("/proc/interrupts").read_text().splitlines()
+    ncpu = len(lines[0].split())
+    out = {}
+    for line in lines[1:]:
+        number, _, rest = line.partition(":")
+        if number.strip().isdigit():
+            out[int(number)] = " ".join(rest.split()[ncpu + 2:])
+    return out
+
+
 def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
     with loaded(bpf_build, "hardirqs") as obj:
         with attached(obj):
@@ -102,18 +115,21 @@ def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
                 os.fsync(fd)
             os.close(fd)
             after = proc_interrupts()
-        runs = values(obj.maps["irq_runs"], "=I28s")
-        time_ns = values(obj.maps["irq_time"], "=I28s")
-    per_irq: dict[int, int] = {}
-    for (irq, name), n in runs.items():
-        assert name.rstrip(b"\0"), f"irq {irq} without a handler name"
-        per_irq[irq] = per_irq.get(irq, 0) + n
-    assert per_irq, "no interrupt handler ran during 50 fsyncs"
-    for irq, n in per_irq.items():
-        # Shared lines run every handler of the line per interrupt: at least one count each.
-        handlers = sum(1 for (i, _) in runs if i == irq)
+        runs = values(obj.maps["irq_runs"], "=II")
+        time_ns = values(obj.maps["irq_time"], "=II")
+        exported = metrics(bpf_build, "hardirqs", obj)["irq.handler.runs"].points
+    names = proc_interrupt_names()
+    assert runs, "no interrupt handler ran during 50 fsyncs"
+    for (irq, again), n in runs.items():
+        assert irq == again
+        # Shared lines run every handler of the line per interrupt: one count per handler.
+        handlers = len(names[irq].split(","))
         within(n, (after[irq] - before[irq]) * handlers, f"irq {irq}")
     assert all(time_ns[k] > 0 for k in runs)
+    # The handler label is what /proc/interrupts names the line.
+    for point in exported:
+        attributes = dict(point.attributes)
+        assert attributes["handler"] == names[int(attributes["irq"])].replace(", ", ","), attributes
 
 
 def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):

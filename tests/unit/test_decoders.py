@@ -297,3 +297,16 @@ def test_kernel_enum_reads_64_bit_enums():
 def test_kernel_enum_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         build("kernel_enum", **options)
+
+
+def test_irq_names_what_sysfs_lists_and_leaves_other_numbers():
+    from otelbpf.decoders.irq import SYS_IRQ
+    decoder = build("irq", unknown_prefix="irq:")
+    assert not (SYS_IRQ / "99999").exists()
+    assert decoder.decode(u32(99999)) == b"irq:99999"
+    named = [p for p in SYS_IRQ.glob("*") if (p / "actions").read_text().strip()] if SYS_IRQ.is_dir() else []
+    if not named:
+        pytest.skip("no interrupt with a handler in /sys/kernel/irq")
+    irq = named[0]
+    assert decoder.decode(u32(int(irq.name))) == (irq / "actions").read_text().strip().encode()
+    assert decoder.decode(irq.name.encode()) == (irq / "actions").read_text().strip().encode()
