@@ -3,7 +3,8 @@
  * as raw_tp. Their average run time under BPF_ENABLE_STATS on the same hook, in the same run, is
  * the floor a library program pays there before doing any work (the statistics' own clock reads,
  * the call, the hook's cache misses): benchmarks/programs.py reports it beside each program.
- * Names: floor_<hook> is tp_btf, floor_raw_<hook> raw_tp, floor_tp_<hook> a classic tracepoint. */
+ * Names: floor_<hook> is tp_btf, floor_raw_<hook> raw_tp, floor_tp_<hook> a classic tracepoint.
+ * clock_<hook> and hash_<hook> (below) add the one step that some programs cannot do without. */
 #include "vmlinux.h"
 #include "otelbpf.h"
 
@@ -71,5 +72,49 @@ int clock_raw_sys_enter(void *ctx)
 	clock_sink = bpf_ktime_get_ns();
 	return 0;
 }
+
+/* clock_<hook>: one clock read and nothing else, on the hooks of the programs that time an
+ * interval with two reads (entry and exit): the least such a program costs per run there. */
+#define CLOCK_FLOOR(hook)                                                                          \
+	SEC("tp_btf/" #hook)                                                                       \
+	int clock_##hook(void *ctx)                                                                \
+	{                                                                                          \
+		clock_sink = bpf_ktime_get_ns();                                                   \
+		return 0;                                                                          \
+	}
+
+CLOCK_FLOOR(softirq_entry)
+CLOCK_FLOOR(softirq_exit)
+CLOCK_FLOOR(irq_handler_entry)
+CLOCK_FLOOR(irq_handler_exit)
+
+/* hash_<hook>: one count added in a per-CPU hash map (map_add, as the library's counters do)
+ * and nothing else, on the hooks of the programs keyed by something a hash map must hold (a
+ * drop reason, a port, a command name, a function): the least such a program costs per run
+ * there, with the caches the hook's own work leaves. Each hook counts under its own key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} floor_hash SEC(".maps");
+
+#define HASH_FLOOR(hook, id)                                                                       \
+	SEC("tp_btf/" #hook)                                                                       \
+	int hash_##hook(void *ctx)                                                                 \
+	{                                                                                          \
+		__u32 key = id;                                                                    \
+		map_add(&floor_hash, &key, 1);                                                     \
+		return 0;                                                                          \
+	}
+
+HASH_FLOOR(kfree_skb, 1)
+HASH_FLOOR(udp_fail_queue_rcv_skb, 2)
+HASH_FLOOR(page_fault_user, 3)
+HASH_FLOOR(inet_sock_set_state, 4)
+HASH_FLOOR(timer_expire_entry, 5)
+HASH_FLOOR(hrtimer_expire_entry, 6)
+HASH_FLOOR(block_rq_issue, 7)
+HASH_FLOOR(sched_switch, 8)
 
 char LICENSE[] SEC("license") = "GPL";
