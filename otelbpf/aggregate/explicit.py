@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from otelbpf.aggregate.exponential import _exact_int_sums
+from otelbpf.aggregate.series_stats import SeriesStats, batch
 from otelbpf.metrics.model import Attributes, HistogramPoint
 
 __all__ = ["ExplicitHistograms", "DEFAULT_BOUNDS", "bucket_indexes"]
@@ -59,9 +59,7 @@ class ExplicitHistograms:
         self.dropped_nonfinite = 0
         self._cap = 0
         self._counts = np.zeros((0, len(bounds) + 1), dtype=np.int64)
-        self._sum: list[int | float] = []
-        self._min: list[int | float | None] = []
-        self._max: list[int | float | None] = []
+        self._stats = SeriesStats()
         self._ensure(capacity)
 
     @property
@@ -74,9 +72,7 @@ class ExplicitHistograms:
         capacity = max(capacity, 2 * self._cap)
         extra = capacity - self._cap
         self._counts = np.concatenate([self._counts, np.zeros((extra, len(self.bounds) + 1), dtype=np.int64)])
-        self._sum.extend([0] * extra)
-        self._min.extend([None] * extra)
-        self._max.extend([None] * extra)
+        self._stats.grow(capacity)
         self._cap = capacity
 
     def count(self, group: int) -> int:
@@ -86,55 +82,30 @@ class ExplicitHistograms:
         other = ExplicitHistograms.__new__(ExplicitHistograms)
         other.bounds, other.dropped_nonfinite, other._cap = self.bounds, self.dropped_nonfinite, self._cap
         other._counts = self._counts.copy()
-        other._sum, other._min, other._max = list(self._sum), list(self._min), list(self._max)
+        other._stats = self._stats.copy()
         return other
 
     def reset(self, groups: Sequence[int] | np.ndarray | None = None) -> None:
         rows = np.arange(self._cap) if groups is None else np.asarray(groups, dtype=np.intp)
         self._counts[rows] = 0
-        for g in rows.tolist():
-            self._sum[g], self._min[g], self._max[g] = 0, None, None
+        self._stats.reset(rows.tolist())
 
     def point(self, group: int, attributes: Attributes, start_ns: int, now_ns: int) -> HistogramPoint:
         self._ensure(group + 1)
         counts = self._counts[group].tolist()
         return HistogramPoint(attributes=attributes, start_time_ns=start_ns, time_ns=now_ns, count=sum(counts),
-                              sum=self._sum[group], bounds=self.bounds, bucket_counts=tuple(counts),
-                              min=self._min[group], max=self._max[group])
+                              sum=self._stats.sum[group], bounds=self.bounds, bucket_counts=tuple(counts),
+                              min=self._stats.min[group], max=self._stats.max[group])
 
     def record(self, group_ids, values, weights=1) -> None:
         """Add events: value `values[i]` to series `group_ids[i]`, counted `weights` (int or array) times."""
-        g = np.asarray(group_ids, dtype=np.intp).reshape(-1)
-        v = np.asarray(values).reshape(-1)
-        if v.dtype.kind not in "iuf":
-            v = v.astype(np.float64)
-        if g.shape != v.shape:
-            raise ValueError(f"group_ids ({g.size}) and values ({v.size}) differ in length")
-        w = None
-        if np.ndim(weights) != 0:
-            w = np.asarray(weights, dtype=np.int64).reshape(-1)
-            if w.shape != v.shape:
-                raise ValueError("weights must be an int or match values in length")
-            if w.size and w.min() < 0:
-                raise ValueError("weights must be >= 0")
-        elif int(weights) < 0:
-            raise ValueError("weights must be >= 0")
-        elif int(weights) == 0:
+        events = batch(group_ids, values, weights)
+        if events is None:
             return
-        elif int(weights) != 1:
-            w = np.full(v.shape, int(weights), dtype=np.int64)
-        if v.dtype.kind == "f":
-            finite = np.isfinite(v)
-            if not finite.all():
-                self.dropped_nonfinite += int(np.count_nonzero(~finite))
-                g, v = g[finite], v[finite]
-                w = None if w is None else w[finite]
-        if w is not None and not (keep := w > 0).all():
-            g, v, w = g[keep], v[keep], w[keep]
+        g, v, w, nonfinite = events
+        self.dropped_nonfinite += nonfinite
         if v.size == 0:
             return
-        if g.min() < 0:
-            raise ValueError("group ids must be >= 0")
         self._ensure(int(g.max()) + 1)
         width = len(self.bounds) + 1
         flat = self._counts.reshape(-1)
@@ -143,29 +114,4 @@ class ExplicitHistograms:
             flat += np.bincount(cells, minlength=flat.size)
         else:
             np.add.at(flat, cells, w)
-        self._record_stats(g, v, w)
-
-    def _record_stats(self, g: np.ndarray, v: np.ndarray, w: np.ndarray | None) -> None:
-        touched = np.flatnonzero(np.bincount(g, minlength=self._cap))
-        if v.dtype.kind == "f":
-            lo, hi = np.full(self._cap, np.inf), np.full(self._cap, -np.inf)
-            # Sequentially from the running sum, in event order: the SDK's `sum += v`, same rounding.
-            sums = np.zeros(self._cap)
-            sums[touched] = [float(self._sum[grp]) for grp in touched.tolist()]
-            np.add.at(sums, g, v if w is None else v * w)
-            new_sums = dict(zip(touched.tolist(), sums[touched].tolist()))
-        else:
-            info = np.iinfo(v.dtype)
-            lo = np.full(self._cap, info.max, dtype=v.dtype)
-            hi = np.full(self._cap, info.min, dtype=v.dtype)
-            exact = _exact_int_sums(g, v, w, self._cap)
-            new_sums = {grp: self._sum[grp] + exact[grp] for grp in touched.tolist()}
-        np.minimum.at(lo, g, v)
-        np.maximum.at(hi, g, v)
-        mins, maxs = lo[touched].tolist(), hi[touched].tolist()
-        for k, grp in enumerate(touched.tolist()):
-            self._sum[grp] = new_sums[grp]
-            old = self._min[grp]
-            self._min[grp] = mins[k] if old is None or mins[k] < old else old
-            old = self._max[grp]
-            self._max[grp] = maxs[k] if old is None or maxs[k] > old else old
+        self._stats.record(g, v, w, np.flatnonzero(np.bincount(g, minlength=self._cap)))

@@ -23,8 +23,8 @@ mapping and exponent mapping can disagree by one bucket for values within an ulp
 of two, so whether such a value was recorded before or after its series' scale first dropped to 0
 matters; a group whose batch makes that crossing *and* holds such a value is replayed event by event.
 
-The SDK's sum is `sum += v` in event order: float sums here are accumulated the same way
-(`np.add.at`, sequential), integer sums stay exact Python ints, min/max keep the input's type.
+Sum, min and max follow the SDK's `sum += v` (see `series_stats.py`, shared with the
+explicit-bucket histograms).
 
 Differences from the SDK, on purpose: where the SDK's index span after a downscale is still one
 bucket too wide (the case above) it aliases two buckets in its ring buffer; we downscale once more.
@@ -42,6 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from otelbpf.aggregate.series_stats import SeriesStats, batch
 from otelbpf.metrics.model import Attributes, ExponentialHistogramPoint
 
 __all__ = ["ExponentialHistograms", "value_to_index", "scale_change", "MIN_SCALE", "MAX_SCALE"]
@@ -287,9 +288,7 @@ class ExponentialHistograms:
         self._scale = np.zeros(0, dtype=np.int64)
         self._count = np.zeros(0, dtype=np.int64)
         self._zero = np.zeros(0, dtype=np.int64)
-        self._sum: list[int | float] = []
-        self._min: list[int | float | None] = []
-        self._max: list[int | float | None] = []
+        self._stats = SeriesStats()
         self._pos = _Side(0, max_size)
         self._neg = _Side(0, max_size)
         self._ensure(capacity)
@@ -309,9 +308,7 @@ class ExponentialHistograms:
         self._scale = np.concatenate([self._scale, np.full(extra, self.max_scale, dtype=np.int64)])
         self._count = np.concatenate([self._count, np.zeros(extra, dtype=np.int64)])
         self._zero = np.concatenate([self._zero, np.zeros(extra, dtype=np.int64)])
-        self._sum.extend([0] * extra)
-        self._min.extend([None] * extra)
-        self._max.extend([None] * extra)
+        self._stats.grow(capacity)
         self._pos.grow(capacity)
         self._neg.grow(capacity)
         self._cap = capacity
@@ -331,7 +328,7 @@ class ExponentialHistograms:
         other.dropped_nonfinite = self.dropped_nonfinite
         other._cap = self._cap
         other._scale, other._count, other._zero = self._scale.copy(), self._count.copy(), self._zero.copy()
-        other._sum, other._min, other._max = list(self._sum), list(self._min), list(self._max)
+        other._stats = self._stats.copy()
         other._pos, other._neg = self._pos.copy(), self._neg.copy()
         return other
 
@@ -341,8 +338,7 @@ class ExponentialHistograms:
         self._scale[rows] = self.max_scale
         self._count[rows] = 0
         self._zero[rows] = 0
-        for g in rows.tolist():
-            self._sum[g], self._min[g], self._max[g] = 0, None, None
+        self._stats.reset(rows.tolist())
         self._pos.clear(rows)
         self._neg.clear(rows)
 
@@ -357,15 +353,15 @@ class ExponentialHistograms:
             start_time_ns=start_ns,
             time_ns=now_ns,
             count=int(self._count[group]),
-            sum=self._sum[group],
+            sum=self._stats.sum[group],
             scale=self.scale(group),
             zero_count=int(self._zero[group]),
             positive_offset=pos_off,
             positive_counts=pos,
             negative_offset=neg_off,
             negative_counts=neg,
-            min=self._min[group],
-            max=self._max[group],
+            min=self._stats.min[group],
+            max=self._stats.max[group],
         )
 
     @staticmethod
@@ -379,40 +375,13 @@ class ExponentialHistograms:
 
     def record(self, group_ids, values, weights=1) -> None:
         """Add events: value `values[i]` to series `group_ids[i]`, counted `weights` (int or array) times."""
-        g = np.asarray(group_ids, dtype=np.intp).reshape(-1)
-        v = np.asarray(values).reshape(-1)
-        if v.dtype.kind not in "iuf":
-            v = v.astype(np.float64)
-        if g.shape != v.shape:
-            raise ValueError(f"group_ids ({g.size}) and values ({v.size}) differ in length")
-        w = None
-        if not np.isscalar(weights) and np.ndim(weights) != 0:
-            w = np.asarray(weights, dtype=np.int64).reshape(-1)
-            if w.shape != v.shape:
-                raise ValueError("weights must be an int or match values in length")
-            if w.size and w.min() < 0:
-                raise ValueError("weights must be >= 0")
-            keep = w > 0
-            if not keep.all():
-                g, v, w = g[keep], v[keep], w[keep]
-        else:
-            wi = int(weights)
-            if wi < 0:
-                raise ValueError("weights must be >= 0")
-            if wi == 0:
-                return
-            if wi != 1:
-                w = np.full(v.shape, wi, dtype=np.int64)
-        if v.dtype.kind == "f":
-            finite = np.isfinite(v)
-            if not finite.all():
-                self.dropped_nonfinite += int(np.count_nonzero(~finite))
-                g, v = g[finite], v[finite]
-                w = None if w is None else w[finite]
+        events = batch(group_ids, values, weights)
+        if events is None:
+            return
+        g, v, w, nonfinite = events
+        self.dropped_nonfinite += nonfinite
         if v.size == 0:
             return
-        if g.min() < 0:
-            raise ValueError("group ids must be >= 0")
         self._ensure(int(g.max()) + 1)
 
         # Recording consecutive slices is exactly recording the whole (like the SDK, one value at a
@@ -438,57 +407,8 @@ class ExponentialHistograms:
             zw = None if w is None else w[zero]
             self._zero += np.bincount(g[zero], weights=zw, minlength=cap).astype(np.int64)
 
-        if v.dtype.kind == "f":
-            lo = np.full(cap, np.inf)
-            hi = np.full(cap, -np.inf)
-        else:
-            info = np.iinfo(v.dtype)
-            lo = np.full(cap, info.max, dtype=v.dtype)
-            hi = np.full(cap, info.min, dtype=v.dtype)
-        np.minimum.at(lo, g, v)
-        np.maximum.at(hi, g, v)
-        batch_sums = self._batch_sums(g, v, vf, w, touched)
-        mins, maxs = lo[touched].tolist(), hi[touched].tolist()
-        for k, grp in enumerate(touched.tolist()):
-            old = self._min[grp]
-            self._min[grp] = mins[k] if old is None or mins[k] < old else old
-            old = self._max[grp]
-            self._max[grp] = maxs[k] if old is None or maxs[k] > old else old
-            self._sum[grp] = batch_sums[k]
+        lo, hi = self._stats.record(g, v, w, touched, vf)
         return touched, lo, hi
-
-    def _batch_sums(self, g, v, vf, w, touched) -> list[int | float]:
-        """New running sums of the touched groups, added in event order like the SDK's `sum += v`.
-
-        Integer sums stay exact Python ints until a float arrives (as `int + float` does in Python);
-        float sums are accumulated sequentially in event order (`np.add.at`), not pairwise, so the
-        rounding is the SDK's.
-        """
-        groups = touched.tolist()
-        old = [self._sum[i] for i in groups]
-        if v.dtype.kind == "f":
-            float_groups = groups
-        else:
-            float_groups = [grp for grp, s in zip(groups, old) if isinstance(s, float)]
-        sums = dict(zip(groups, old))
-        if float_groups:
-            mask = None if len(float_groups) == len(groups) else np.isin(g, float_groups)
-            acc = np.zeros(self._cap)
-            acc[float_groups] = [float(sums[grp]) for grp in float_groups]
-            gf, vff = (g, vf) if mask is None else (g[mask], vf[mask])
-            wf = w if mask is None or w is None else w[mask]
-            with np.errstate(over="ignore"):  # a float sum may overflow to inf, as in the SDK
-                np.add.at(acc, gf, vff if wf is None else vff * wf)
-            for grp, s in zip(float_groups, acc[float_groups].tolist()):
-                sums[grp] = s
-            if mask is None:
-                return [sums[grp] for grp in groups]
-            keep = ~mask
-            g, v = g[keep], v[keep]
-            w = None if w is None else w[keep]
-        for grp, s in _exact_int_sums(g, v, w, self._cap).items():
-            sums[grp] = sums[grp] + s
-        return [sums[grp] for grp in groups]
 
     def _record_buckets(self, g: np.ndarray, vf: np.ndarray, w: np.ndarray | None, touched: np.ndarray,
                         vmin: np.ndarray, vmax: np.ndarray) -> None:
@@ -690,37 +610,3 @@ class ExponentialHistograms:
                 side.rebin(rows, np.array([0]), np.array([index]))
             side.end[grp] = max(int(side.end[grp]), index)
             side.counts[grp, index - side.start[grp]] += 1 if weights is None else int(weights[i])
-
-
-def _exact_int_sums(g: np.ndarray, v: np.ndarray, w: np.ndarray | None, cap: int) -> dict[int, int]:
-    """Exact per-group sums of integer values (times weights) as Python ints."""
-    if g.size == 0:
-        return {}
-    vmax = max(abs(int(v.min())), abs(int(v.max())))
-    wmax = 1 if w is None else int(w.max())
-    if vmax * wmax * g.size < 2**63:
-        acc = np.zeros(cap, dtype=np.int64)
-        np.add.at(acc, g, v.astype(np.int64) if w is None else v.astype(np.int64) * w)
-        present = np.flatnonzero(np.bincount(g, minlength=cap))
-        return dict(zip(present.tolist(), (int(x) for x in acc[present].tolist())))
-    if wmax * g.size < 2**31:
-        # split into 32-bit halves; each half-sum fits in int64
-        if v.dtype.kind == "u":
-            high = (v >> np.uint64(32)).astype(np.int64)
-            low = (v & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        else:
-            high = v.astype(np.int64) >> 32
-            low = v.astype(np.int64) & 0xFFFFFFFF
-        if w is not None:
-            high, low = high * w, low * w
-        acc_h = np.zeros(cap, dtype=np.int64)
-        acc_l = np.zeros(cap, dtype=np.int64)
-        np.add.at(acc_h, g, high)
-        np.add.at(acc_l, g, low)
-        present = np.flatnonzero(np.bincount(g, minlength=cap))
-        return {i: (int(acc_h[i]) << 32) + int(acc_l[i]) for i in present.tolist()}
-    sums: dict[int, int] = {}
-    ws = [1] * g.size if w is None else w.tolist()
-    for grp, x, k in zip(g.tolist(), v.tolist(), ws):
-        sums[grp] = sums.get(grp, 0) + x * k
-    return sums

@@ -17,6 +17,7 @@ REGRESSIONS = Path(__file__).parent / "regressions" / "decoder-inputs.txt"
 OPTIONS = {
     "static_map": {"static_map": {"1": "one", "": "empty"}, "allow_unknown": True},
     "regexp": {"regexps": ["^a", "z$"]},
+    "kernel_enum": {"enum": "bpf_map_type", "strip_prefix": "BPF_MAP_TYPE_", "lowercase": True},
 }
 
 
