@@ -484,6 +484,28 @@ def pinned_calls(pin_dir) -> int:
     return 0 if raw is None else int.from_bytes(raw, "little")
 
 
+def swap_left_attached(tmp_path, pin_dir, child, endpoint=None, env=None):
+    """Run the `swap` program once with [state] keep_attached while `child` makes 10 getpid
+    calls, then stop the agent: the program stays attached. Returns (swap.toml, agent config)."""
+    programs = tmp_path / "conf.d"
+    programs.mkdir()
+    swap = programs / "swap.toml"
+    swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
+    config = write_agent_config(tmp_path, endpoint=endpoint, programs=["swap"],
+                                programs_dir=programs, pin_dir=pin_dir)
+    keep_attached(config)
+    with AgentProcess(config, env=env) as agent:
+        if endpoint:
+            wait_flushes(agent, ok=True)
+        else:
+            agent.wait_event("agent started")
+        child.getpid(10)
+        if endpoint:
+            wait_flushes(agent, ok=True)
+        assert agent.stop() == 0
+    return swap, config
+
+
 def test_keep_attached_changed_program_failing_at_start_keeps_the_previous_version(
         tmp_path, bpf_build, victoria_metrics, run_id, pin_dir):
     """A version changed while the agent was down shares the pinned map and fails to attach at
@@ -495,18 +517,7 @@ def test_keep_attached_changed_program_failing_at_start_keeps_the_previous_versi
     sel = f'key="0",test_run="{run_id}"'
     env = {"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}
     with GetpidChild() as child:
-        programs = tmp_path / "conf.d"
-        programs.mkdir()
-        swap = programs / "swap.toml"
-        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
-        config = write_agent_config(tmp_path, endpoint=vm.otlp_http_endpoint, programs=["swap"],
-                                    programs_dir=programs, pin_dir=pin_dir)
-        keep_attached(config)
-        with AgentProcess(config, env=env) as agent:
-            wait_flushes(agent, ok=True)
-            child.getpid(10)
-            wait_flushes(agent, ok=True)
-            assert agent.stop() == 0
+        swap, config = swap_left_attached(tmp_path, pin_dir, child, vm.otlp_http_endpoint, env)
         links = pin_dir / "swap" / "@links"
         with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
             map_id = m.id
@@ -570,17 +581,7 @@ def test_keep_attached_changed_program_sharing_no_map_never_detaches_the_previou
     two_labels = ('labels = [{ name = "lo", size = 2, decoders = [{ name = "uint" }] },\n'
                   '          { name = "hi", size = 2, decoders = [{ name = "uint" }] }]\n')
     with GetpidChild() as child:
-        programs = tmp_path / "conf.d"
-        programs.mkdir()
-        swap = programs / "swap.toml"
-        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
-        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
-                                    programs_dir=programs, pin_dir=pin_dir)
-        keep_attached(config)
-        with AgentProcess(config) as agent:
-            agent.wait_event("agent started")
-            child.getpid(10)
-            assert agent.stop() == 0
+        swap, config = swap_left_attached(tmp_path, pin_dir, child)
         links = link_ids(pin_dir, "swap")
         with BpfMap.from_pin(pin_dir / "swap" / "calls") as m:
             map_id = m.id
@@ -607,17 +608,7 @@ def test_keep_attached_version_that_cannot_be_attached_again_is_not_replaced_at_
     without CAP_SYS_ADMIN, could not attach them again, so a new version sharing their map is
     refused rather than detaching them: the old version keeps counting through the same link."""
     with GetpidChild() as child:
-        programs = tmp_path / "conf.d"
-        programs.mkdir()
-        swap = programs / "swap.toml"
-        swap.write_text(swap_program("kernel_swap.bpf.o", child.pid))
-        config = write_agent_config(tmp_path, endpoint=None, programs=["swap"],
-                                    programs_dir=programs, pin_dir=pin_dir)
-        keep_attached(config)
-        with AgentProcess(config) as agent:
-            agent.wait_event("agent started")
-            child.getpid(10)
-            assert agent.stop() == 0
+        swap, config = swap_left_attached(tmp_path, pin_dir, child)
         links = link_ids(pin_dir, "swap")
         shutil.rmtree(pin_dir / "swap" / "@programs")  # as an older agent left it
         swap.write_text(swap_program("kernel_swap.bpf.o", child.pid, help_text="calls (v2)"))
