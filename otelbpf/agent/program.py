@@ -176,7 +176,8 @@ class LoadedProgram:
             for sc in cfg.streams:
                 streams.append(open_stream(sc, obj.maps, program=cfg.name,
                                            default_cardinality_limit=limits.cardinality,
-                                           default_aggregation=histogram_aggregation))
+                                           default_aggregation=histogram_aggregation,
+                                           label_cache=limits.label_cache))
             if cfg.cgroup_id_map is not None:
                 from otelbpf.agent.cgroup_id_map import CgroupIdMapFiller
 

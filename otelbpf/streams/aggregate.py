@@ -59,12 +59,12 @@ class _MetricState:
     """One configured counter or histogram: its series and values."""
 
     def __init__(self, config, kind: MetricKind, layout: RecordLayout, limiter: CardinalityLimiter,
-                 integral: bool, start_ns: int):
+                 integral: bool, start_ns: int, label_cache: int):
         self.config = config
         self.kind = kind
         self.label_fields = tuple(label.field for label in config.labels)
         self.value_field = config.value
-        self.decoder = stream_key_decoder(config.labels, layout)
+        self.decoder = stream_key_decoder(config.labels, layout, label_cache)
         self.label_generation = self.decoder.cache.generation
         self.limiter = limiter
         self.series: dict[Attributes, int] = {}
@@ -249,12 +249,13 @@ class StreamAggregator:
     `start_ns` (default: now) is the start time of the self metrics and of series created before
     the first collection; a series created later starts at the collection before it (it had
     nothing until then). `default_aggregation` is what a histogram left at "auto" becomes ("auto"
-    keeps it exponential).
+    keeps it exponential). `label_cache` bounds each metric's cache of decoded label sets
+    (`[limits] label_cache`).
     """
 
     def __init__(self, config, *, program: str, start_ns: int | None = None,
                  default_cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT, max_label_keys: int = 1 << 16,
-                 default_aggregation: str = "auto"):
+                 default_aggregation: str = "auto", label_cache: int = 100_000):
         self.config = config
         self.name = config.map
         self.program = program
@@ -266,10 +267,10 @@ class StreamAggregator:
         self._rate_field = rate if isinstance(rate, str) else None
         self._rate = None if isinstance(rate, str) or rate == 1 else rate
         integral = self._rate is None or float(self._rate).is_integer()
-        self._metrics = [_MetricState(c, MetricKind.SUM, self.layout, limiter, integral, self.start_ns)
-                         for c in config.counters]
+        self._metrics = [_MetricState(c, MetricKind.SUM, self.layout, limiter, integral, self.start_ns,
+                                      label_cache) for c in config.counters]
         self._metrics += [_MetricState(h, _histogram_kind(h, default_aggregation), self.layout, limiter,
-                                       integral, self.start_ns) for h in config.histograms]
+                                       integral, self.start_ns, label_cache) for h in config.histograms]
         self._indexes: dict[tuple[str, ...], KeyIndex] = {}
         for m in self._metrics:
             if m.label_fields not in self._indexes:

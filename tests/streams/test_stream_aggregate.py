@@ -43,9 +43,11 @@ def batch_of(rows: list[dict]) -> RecordBatch:
     return RecordBatch(data, offsets, np.full(len(rows), dtype.itemsize), stride)
 
 
-def aggregator(counters=(), histograms=(), default_aggregation="auto", **kw) -> StreamAggregator:
+def aggregator(counters=(), histograms=(), default_aggregation="auto", label_cache=100_000,
+               **kw) -> StreamAggregator:
     cfg = StreamConfig(map="events", fields=FIELDS, counters=tuple(counters), histograms=tuple(histograms), **kw)
-    return StreamAggregator(cfg, program="prog", start_ns=START, default_aggregation=default_aggregation)
+    return StreamAggregator(cfg, program="prog", start_ns=START, default_aggregation=default_aggregation,
+                            label_cache=label_cache)
 
 
 def points(agg: StreamAggregator, name: str) -> dict:
@@ -351,3 +353,16 @@ def test_without_flush_interval_series_never_restart():
     for now in (2_000, 10**12):
         metric = next(m for m in agg.collect(now) if m.name == "signals")
         assert [(p.start_time_ns, p.value) for p in metric.points] == [(START, 1)]
+
+
+@pytest.mark.parametrize("size", [0, 3])
+def test_label_cache_limit_bounds_every_stream_metrics_decoder(size):
+    """[limits] label_cache caps stream label decoding as it caps map keys': with a limit of 3,
+    five distinct label sets leave at most 3 decoded values cached; 0 caches nothing."""
+    agg = aggregator(counters=[StreamCounterConfig("sigs", "Signals", "{signal}", labels=COMM_SIG)],
+                     histograms=[StreamHistogramConfig("sizes", "Sizes", "By", value="bytes", labels=COMM_SIG)],
+                     label_cache=size)
+    agg.add(batch_of([{"comm": f"p{i}".encode(), "sig": i + 1, "bytes": 10} for i in range(5)]))
+    assert len(values(agg, "sigs")) == 5
+    caches = [m.decoder.cache for m in agg._metrics]
+    assert len(caches) == 2 and all(len(c) == min(size, 5) and c.maxsize == size for c in caches)
