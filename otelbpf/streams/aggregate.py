@@ -192,12 +192,20 @@ class _MetricState:
             w = np.full(len(sid), float(weights)) if values is None else values.astype(np.float64) * float(weights)
             self.values += np.bincount(sid, weights=w, minlength=n)
         elif values is None and weights is None:
+            self._make_room(float(len(sid)))
             self.values += np.bincount(sid, minlength=n)
         else:
             amount = np.ones(len(sid), dtype=np.int64) if values is None else values.astype(np.int64)
             if weights is not None:
                 amount = amount * _int_weights(weights)
+            self._make_room(float(amount.sum(dtype=np.float64)))
             np.add.at(self.values, sid, amount)
+
+    def _make_room(self, batch_total: float) -> None:
+        """Totals are int64 while they fit; one that this batch could carry past 2^63 (a sum of
+        nanoseconds on a busy host, after months) turns the table into exact Python ints first."""
+        if self.values.dtype == np.int64 and float(self.values.max(initial=0)) + batch_total >= _INT64_LIMIT:
+            self.values = self.values.astype(object)
 
     def value_drops(self, values: np.ndarray | None, weights) -> list[tuple[str, np.ndarray]]:
         """(reason, mask) of records whose value a counter cannot take.

@@ -366,3 +366,14 @@ def test_label_cache_limit_bounds_every_stream_metrics_decoder(size):
     assert len(values(agg, "sigs")) == 5
     caches = [m.decoder.cache for m in agg._metrics]
     assert len(caches) == 2 and all(len(c) == min(size, 5) and c.maxsize == size for c in caches)
+
+
+def test_counter_totals_past_int64_stay_exact():
+    """Each value fits in int64, their running sum does not: the total is still exact."""
+    agg = aggregator([StreamCounterConfig("bytes", "Bytes", "By", value="bytes")])
+    big = (1 << 62) + 12345
+    for _ in range(3):
+        agg.add(batch_of([{"bytes": big}, {"bytes": 7}]))
+    assert values(agg, "bytes") == {(): 3 * big + 21}
+    agg.add(batch_of([{"bytes": 1}]))
+    assert values(agg, "bytes") == {(): 3 * big + 22}
