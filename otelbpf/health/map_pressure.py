@@ -69,6 +69,9 @@ class MapPressure:
         self._accept = NameFilter(config.include, config.exclude)
         self.object_path = (build_dir if build_dir is not None else DEFAULT_BUILD_DIR) / OBJECT_FILE
         self._iterator: MapIterator | None = None
+        # map id -> (its raw iterator record, the MapRecord made of it): a map whose record did
+        # not change keeps its MapRecord (same object) instead of being decoded again.
+        self._decoded: dict[int, tuple[bytes, MapRecord]] = {}
         # Why the syscall fallback is in use (None: the iterator runs). Shown by the agent/check.
         self.fallback_reason: str | None = None
         try:
@@ -120,37 +123,56 @@ class MapPressure:
         if self._iterator is None:
             return _records_by_id()
         recs = self._iterator.read()
-        has_count = (recs["flags"] & RECORD_HAS_COUNT).astype(bool).tolist()
-        counts = recs["elem_count"].tolist()
-        has_used = (recs["flags"] & RECORD_HAS_RINGBUF).astype(bool).tolist()
-        used = recs["ringbuf_used"].tolist()
-        return [
-            MapRecord(
-                id=map_id,
-                name=bytes(name).decode("utf-8", "replace"),
-                type=map_type,
-                key_size=key_size,
-                value_size=value_size,
-                max_entries=max_entries,
-                flags=flags,
-                elem_count=count if has else None,
-                ringbuf_used=ring_used if ring else None,
-            )
-            for (map_id, name, map_type, key_size, value_size, max_entries, flags, count, has,
-                 ring_used, ring) in zip(
-                recs["id"].tolist(),
-                recs["name"].tolist(),
-                recs["type"].tolist(),
-                recs["key_size"].tolist(),
-                recs["value_size"].tolist(),
-                recs["max_entries"].tolist(),
-                recs["map_flags"].tolist(),
-                counts,
-                has_count,
-                used,
-                has_used,
-            )
-        ]
+        raw = recs.tobytes()
+        size = recs.dtype.itemsize
+        ids = recs["id"].tolist()
+        previous, decoded, changed = self._decoded, {}, []
+        for i, map_id in enumerate(ids):
+            row = raw[i * size:(i + 1) * size]
+            last = previous.get(map_id)
+            if last is not None and last[0] == row:
+                decoded[map_id] = last
+            else:
+                changed.append(i)
+                decoded[map_id] = (row, None)
+        for i, record in zip(changed, _decode(recs[changed])):
+            decoded[ids[i]] = (decoded[ids[i]][0], record)
+        self._decoded = decoded
+        return [decoded[map_id][1] for map_id in ids]
+
+
+def _decode(recs) -> list[MapRecord]:
+    has_count = (recs["flags"] & RECORD_HAS_COUNT).astype(bool).tolist()
+    counts = recs["elem_count"].tolist()
+    has_used = (recs["flags"] & RECORD_HAS_RINGBUF).astype(bool).tolist()
+    used = recs["ringbuf_used"].tolist()
+    return [
+        MapRecord(
+            id=map_id,
+            name=bytes(name).decode("utf-8", "replace"),
+            type=map_type,
+            key_size=key_size,
+            value_size=value_size,
+            max_entries=max_entries,
+            flags=flags,
+            elem_count=count if has else None,
+            ringbuf_used=ring_used if ring else None,
+        )
+        for (map_id, name, map_type, key_size, value_size, max_entries, flags, count, has,
+             ring_used, ring) in zip(
+            recs["id"].tolist(),
+            recs["name"].tolist(),
+            recs["type"].tolist(),
+            recs["key_size"].tolist(),
+            recs["value_size"].tolist(),
+            recs["max_entries"].tolist(),
+            recs["map_flags"].tolist(),
+            counts,
+            has_count,
+            used,
+            has_used,
+        )
+    ]
 
 
 def observe(record: MapRecord, programs: Sequence[str] = (), read_memory: bool = True) -> MapObservation | None:

@@ -209,7 +209,7 @@ class Sampler:
             read_memory = self._read_memory(record)
             last = previous.get(record.id)
             if (last is not None and not read_memory and not count_needs_fd(last[1].count_method)
-                    and last[0] == record and last[1].programs == programs):
+                    and (last[0] is record or last[0] == record) and last[1].programs == programs):
                 obs = last[1]
             else:
                 obs = observe(record, programs, read_memory=read_memory)
