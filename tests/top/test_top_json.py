@@ -63,8 +63,7 @@ def test_pressure_thresholds_come_from_the_agent_config(known_program, tmp_path)
     assert [(m["id"], m["pressure"]) for m in doc["maps"]] == [(known_program.map_id, "warning")]
 
 
-def test_marks_what_the_agent_loaded_with_its_metrics(bpf_build, tmp_path, known_program):
-    pin_dir = Path("/sys/fs/bpf") / f"otelbpf-test-{uuid.uuid4().hex[:8]}"
+def test_marks_what_the_agent_loaded_with_its_metrics(bpf_build, tmp_path, known_program, pin_dir):
     config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
                                 programs_dir=programs_dir(tmp_path, 0), pin_dir=pin_dir)
     with AgentProcess(config) as agent:
