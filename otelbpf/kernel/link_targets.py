@@ -1,11 +1,11 @@
 """What each program is attached to, as the kernel reports it in ``struct bpf_link_info``.
 
 Every BPF link names its program and a per-type target: a raw tracepoint name (raw_tp and tp_btf
-programs), a BTF function (fentry, fexit, LSM), a perf event (tracepoint, kprobe or uprobe), a cgroup, an
-interface, an iterator. Layout from include/uapi/linux/bpf.h (6.x): the union starts at offset
-16 (it holds 8-byte aligned pointers); name strings are copied out by the kernel into a buffer
-we pass on a second call. Programs attached without a link (legacy perf-event ioctl, netlink
-XDP) have no entry: the kernel does not say.
+programs), a BTF function (fentry, fexit, LSM), a perf event (tracepoint, kprobe or uprobe: a file
+and the offset in it), a cgroup, an interface, an iterator. Layout from include/uapi/linux/bpf.h
+(6.x): the union starts at offset 16 (it holds 8-byte aligned pointers); name strings are copied
+out by the kernel into a buffer we pass on a second call. Programs attached without a link
+(legacy perf-event ioctl, netlink XDP) have no entry: the kernel does not say.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import ctypes
 import os
 import socket
 import struct
+from collections.abc import Callable
 from ctypes import byref, c_uint32, c_uint8, sizeof
 
 from otelbpf.kernel import info
@@ -26,8 +27,9 @@ PERF_UPROBE, PERF_URETPROBE, PERF_KPROBE, PERF_KRETPROBE, PERF_TRACEPOINT, PERF_
 _TRACING_KIND = {24: "fentry", 25: "fexit", 26: "fmod_ret", 27: "lsm"}
 _LINK_KIND = {LinkType.KPROBE_MULTI: "kprobe_multi", LinkType.STRUCT_OPS: "struct_ops",
               LinkType.NETFILTER: "netfilter", LinkType.UPROBE_MULTI: "uprobe_multi",
-              LinkType.NETKIT: "netkit", LinkType.NETNS: "netns"}
-_NAME_MAX = 512
+              LinkType.NETNS: "netns"}
+_IFINDEX_KIND = {LinkType.XDP: "xdp", LinkType.TCX: "tcx", LinkType.NETKIT: "netkit"}
+_NAME_MAX = 4096  # PATH_MAX: a uprobe's file name; a shorter buffer makes the kernel fail (ENOSPC)
 
 
 class _LinkInfo(ctypes.Structure):
@@ -97,8 +99,11 @@ class BtfNames:
         self._btfs, self._vmlinux = {}, 0
 
 
-def describe_link(fd: int, btf: BtfNames) -> tuple[int, str]:
-    """(program id, target) of the link behind ``fd``, e.g. (42, "raw_tp:sys_enter")."""
+def describe_link(fd: int, btf: BtfNames,
+                  cgroup_path: Callable[[int], str] | None = None) -> tuple[int, str]:
+    """(program id, target) of the link behind ``fd``, e.g. (42, "raw_tp:sys_enter"),
+    (43, "uprobe:/lib/x86_64-linux-gnu/libc.so.6+0xd5710"); ``cgroup_path`` names a cgroup by its
+    id (without it, the id)."""
     raw = _LinkInfo()
     _query(fd, raw)
     kind, prog_id = raw.type, raw.prog_id
@@ -113,28 +118,33 @@ def describe_link(fd: int, btf: BtfNames) -> tuple[int, str]:
         head = bytes(raw.union[:8])
         if event == PERF_TRACEPOINT:
             return prog_id, "tracepoint:" + _name(fd, kind, 8, 16, head)
+        # kprobe and uprobe: the name at 8, its length at 16, the offset from the name at 20.
         if event in (PERF_KPROBE, PERF_KRETPROBE):
             prefix = "kprobe:" if event == PERF_KPROBE else "kretprobe:"
-            return prog_id, prefix + _name(fd, kind, 8, 16, head)
+            offset = _u32(raw, 20)
+            return prog_id, prefix + _name(fd, kind, 8, 16, head) + (f"+{offset:#x}" if offset else "")
         if event in (PERF_UPROBE, PERF_URETPROBE):
+            # A file offset, not a symbol: one file can hold many probes, told apart only by it.
             prefix = "uprobe:" if event == PERF_UPROBE else "uretprobe:"
-            return prog_id, prefix + _name(fd, kind, 8, 16, head)
+            return prog_id, f"{prefix}{_name(fd, kind, 8, 16, head)}+{_u32(raw, 20):#x}"
         return prog_id, "perf_event"
     if kind == LinkType.ITER:
         return prog_id, "iter:" + _name(fd, kind, 0, 8)
     if kind == LinkType.CGROUP:
-        return prog_id, f"cgroup:{struct.unpack_from('=Q', bytes(raw.union), 0)[0]}"
-    if kind in (LinkType.XDP, LinkType.TCX):
+        cgroup_id = struct.unpack_from("=Q", bytes(raw.union), 0)[0]
+        return prog_id, "cgroup:" + (cgroup_path(cgroup_id) if cgroup_path else str(cgroup_id))
+    if kind in _IFINDEX_KIND:  # xdp, tcx and netkit all start with the ifindex
         ifindex = _u32(raw, 0)
         try:
             ifname = socket.if_indextoname(ifindex)
         except OSError:
             ifname = str(ifindex)
-        return prog_id, f"{'xdp' if kind == LinkType.XDP else 'tcx'}:{ifname}"
+        return prog_id, f"{_IFINDEX_KIND[kind]}:{ifname}"
     return prog_id, _LINK_KIND.get(kind, f"link type {kind}")
 
 
-def attach_targets(btf: BtfNames) -> dict[int, tuple[str, ...]]:
+def attach_targets(btf: BtfNames,
+                   cgroup_path: Callable[[int], str] | None = None) -> dict[int, tuple[str, ...]]:
     """program id -> what its links attach it to, for every link on the host."""
     targets: dict[int, list[str]] = {}
     for link_id in info.link_ids():
@@ -143,7 +153,7 @@ def attach_targets(btf: BtfNames) -> dict[int, tuple[str, ...]]:
         except lb.LibbpfError:
             continue  # released since listed
         try:
-            prog_id, target = describe_link(fd, btf)
+            prog_id, target = describe_link(fd, btf, cgroup_path)
         except lb.LibbpfError:
             continue
         finally:

@@ -17,6 +17,7 @@ target within ``TARGETS_MIN_S`` and its owner within ``OWNERS_MIN_S``.
 from __future__ import annotations
 
 import dataclasses
+import struct
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from otelbpf.config.agent import MapPressureConfig
 from otelbpf.config.program import ProgramConfig
+from otelbpf.decoders.cgroup import CgroupDecoder
 from otelbpf.health.map_pressure import MapPressure, MapRecord, count_needs_fd, observe
 from otelbpf.health.pressure import (LEVEL_CRITICAL, LEVEL_OK, LEVEL_WARNING, MapObservation, map_pressure_level,
                                      owners_by_map)
@@ -128,6 +130,7 @@ class Sampler:
         self._memory: dict[int, int] = {}
         self._observed: dict[int, tuple[MapRecord, MapObservation]] = {}
         self._btf = BtfNames()
+        self._cgroups = CgroupDecoder({})  # cgroup links: id -> path
         self._targets: dict[int, tuple[str, ...]] = {}
         self._owners: dict[int, tuple[Owner, ...]] = {}
         self._ours = Ours()
@@ -223,8 +226,12 @@ class Sampler:
     def _read_memory(self, record: MapRecord) -> bool:
         return record.id not in self._memory or (record.id + self._tick) % MEMORY_EVERY == 0
 
+    def _cgroup_path(self, cgroup_id: int) -> str:
+        """Below the cgroup2 mount, as the ``cgroup`` label decoder names it (the id if unknown)."""
+        return self._cgroups.decode(struct.pack("=Q", cgroup_id)).decode("utf-8", "replace")
+
     def _refresh_slow(self, progs, owners: bool) -> None:
-        self._targets = attach_targets(self._btf)
+        self._targets = attach_targets(self._btf, self._cgroup_path)
         self._targets_done = time.monotonic()
         if owners:
             self._owners = program_owners()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -12,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from otelbpf.kernel import info
+from otelbpf.decoders.cgroup import cgroup2_mount
+from otelbpf.kernel import info, perf
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.object import BpfObject
 from agentproc import REPO, AgentProcess, programs_dir, write_agent_config
@@ -58,8 +63,7 @@ def test_pressure_thresholds_come_from_the_agent_config(known_program, tmp_path)
     assert [(m["id"], m["pressure"]) for m in doc["maps"]] == [(known_program.map_id, "warning")]
 
 
-def test_marks_what_the_agent_loaded_with_its_metrics(bpf_build, tmp_path, known_program):
-    pin_dir = Path("/sys/fs/bpf") / f"otelbpf-test-{uuid.uuid4().hex[:8]}"
+def test_marks_what_the_agent_loaded_with_its_metrics(bpf_build, tmp_path, known_program, pin_dir):
     config = write_agent_config(tmp_path, endpoint=None, programs=["syscalls"],
                                 programs_dir=programs_dir(tmp_path, 0), pin_dir=pin_dir)
     with AgentProcess(config) as agent:
@@ -111,7 +115,10 @@ def test_bad_interval_is_one_line(interval):
 
 def test_attach_targets_as_the_kernel_reports_them(bpf_build):
     """raw_tp and tp_btf programs attach through raw tracepoint links; top's own map iterator is an
-    iter link. (kprobe and fentry do not load on the test kernel: their decoding is not tested.)"""
+    iter link. The other link kinds checked against the kernel: a tracepoint (a perf event link) in
+    test_rate_and_map_of_a_known_program, uprobe and uretprobe, XDP, tcx and cgroup in the tests
+    below. kprobe, kretprobe, fentry, fexit and LSM programs do not load on the test kernel: their
+    decoding follows the uapi layout but is not tested."""
     syscalls = BpfObject.open(bpf_build / "syscalls.bpf.o")
     biolatency = BpfObject.open(bpf_build / "biolatency.bpf.o")
     try:
@@ -131,6 +138,133 @@ def test_attach_targets_as_the_kernel_reports_them(bpf_build):
     assert by_id[biolatency.programs["biolat_complete"].id]["attached"] == []  # loaded, not attached
     own = [p for p in doc["programs"] if p["name"] == "map_pressure" and p["attached"] == ["iter:bpf_map"]]
     assert own, "top's own iter/bpf_map program"
+
+
+# enum bpf_attach_type (include/uapi/linux/bpf.h)
+BPF_CGROUP_INET_INGRESS, BPF_XDP, BPF_PERF_EVENT, BPF_TCX_INGRESS = 0, 37, 41, 46
+UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")
+# An attach failing with one of these: the test kernel cannot attach this kind (a skip, with why).
+_CANNOT_ATTACH_HERE = (errno.EOPNOTSUPP, lb.ENOTSUPP, errno.ENOENT, errno.ENODEV)
+
+
+@pytest.fixture
+def top_attach(bpf_build):
+    """bpf/tests/top_attach.bpf.c loaded: one do-nothing program per link kind, none attached."""
+    with BpfObject.open(bpf_build / "tests" / "top_attach.bpf.o") as obj:
+        obj.load()
+        yield obj
+
+
+@pytest.fixture
+def links():
+    """Link fds a test creates; closing them detaches the programs."""
+    fds: list[int] = []
+    yield fds
+    for fd in fds:
+        os.close(fd)
+
+
+def create_link(links: list[int], prog_fd: int, target_fd: int, attach_type: int, what: str) -> None:
+    fd = lb.bpf_link_create(prog_fd, target_fd, attach_type, None)
+    if -fd in _CANNOT_ATTACH_HERE:
+        pytest.skip(f"{what}: {lb.errno_name(-fd)}")
+    links.append(lb.check(fd, what))
+
+
+def open_uprobe(path: Path, offset: int, retprobe: bool) -> int:
+    """A perf event of the uprobe PMU on ``path`` at file offset ``offset``, for every process
+    (as libbpf opens one); returns its fd."""
+    name = ctypes.create_string_buffer(os.fsencode(path))  # the kernel copies it during the call
+    attr = perf.PerfEventAttr(type=int((UPROBE_PMU / "type").read_text()), config1=ctypes.addressof(name),
+                              config2=offset)
+    if retprobe:  # format/retprobe reads "config:0": the bit of config that asks for a return probe
+        attr.config = 1 << int((UPROBE_PMU / "format" / "retprobe").read_text().strip().partition(":")[2])
+    what = f"{'uretprobe' if retprobe else 'uprobe'} on {path}+{offset:#x}"
+    try:
+        return perf.open_attr(attr, 0, what)
+    except OSError as exc:
+        if exc.errno in _CANNOT_ATTACH_HERE:
+            pytest.skip(f"{what}: {exc.strerror}")
+        raise
+
+
+def top_programs() -> dict[int, dict]:
+    """id -> program, as ``otelbpf top --once --json`` reports it."""
+    return {p["id"]: p for p in run_top_json("--interval", "0.2")["programs"]}
+
+
+def test_uprobe_targets_are_the_file_and_offset_attached(top_attach, links, tmp_path):
+    """uprobe and uretprobe: perf event links; top shows the file and the offset in it that the
+    test gave the kernel."""
+    if not UPROBE_PMU.is_dir():
+        pytest.skip(f"no uprobe PMU at {UPROBE_PMU}: uprobes attach only through tracefs here")
+    # A copy of a real binary that nothing runs: the probes are registered but never written into
+    # a process, so any offset inside the file will do. Two offsets tell the two links apart. Its
+    # path is over 600 bytes long: top must read any path (up to PATH_MAX) the kernel holds.
+    directory = tmp_path.resolve().joinpath(*["d" * 200] * 3)
+    directory.mkdir(parents=True)
+    binary = directory / "probed"
+    shutil.copy("/bin/true", binary)
+    expected = {}
+    for name, retprobe, offset in (("top_uprobe", False, 0x1040), ("top_uretprobe", True, 0x1080)):
+        event_fd = open_uprobe(binary, offset, retprobe)
+        try:  # the link takes its own reference to the event
+            create_link(links, top_attach.programs[name].fd, event_fd, BPF_PERF_EVENT, f"link {name}")
+        finally:
+            os.close(event_fd)
+        kind = "uretprobe" if retprobe else "uprobe"
+        expected[top_attach.programs[name].id] = [f"{kind}:{binary}+{offset:#x}"]
+    by_id = top_programs()
+    assert {prog_id: by_id[prog_id]["attached"] for prog_id in expected} == expected
+
+
+@pytest.fixture
+def veth():
+    """A veth pair of our own (its first end's name); deleted afterwards."""
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2's ip is not installed")
+    name = f"otb{uuid.uuid4().hex[:8]}"  # at most 15 characters (IFNAMSIZ), with the peer's "p"
+    out = subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                         capture_output=True, text=True)
+    if out.returncode:
+        pytest.skip(f"cannot create a veth pair: {out.stderr.strip()}")
+    yield name
+    subprocess.run(["ip", "link", "del", name], capture_output=True)  # deletes the peer too
+
+
+@pytest.mark.parametrize("program, attach_type, kind", [("top_xdp", BPF_XDP, "xdp"),
+                                                        ("top_tcx", BPF_TCX_INGRESS, "tcx")])
+def test_interface_targets_are_the_interface_attached(top_attach, veth, links, program, attach_type, kind):
+    """XDP and tcx links (created the way bpf_program__attach_xdp / _attach_tcx create them): top
+    names the interface the test created and attached to."""
+    create_link(links, top_attach.programs[program].fd, socket.if_nametoindex(veth), attach_type,
+                f"{kind} link of {program} on {veth}")
+    assert top_programs()[top_attach.programs[program].id]["attached"] == [f"{kind}:{veth}"]
+
+
+@pytest.fixture
+def own_cgroup():
+    """A cgroup of our own right below the cgroup2 root; removed afterwards."""
+    root = cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup2 filesystem mounted")
+    path = root / f"otelbpf-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    yield path
+    path.rmdir()
+
+
+def test_cgroup_target_is_the_cgroup_attached(top_attach, own_cgroup, links):
+    """A cgroup link (cgroup_skb/ingress, as bpf_program__attach_cgroup creates it): top names the
+    cgroup by its path below the cgroup2 mount, as /proc/PID/cgroup does, not by its id."""
+    cgroup_fd = os.open(own_cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # the link holds the cgroup itself
+        create_link(links, top_attach.programs["top_cgroup_skb"].fd, cgroup_fd, BPF_CGROUP_INET_INGRESS,
+                    f"cgroup_skb/ingress link on {own_cgroup}")
+    finally:
+        os.close(cgroup_fd)
+    prog = top_programs()[top_attach.programs["top_cgroup_skb"].id]
+    assert prog["attached"] == [f"cgroup:/{own_cgroup.name}"]
 
 
 def test_live_view_without_a_terminal_is_one_line():
