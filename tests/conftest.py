@@ -28,6 +28,21 @@ def _logging_restored():
     root.handlers, root.level = handlers, level
 
 
+TEST_PIN_DIRS = "otelbpf-test-*"  # pin directories tests create under bpffs (pin_dir, agentproc)
+
+
+@pytest.fixture(autouse=True)
+def _test_pins_removed():
+    """Pin directories a test created under bpffs are removed after it, whichever helper made
+    them: a pinned link left behind would keep a program attached after the test run."""
+    root = Path("/sys/fs/bpf")
+    before = set(root.glob(TEST_PIN_DIRS)) if os.path.ismount(root) else set()
+    yield
+    if os.path.ismount(root):
+        for path in set(root.glob(TEST_PIN_DIRS)) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 
