@@ -65,20 +65,26 @@ def test_cachestat_counts_pages_written_dropped_and_read_back(bpf_build):
     path = directory / f".otelbpf-cachestat-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     dev = os.stat(directory).st_dev
     key_dev = os.major(dev) << 20 | os.minor(dev)
-    with loaded(bpf_build, "cachestat", target_tgid=os.getpid()) as obj:
-        try:
+    # The file's blocks are allocated (and its pages dropped) before the program attaches: allocating
+    # them reads the filesystem's own metadata into the page cache of the same device, which the
+    # program rightly counts but which is not the file's.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, bytes(pages * page))
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        with loaded(bpf_build, "cachestat", target_tgid=os.getpid()) as obj:
             with attached(obj):
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                os.write(fd, os.urandom(pages * page))
+                os.pwrite(fd, os.urandom(pages * page), 0)
                 os.fsync(fd)
                 written = values(obj.maps["page_cache_pages"], "=II")
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 dropped = values(obj.maps["page_cache_pages"], "=II")
                 assert len(os.pread(fd, pages * page, 0)) == pages * page
-                os.close(fd)
-        finally:
-            path.unlink(missing_ok=True)
-        read = values(obj.maps["page_cache_pages"], "=II")
+            read = values(obj.maps["page_cache_pages"], "=II")
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
     added = (key_dev, 0)
     removed = (key_dev, 1)
     assert written.get(added, 0) == pages
