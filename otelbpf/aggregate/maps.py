@@ -4,7 +4,8 @@ Kernel maps are cumulative, so every point is CUMULATIVE with the series' start 
 caller. Keys whose labels decode to the same values are summed (e.g. a decoder that maps many pids
 to one command name); keys whose decoder chain returns None are dropped. Per-CPU values are summed
 unless the config says ``per_cpu = "label"``, which keeps one series per CPU with a ``cpu``
-attribute (a string, like every other label). Points are sorted by attributes so output is stable.
+attribute (a string, like every other label). A counter with ``skip_zero`` leaves out keys that are
+0 on every CPU. Points are sorted by attributes so output is stable.
 
 Histogram keys are grouped by their label bytes (everything before the trailing bucket field) with
 numpy in one pass; the decoder runs once per distinct label prefix (and is cached across
@@ -65,7 +66,11 @@ def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label
     """
     per_cpu = cpu_label or cfg.per_cpu == "label"
     values = snapshot.u64()
-    keys = _rows_as_bytes(snapshot.keys)
+    key_rows = snapshot.keys
+    if cfg.skip_zero:
+        counted = values.any(axis=1)
+        values, key_rows = values[counted], key_rows[counted]
+    keys = _rows_as_bytes(key_rows)
     if cfg.single_key:
         stray = next((key for key in keys if key != KEY_ZERO), None)
         if stray is not None:

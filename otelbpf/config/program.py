@@ -65,6 +65,9 @@ class CounterConfig:
     # Without labels: read only the u32 key 0; any other key fails the read (ebpf_exporter's
     # rule). Otherwise every key of a label-less map is summed into the one series.
     single_key: bool = False
+    # Keys that have counted nothing (0 on every CPU) are not series: an array map indexed by
+    # something sparse (state pairs, reasons) exports only the indexes its program counted.
+    skip_zero: bool = False
 
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
@@ -581,9 +584,10 @@ class _ProgramReader:
         if single_key and labels:
             t.error("single_key", "applies to counters without labels (a map with the one key 0)",
                     "remove single_key, or the labels")
+        skip_zero = t.boolean("skip_zero", False)
         t.finish(("help", "description"))
         return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier,
-                             single_key)
+                             single_key, skip_zero)
 
     def check_cpu_label(self, t: Table, per_cpu: str, labels: tuple[LabelConfig, ...]) -> None:
         if per_cpu == "label" and any(label.name == "cpu" for label in labels):

@@ -298,6 +298,23 @@ def test_label_less_counter_sums_every_key_unless_single_key():
         counter_metric(single, wide_zero, decoder, 1, 2)
 
 
+def test_skip_zero_leaves_out_keys_that_counted_nothing_on_every_cpu():
+    """An array map holds every index: with skip_zero only the indexes counted on some CPU are
+    series (per CPU with per_cpu = "label", zeros of a counted key included); without it, all."""
+    cfg = dataclasses.replace(LABEL_LESS, labels=(LabelConfig("index", 4, decoders=UINT),))
+    decoder = KeyDecoder(cfg.labels)
+    keys = [struct.pack("<I", i) for i in range(4)]
+    snap = snapshot(keys, [[0, 0], [0, 5], [0, 0], [2, 0]])
+    skip = dataclasses.replace(cfg, skip_zero=True)
+    assert [(p.attributes, p.value) for p in counter_metric(skip, snap, decoder, 1, 2).points] == [
+        ((("index", "1"),), 5), ((("index", "3"),), 2)]
+    assert len(counter_metric(cfg, snap, decoder, 1, 2).points) == 4
+    per_cpu = counter_metric(skip, snap, decoder, 1, 2, cpu_label=True).points
+    assert [(p.attributes, p.value) for p in per_cpu] == [
+        ((("index", "1"), ("cpu", "0")), 0), ((("index", "1"), ("cpu", "1")), 5),
+        ((("index", "3"), ("cpu", "0")), 2), ((("index", "3"), ("cpu", "1")), 0)]
+
+
 def test_histogram_series_with_all_zero_slots_are_exported():
     """An array map holds every slot from the start: its series is exported at count 0 (as
     counters are, and as ebpf_exporter serves it), so the first events show in increase()."""
