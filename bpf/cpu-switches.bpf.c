@@ -46,7 +46,7 @@ int BPF_PROG(count_switch, bool preempt, struct task_struct *prev, struct task_s
 		key.reason = SWITCH_DISK_SLEEP;
 	else
 		key.reason = SWITCH_OTHER;
-	map_add(&cpu_switches, &key, 1);
+	percpu_add(&cpu_switches, &key, 1);
 	return 0;
 }
 

@@ -58,8 +58,8 @@ int BPF_PROG(irq_exit, int irq, struct irqaction *action, int ret)
 
 	if (!at || !*at)
 		return 0;
-	map_add(&irq_time, &key, bpf_ktime_get_ns() - *at);
-	map_add(&irq_runs, &key, 1);
+	percpu_add(&irq_time, &key, bpf_ktime_get_ns() - *at);
+	percpu_add(&irq_runs, &key, 1);
 	*at = 0;
 	return 0;
 }

@@ -50,8 +50,8 @@ int BPF_PROG(softirq_exit, unsigned int vec)
 	/* An exit without its entry (attached in between) is not measured. */
 	if (!at || !*at)
 		return 0;
-	map_add(&softirq_time, &vec, bpf_ktime_get_ns() - *at);
-	map_add(&softirq_runs, &vec, 1);
+	percpu_add(&softirq_time, &vec, bpf_ktime_get_ns() - *at);
+	percpu_add(&softirq_runs, &vec, 1);
 	*at = 0;
 	return 0;
 }

@@ -66,6 +66,24 @@ static __always_inline void map_add(void *map, const void *key, __u64 inc)
 	__sync_fetch_and_add(val, inc);
 }
 
+/* map_add() for a per-CPU map (PERCPU_ARRAY, PERCPU_HASH) written only by programs that cannot
+ * interrupt one another on a CPU: a plain add into this CPU's copy, no locked instruction. A
+ * tracing program runs with preemption off and never nested in itself on one CPU (the kernel
+ * skips the nested run and counts a recursion miss), so no other add can land in between. */
+static __always_inline void percpu_add(void *map, const void *key, __u64 inc)
+{
+	__u64 zero = 0, *val;
+
+	val = bpf_map_lookup_elem(map, key);
+	if (!val) {
+		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		val = bpf_map_lookup_elem(map, key);
+		if (!val)
+			return;
+	}
+	*val += inc;
+}
+
 
 /* ---- OpenTelemetry exponential histograms, computed in the kernel ----------------------------
  * Bucket i at scale s covers (base^i, base^(i+1)], base = 2^(2^-s): i is the smallest integer
