@@ -51,19 +51,25 @@ static __always_inline __u32 exp2zero_slot(__u64 v)
 	return v == 0 ? 0 : exp2_slot(v) + 1;
 }
 
-/* Add `inc` to the u64 value at `key`, creating the entry when missing. Safe on any CPU. */
-static __always_inline void map_add(void *map, const void *key, __u64 inc)
+/* The u64 value at `key`, created as 0 when missing; NULL only when the map is full. */
+static __always_inline __u64 *map_slot(void *map, const void *key)
 {
 	__u64 zero = 0, *val;
 
 	val = bpf_map_lookup_elem(map, key);
-	if (!val) {
-		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-		val = bpf_map_lookup_elem(map, key);
-		if (!val)
-			return;
-	}
-	__sync_fetch_and_add(val, inc);
+	if (val)
+		return val;
+	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
+/* Add `inc` to the u64 value at `key`, creating the entry when missing. Safe on any CPU. */
+static __always_inline void map_add(void *map, const void *key, __u64 inc)
+{
+	__u64 *val = map_slot(map, key);
+
+	if (val)
+		__sync_fetch_and_add(val, inc);
 }
 
 /* map_add() for a per-CPU map (PERCPU_ARRAY, PERCPU_HASH) written only by programs that cannot
@@ -72,16 +78,10 @@ static __always_inline void map_add(void *map, const void *key, __u64 inc)
  * skips the nested run and counts a recursion miss), so no other add can land in between. */
 static __always_inline void percpu_add(void *map, const void *key, __u64 inc)
 {
-	__u64 zero = 0, *val;
+	__u64 *val = map_slot(map, key);
 
-	val = bpf_map_lookup_elem(map, key);
-	if (!val) {
-		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-		val = bpf_map_lookup_elem(map, key);
-		if (!val)
-			return;
-	}
-	*val += inc;
+	if (val)
+		*val += inc;
 }
 
 
