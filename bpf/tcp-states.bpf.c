@@ -33,17 +33,12 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(count_transition, struct sock *sk, int from, int to)
 {
 	__u32 key = state_index(from) | state_index(to) << 8;
-	__u64 *count;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (!port_selected(sk))
 		return 0;
-	/* This CPU's slot; a run nested on the same CPU is skipped by the kernel (counted in the
-	 * program's recursion misses), so no atomic add is needed. */
-	count = bpf_map_lookup_elem(&tcp_transitions, &key);
-	if (count)
-		*count += 1;
+	percpu_add(&tcp_transitions, &key, 1);
 	return 0;
 }
 
