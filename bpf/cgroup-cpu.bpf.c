@@ -48,7 +48,7 @@ int BPF_PROG(charge_cgroup, bool preempt, struct task_struct *prev, struct task_
 	 * than the helper call. */
 	if (in->task == (__u64)prev && prev->pid) {
 		cgroup = prev->cgroups->dfl_cgrp->kn->id;
-		map_add(&cgroup_cpu_time, &cgroup, prev->se.sum_exec_runtime - in->runtime);
+		percpu_add(&cgroup_cpu_time, &cgroup, prev->se.sum_exec_runtime - in->runtime);
 	}
 	in->task = (__u64)next;
 	in->runtime = next->se.sum_exec_runtime;

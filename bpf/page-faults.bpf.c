@@ -39,6 +39,8 @@ static __always_inline void count_fault(__u32 kernel)
 	 * decode equal. */
 	task = bpf_get_current_task_btf();
 	__builtin_memcpy(key.comm, task->comm, sizeof(key.comm));
+	/* map_add(), not percpu_add(): a kernel fault inside fault_user would run fault_kernel
+	 * inside it on the same CPU. */
 	map_add(&page_faults, &key, 1);
 }
 

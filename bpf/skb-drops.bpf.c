@@ -27,7 +27,7 @@ int BPF_PROG(count_drop, struct sk_buff *skb, void *location, enum skb_drop_reas
 	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET) ||
 	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		return 0;
-	map_add(&skb_drops, &key, 1);
+	percpu_add(&skb_drops, &key, 1);
 	return 0;
 }
 

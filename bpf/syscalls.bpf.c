@@ -37,7 +37,7 @@ int BPF_PROG(count_syscall, struct pt_regs *regs, long id)
 		return 0;
 
 	nr = id;
-	map_add(&syscall_counts, &nr, 1);
+	percpu_add(&syscall_counts, &nr, 1);
 	return 0;
 }
 

@@ -20,6 +20,9 @@ struct {
 	__type(value, __u64);
 } timer_expirations SEC(".maps");
 
+/* map_add(), not percpu_add(): two programs write this map, and hrtimer_expired (hard
+ * interrupt) can run inside timer_expired (softirq) on the same CPU. */
+
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(timer_expired, struct timer_list *timer)
 {

@@ -27,7 +27,7 @@ int BPF_PROG(count_udp_drop, int rc, struct sock *sk)
 	/* A direct load through the tracepoint's typed pointer: no helper call (BPF_CORE_READ
 	 * would be bpf_probe_read_kernel); a NULL or faulting pointer reads as 0. */
 	key.port = sk->__sk_common.skc_num;
-	map_add(&udp_drops, &key, 1);
+	percpu_add(&udp_drops, &key, 1);
 	return 0;
 }
 
