@@ -24,15 +24,10 @@ struct {
 	__type(value, __u64);
 } tcp_transitions SEC(".maps");
 
-static __always_inline __u32 state_index(int state)
-{
-	return (__u32)state < STATE_LIMIT ? (__u32)state : STATE_LIMIT - 1;
-}
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(count_transition, struct sock *sk, int from, int to)
 {
-	__u32 key = state_index(from) | state_index(to) << 8;
+	__u32 key = array_index(from, STATE_LIMIT) | array_index(to, STATE_LIMIT) << 8;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;

@@ -84,6 +84,11 @@ static __always_inline void percpu_add(void *map, const void *key, __u64 inc)
 		*val += inc;
 }
 
+/* `value` as an index into an array of `limit` slots: values past the end share the last slot. */
+static __always_inline __u32 array_index(__u32 value, __u32 limit)
+{
+	return value < limit ? value : limit - 1;
+}
 
 /* ---- OpenTelemetry exponential histograms, computed in the kernel ----------------------------
  * Bucket i at scale s covers (base^i, base^(i+1)], base = 2^(2^-s): i is the smallest integer

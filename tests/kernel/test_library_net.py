@@ -72,9 +72,12 @@ def test_tcp_retransmits_counts_the_syn_a_full_listener_dropped(bpf_build):
             second.close()
             first.close()
             server.close()
-        seen = values(obj.maps["tcp_retransmits"], "=IHxx")
+        seen = values(obj.maps["tcp_retransmits"], "=BBxx")
+        points = metrics(bpf_build, "tcp-retransmits", obj)["tcp.retransmits"].points
     assert elapsed < 2.9, "too slow to tell one retransmission from two"
-    assert seen == {(SYN_SENT, AF_INET): 1}
+    assert {k: v for k, v in seen.items() if v} == {(SYN_SENT, AF_INET): 1}
+    assert [(dict(p.attributes), p.value) for p in points] == [
+        ({"tcp.state": "syn_sent", "network.type": "ipv4"}, 1)]
 
 
 def test_tcp_rtt_samples_loopback_round_trips(bpf_build):
