@@ -45,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from otelbpf.config.program import load_program_config  # noqa: E402
+from otelbpf.decoders.cgroup import cgroup2_mount  # noqa: E402
 from otelbpf.health.run_stats import RunTimeStats  # noqa: E402
 from otelbpf.kernel import info  # noqa: E402
 from otelbpf.kernel.object import BpfObject  # noqa: E402
@@ -69,12 +70,15 @@ def getpid_calls(n: int) -> int:
     return n
 
 
-def pipe_ping_pong(n: int) -> int:
-    """n round trips with a child over two pipes: each one wakes and switches to the other side."""
+def pipe_ping_pong(n: int, child_cgroup: Path | None = None) -> int:
+    """n round trips with a child over two pipes: each one wakes and switches to the other side.
+    With `child_cgroup`, the child runs there (cgroup.procs)."""
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     pid = os.fork()
     if pid == 0:
+        if child_cgroup is not None:
+            (child_cgroup / "cgroup.procs").write_text("0")
         os.close(w1)
         os.close(r2)
         while os.read(r1, 1):
@@ -89,6 +93,23 @@ def pipe_ping_pong(n: int) -> int:
     os.waitpid(pid, 0)
     os.close(r2)
     return n
+
+
+def ping_pong_across_cgroups(n: int) -> int:
+    """pipe_ping_pong() on one CPU with the child in a cgroup v2 of its own: every switch on that
+    CPU goes from one cgroup to the other."""
+    root = cgroup2_mount()
+    if root is None:
+        sys.exit("benchmarks/programs.py: no cgroup v2 hierarchy mounted (cgroup-cpu@two-cgroups)")
+    cgroup = root / f"otelbpf-bench-{os.getpid()}-{time.monotonic_ns()}"
+    cgroup.mkdir()
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})
+    try:
+        return pipe_ping_pong(n, cgroup)
+    finally:
+        os.sched_setaffinity(0, affinity)
+        cgroup.rmdir()
 
 
 def page_touches(n: int) -> int:
@@ -256,13 +277,16 @@ def ignored_signals(n: int) -> int:
     return n
 
 
-# program -> (workload, events at --scale 1, what one event is)
+# program -> (workload, events at --scale 1, what one event is); "program@variant": the same
+# program under another workload, measured after it.
 WORKLOADS = {
     "syscalls": (getpid_calls, 200_000, "getpid call"),
     "syscall-latency": (getpid_calls, 200_000, "getpid call"),
     "runqlat": (pipe_ping_pong, 20_000, "pipe round trip"),
     "cpu-switches": (pipe_ping_pong, 20_000, "pipe round trip"),
     "cgroup-cpu": (pipe_ping_pong, 20_000, "pipe round trip"),
+    # The switch pattern its batching cannot help: every switch on the CPU changes cgroup.
+    "cgroup-cpu@two-cgroups": (ping_pong_across_cgroups, 20_000, "pipe round trip, one CPU, two cgroups"),
     "page-faults": (page_touches, 50_000, "page first touched"),
     "softirqs": (udp_datagrams, 50_000, "loopback UDP datagram"),
     "softirq-latency": (udp_datagrams, 50_000, "loopback UDP datagram"),
@@ -326,7 +350,7 @@ def measure(name: str, scale: float, object_path: Path | None = None, workload=N
     default_workload, events, event = WORKLOADS[name]
     workload = workload or default_workload
     n = max(1, int(events * scale))
-    config = load_program_config(CONF_D / f"{name}.toml", BUILD)
+    config = load_program_config(CONF_D / f"{name.partition('@')[0]}.toml", BUILD)
     if object_path is not None:
         config = dataclasses.replace(config, object=object_path, streams=())
     with BpfObject.open(config.object, parameters=config.parameters if object_path is None else {}) as obj:
@@ -418,7 +442,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's event count")
     parser.add_argument("--only", default="", help="comma-separated program names (default: all)")
     args = parser.parse_args()
-    names = [n for n in args.only.split(",") if n] or sorted(p.stem for p in CONF_D.glob("*.toml"))
+    names = [n for n in args.only.split(",") if n] or sorted(
+        [p.stem for p in CONF_D.glob("*.toml")] + [n for n in WORKLOADS if "@" in n])
     missing = [n for n in names if n not in WORKLOADS]
     if missing:
         sys.exit(f"benchmarks/programs.py: no workload for {', '.join(missing)}: add one to WORKLOADS")

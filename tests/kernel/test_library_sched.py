@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 import uuid
 from pathlib import Path
 
@@ -107,8 +108,10 @@ def cgroup_dir():
     path.rmdir()
 
 
-def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_dir):
-    with PythonChild() as child, loaded(bpf_build, "cgroup-cpu") as obj:
+@pytest.mark.parametrize("batch_ns", [0, None], ids=["every-switch", "default-batch"])
+def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_dir, batch_ns):
+    parameters = {} if batch_ns is None else {"batch_ns": batch_ns}
+    with PythonChild() as child, loaded(bpf_build, "cgroup-cpu", **parameters) as obj:
         child.run(CHILD_SETUP)
         (cgroup_dir / "cgroup.procs").write_text(str(child.pid))
         with attached(obj):
@@ -122,6 +125,31 @@ def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_di
     # Both clocks run across the same switches; the edges of the window differ by a slice.
     assert abs(ours - used) <= 0.05 * used + 20e6, (ours, used)
     assert by_path["/" + cgroup_dir.name] == ours * 1e-9  # exported in seconds
+
+
+def test_cgroup_cpu_adds_a_cpus_pending_time_when_another_cgroup_leaves_that_cpu(bpf_build, cgroup_dir):
+    """With a batch no CPU ever reaches, a cgroup's time reaches the map only when a task of
+    another cgroup is switched out on the same CPU: here, this process, on the child's CPU."""
+    cpu = min(os.sched_getaffinity(0))
+    ours_before = os.sched_getaffinity(0)
+    with PythonChild() as child, loaded(bpf_build, "cgroup-cpu", batch_ns=10**15) as obj:
+        child.run(CHILD_SETUP)
+        child.run(f"os.sched_setaffinity(0, {{{cpu}}})")
+        (cgroup_dir / "cgroup.procs").write_text(str(child.pid))
+        try:
+            with attached(obj):
+                before = cpu_usage_ns(cgroup_dir)
+                child.run("t = time.process_time()\nwhile time.process_time() - t < 0.3: pass")
+                used = cpu_usage_ns(cgroup_dir) - before
+                os.sched_setaffinity(0, {cpu})
+                for _ in range(5):
+                    time.sleep(0.002)  # switched out on the child's CPU: another cgroup
+        finally:
+            os.sched_setaffinity(0, ours_before)
+        ours = values(obj.maps["cgroup_cpu_time"], "=Q").get((os.stat(cgroup_dir).st_ino,), 0)
+    assert Path("/proc/self/cgroup").read_text().find(cgroup_dir.name) < 0, "this process is in the child's cgroup"
+    assert used >= 0.3e9
+    assert abs(ours - used) <= 0.05 * used + 20e6, (ours, used)
 
 
 def cpu_usage_ns(cgroup: Path) -> int:
