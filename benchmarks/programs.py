@@ -199,8 +199,9 @@ def syn_retransmits(n: int) -> int:
 def memory_cgroup() -> Path | None:
     """A fresh memory cgroup limited to 32 MiB (cgroup v1, or v2 with the memory controller)."""
     name = f"otelbpf-bench-{os.getpid()}-{time.monotonic_ns()}"
+    v2 = cgroup2_mount()
     for root, limit in ((Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),
-                        (Path("/sys/fs/cgroup"), "memory.max")):
+                        *(((v2, "memory.max"),) if v2 else ())):
         controllers = root / "cgroup.subtree_control"
         if (root / limit).exists() or (controllers.exists() and "memory" in controllers.read_text().split()):
             path = root / name
@@ -366,8 +367,7 @@ def measure(name: str, scale: float, object_path: Path | None = None, workload=N
         # Bare and attached runs alternate, ROUNDS each, and the medians are compared: on a
         # shared machine one run of either kind can be slowed by whatever else runs.
         bare, attached = [], []
-        totals: dict[str, list[int]] = {p: [0, 0] for p in obj.programs}
-        round_avgs = []  # the program's ns per run in each attached round
+        rounds = []  # per attached round: BPF program -> (runs, run time ns) in that round
         sections = {p: prog.section for p, prog in obj.programs.items()}
         for _ in range(ROUNDS):
             bare.append(timed(workload, n))
@@ -377,19 +377,17 @@ def measure(name: str, scale: float, object_path: Path | None = None, workload=N
             after = prog_stats(obj)
             for link in links:
                 link.close()
-            for p in totals:
-                totals[p][0] += after[p][0] - before[p][0]
-                totals[p][1] += after[p][1] - before[p][1]
-            cnt = sum(after[p][0] - before[p][0] for p in after)
-            if cnt:
-                round_avgs.append(sum(after[p][1] - before[p][1] for p in after) / cnt)
+            rounds.append({p: (after[p][0] - before[p][0], after[p][1] - before[p][1]) for p in after})
         for drainer, source in drainers:
             drainer.stop()
             source.close()
-    runs = {p: (c, t) for p, (c, t) in totals.items()}
+    runs = {p: (sum(r[p][0] for r in rounds), sum(r[p][1] for r in rounds)) for p in sections}
     per_prog = {p: (round(t / c, 1) if c else None) for p, (c, t) in runs.items()}
     total_cnt = sum(c for c, _ in runs.values())
     total_ns = sum(t for _, t in runs.values())
+    # The program's ns per run in each attached round (all its BPF programs together).
+    round_avgs = [sum(t for _, t in r.values()) / cnt for r in rounds
+                  if (cnt := sum(c for c, _ in r.values()))]
     baseline, with_program = statistics.median(bare), statistics.median(attached)
     kind = kind_of(config)
     # Streams have no bar: their cost is the ring or perf buffer output, per event streamed.

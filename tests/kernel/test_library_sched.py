@@ -130,8 +130,8 @@ def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_di
 def test_cgroup_cpu_adds_a_cpus_pending_time_when_another_cgroup_leaves_that_cpu(bpf_build, cgroup_dir):
     """With a batch no CPU ever reaches, a cgroup's time reaches the map only when a task of
     another cgroup is switched out on the same CPU: here, this process, on the child's CPU."""
-    cpu = min(os.sched_getaffinity(0))
-    ours_before = os.sched_getaffinity(0)
+    affinity = os.sched_getaffinity(0)
+    cpu = min(affinity)
     with PythonChild() as child, loaded(bpf_build, "cgroup-cpu", batch_ns=10**15) as obj:
         child.run(CHILD_SETUP)
         child.run(f"os.sched_setaffinity(0, {{{cpu}}})")
@@ -145,9 +145,9 @@ def test_cgroup_cpu_adds_a_cpus_pending_time_when_another_cgroup_leaves_that_cpu
                 for _ in range(5):
                     time.sleep(0.002)  # switched out on the child's CPU: another cgroup
         finally:
-            os.sched_setaffinity(0, ours_before)
+            os.sched_setaffinity(0, affinity)
         ours = values(obj.maps["cgroup_cpu_time"], "=Q").get((os.stat(cgroup_dir).st_ino,), 0)
-    assert Path("/proc/self/cgroup").read_text().find(cgroup_dir.name) < 0, "this process is in the child's cgroup"
+    assert cgroup_dir.name not in Path("/proc/self/cgroup").read_text(), "this process is in the child's cgroup"
     assert used >= 0.3e9
     assert abs(ours - used) <= 0.05 * used + 20e6, (ours, used)
 
