@@ -463,6 +463,8 @@ def main() -> None:
         # The least a program that must read the clock, or update a hash map, costs on a hook.
         clock_floor_ns = {p.removeprefix("clock_"): ns for p, ns in measured.items() if p.startswith("clock_")}
         hash_floor_ns = {p.removeprefix("hash_"): ns for p, ns in measured.items() if p.startswith("hash_")}
+        array_floor_ns = {p.removeprefix("array_"): ns for p, ns in measured.items() if p.startswith("array_")}
+        print(f"one per-CPU array add only, per hook: {array_floor_ns}", flush=True)
         print(f"floor (empty programs): {floor_ns}\none bpf_ktime_get_ns(): +{clock_ns} ns\n"
               f"one clock read only, per hook: {clock_floor_ns}\n"
               f"one per-CPU hash update only, per hook: {hash_floor_ns}", flush=True)

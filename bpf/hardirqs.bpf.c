@@ -10,11 +10,12 @@
 #include "vmlinux.h"
 #include "otelbpf.h"
 
-/* The IRQ number twice: once for the `irq` label, once for the `handler` label. */
-struct irq_key {
-	__u32 irq;
-	__u32 handler;
-};
+/* Counts are kept in per-CPU arrays indexed by IRQ number: a plain add into this CPU's slot, with
+ * no hash to compute and fewer cache lines to touch than a hash map on a hook that often runs on a
+ * CPU just woken from idle. IRQ numbers are allocated lowest first, so they stay below the number
+ * of interrupts the host has; those from IRQ_SLOTS - 1 up (hosts with thousands of interrupts)
+ * share the last slot: its irq label reads "2047+" and its handler label names IRQ 2047's handlers. */
+#define IRQ_SLOTS 2048
 
 /* When the handler running on each CPU started (handlers of one CPU do not nest). */
 struct {
@@ -25,16 +26,16 @@ struct {
 } started_at SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct irq_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IRQ_SLOTS);
+	__type(key, __u32);
 	__type(value, __u64);
 } irq_time SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct irq_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IRQ_SLOTS);
+	__type(key, __u32);
 	__type(value, __u64);
 } irq_runs SEC(".maps");
 
@@ -54,7 +55,7 @@ int BPF_PROG(irq_exit, int irq, struct irqaction *action, int ret)
 {
 	__u32 zero = 0;
 	__u64 *at = bpf_map_lookup_elem(&started_at, &zero);
-	struct irq_key key = { .irq = irq, .handler = irq };
+	__u32 key = array_index(irq, IRQ_SLOTS);
 
 	if (!at || !*at)
 		return 0;

@@ -42,7 +42,8 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
     this guards what it can't see: the same bytes read with a new meaning. Names and help are
     left out, so renaming a label keeps the counts and their start time.
     """
-    parts: list = [[(lbl.size, lbl.padding) for lbl in metric.labels]]
+    parts: list = [[(lbl.size, lbl.padding) if lbl.offset is None else (lbl.size, lbl.padding, lbl.offset)
+                    for lbl in metric.labels]]
     if isinstance(metric, HistogramConfig):
         parts += [metric.bucket_type, metric.bucket_min, metric.bucket_max,
                   list(metric.bucket_keys), metric.bucket_multiplier]

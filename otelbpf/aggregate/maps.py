@@ -25,6 +25,7 @@ import numpy as np
 
 import logging
 
+from otelbpf.config.program import key_extent
 from otelbpf.aggregate.buckets import BucketLayout
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint, Point, Temporality
 
@@ -204,7 +205,7 @@ def histogram_metric(cfg, snapshot, decoder_without_bucket, layout: BucketLayout
     """
     kind = MetricKind.EXPONENTIAL_HISTOGRAM if layout.exponential else MetricKind.HISTOGRAM
     per_cpu = cpu_label or cfg.per_cpu == "label"
-    offset = sum(label.size + label.padding for label in cfg.series_labels)
+    offset = key_extent(cfg.series_labels)
     bucket_size = cfg.bucket_label.size
     keys = snapshot.keys
     if keys.shape[0] == 0:

@@ -38,12 +38,37 @@ class DecoderConfig:
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """A slice of a map key: ``size`` bytes decoded into a label, then ``padding`` bytes skipped."""
+    """A slice of a map key: ``size`` bytes decoded into a label, then ``padding`` bytes skipped.
+
+    ``offset``: where the slice starts in the key; None (the default) is where the previous label
+    and its padding end. Two labels may read the same bytes (an IRQ number as a number and as its
+    handlers' names).
+    """
 
     name: str
     size: int
     padding: int = 0
     decoders: tuple[DecoderConfig, ...] = ()
+    offset: int | None = None
+
+
+def label_slices(labels: Sequence[LabelConfig]) -> tuple[slice, ...]:
+    """Each label's bytes in the key, in label order (the one rule for where a label lies)."""
+    slices, position = [], 0
+    for label in labels:
+        start = position if label.offset is None else label.offset
+        slices.append(slice(start, start + label.size))
+        position = start + label.size + label.padding
+    return tuple(slices)
+
+
+def key_extent(labels: Sequence[LabelConfig]) -> int:
+    """How many key bytes the labels span, paddings included."""
+    ends, position = [0], 0
+    for label, part in zip(labels, label_slices(labels)):
+        position = part.stop + label.padding
+        ends.append(position)
+    return max(ends)
 
 
 PER_CPU_MODES = ("sum", "label")
@@ -543,6 +568,10 @@ class _ProgramReader:
             seen.add(name)
             size = lt.integer("size", min=1, max=1 << 16)
             padding = lt.integer("padding", 0, min=0, max=1 << 16)
+            offset = lt.integer("offset", None, min=0, max=1 << 16)
+            if is_bucket and offset is not None:
+                lt.error("offset", "the bucket label (the last label) is read where the other labels end",
+                         "remove offset from the bucket label")
             chain = self.decoders(lt)
             if is_bucket and signed_bucket:
                 self.check_exponential_bucket_label(lt, size, chain)
@@ -551,8 +580,8 @@ class _ProgramReader:
             elif not chain and lt.raw("decoders", []) == []:
                 lt.error("decoders", "is required for a label",
                          'add decoders = [{ name = "uint" }] (or "string", "hex", ...)')
-            lt.finish(("name", "size", "padding", "decoders"))
-            labels.append(LabelConfig(name, size, padding, chain))
+            lt.finish(("name", "size", "padding", "offset", "decoders"))
+            labels.append(LabelConfig(name, size, padding, chain, offset))
         return tuple(labels)
 
     def check_bucket_label(self, lt: Table, size: int, chain: tuple[DecoderConfig, ...]) -> None:

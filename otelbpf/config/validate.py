@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from otelbpf.config.program import HistogramConfig, LabelConfig, ProgramConfig
+from otelbpf.config.program import HistogramConfig, LabelConfig, ProgramConfig, key_extent
 from otelbpf.config.tables import did_you_mean
 from otelbpf.errors import ConfigError
 from otelbpf.kernel.maps import PERCPU_TYPES, MapType
@@ -127,12 +127,13 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
 
 def _check_key(entry: str, map_name: str, labels: Sequence[LabelConfig], bpf_map: MapLike,
                error) -> None:
-    covered = sum(label.size + label.padding for label in labels)
+    covered = key_extent(labels)
     # Without labels the map is one series whatever its key (an array's u32 index 0, as
     # ebpf_exporter reads label-less maps).
     if covered == bpf_map.key_size or not labels:
         return
-    parts = " + ".join(f"{label.name} {label.size}"
+    parts = " + ".join((f"{label.name} at {label.offset}: {label.size}" if label.offset is not None
+                        else f"{label.name} {label.size}")
                        + (f"+{label.padding} padding" if label.padding else "")
                        for label in labels) or "no labels"
     diff = bpf_map.key_size - covered

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from otelbpf import decoders
-from otelbpf.config.program import LabelConfig
+from otelbpf.config.program import LabelConfig, key_extent, label_slices
 
 # Chains with decoders whose answer can change (interface names, cgroup paths, devices) have
 # their cached values dropped this often, so a renamed or newly created object shows up.
@@ -73,27 +73,21 @@ _MISSING = object()
 
 
 class KeyDecoder:
-    """Decodes map keys laid out as the config's labels: ``size`` bytes each, then ``padding``.
+    """Decodes map keys laid out as the config's labels (``label_slices``).
 
     ``decode(key: bytes)`` returns one string per label, or None when a decoder dropped the
     series or the key is shorter than ``key_size``. Only the first ``key_size`` bytes are read,
     so a histogram's series labels can be decoded from a whole key
     (``KeyDecoder(cfg.series_labels)``), though passing ``key[:key_size]`` keeps one cache entry
-    per series instead of one per bucket. ``offsets`` gives each label's byte offset in the key.
+    per series instead of one per bucket.
     """
 
     def __init__(self, labels: Sequence[LabelConfig], cache_size: int = 100_000,
                  refresh_seconds: float = DEFAULT_REFRESH_SECONDS):
         self.labels = tuple(labels)
         self.names = tuple(label.name for label in self.labels)
-        offsets, slices, offset = [], [], 0
-        for label in self.labels:
-            offsets.append(offset)
-            slices.append(slice(offset, offset + label.size))
-            offset += label.size + label.padding
-        self.offsets = tuple(offsets)
-        self.key_size = offset
-        self._slices = tuple(slices)
+        self.key_size = key_extent(self.labels)
+        self._slices = label_slices(self.labels)
         self._chains = tuple(decoders.build_chain(label.decoders) for label in self.labels)
         stable = all(chain.stable for chain in self._chains)
         self.cache = LabelCache(cache_size, None if stable else refresh_seconds)

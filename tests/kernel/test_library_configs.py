@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from otelbpf.config.agent import load_agent_config
-from otelbpf.config.program import load_program_config
+from otelbpf.config.program import key_extent, load_program_config
 from otelbpf.config.validate import validate_against_object
 from otelbpf.kernel.object import BpfObject
 from tests.agentproc import write_agent_config
@@ -33,8 +33,7 @@ def test_config_describes_the_map_keys_and_the_program_attaches(bpf_build, name)
         assert validate_against_object(config, obj.maps) == []
         for metric in config.counters + config.histograms:
             bpf_map = obj.maps[metric.map]
-            covered = sum(label.size + label.padding for label in metric.labels)
-            assert covered == bpf_map.key_size, metric.name
+            assert key_extent(metric.labels) == bpf_map.key_size, metric.name
             assert bpf_map.value_size == 8, metric.name
         obj.load()
         results = obj.attach_all()

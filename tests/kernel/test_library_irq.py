@@ -115,21 +115,27 @@ def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
                 os.fsync(fd)
             os.close(fd)
             after = proc_interrupts()
-        runs = values(obj.maps["irq_runs"], "=II")
-        time_ns = values(obj.maps["irq_time"], "=II")
-        exported = metrics(bpf_build, "hardirqs", obj)["irq.handler.runs"].points
+        # Arrays indexed by IRQ number: the slots of IRQs that never ran stay zero.
+        runs = {irq: n for (irq,), n in values(obj.maps["irq_runs"], "=I").items() if n}
+        time_ns = {irq: t for (irq,), t in values(obj.maps["irq_time"], "=I").items() if t}
+        exported = metrics(bpf_build, "hardirqs", obj)
     names = proc_interrupt_names()
     assert runs, "no interrupt handler ran during 50 fsyncs"
-    for (irq, again), n in runs.items():
-        assert irq == again
+    for irq, n in runs.items():
         # Shared lines run every handler of the line per interrupt: one count per handler.
         handlers = len(names[irq].split(","))
         within(n, (after[irq] - before[irq]) * handlers, f"irq {irq}")
-    assert all(time_ns[k] > 0 for k in runs)
-    # The handler label is what /proc/interrupts names the line.
-    for point in exported:
+    assert time_ns.keys() == runs.keys()
+    # One series per IRQ that ran (zero slots are skipped), labelled with its number and what
+    # /proc/interrupts names the line; the runs are the map's.
+    points = exported["irq.handler.runs"].points
+    assert {int(dict(p.attributes)["irq"]) for p in points} == runs.keys()
+    for point in points:
         attributes = dict(point.attributes)
-        assert attributes["handler"] == names[int(attributes["irq"])].replace(", ", ","), attributes
+        irq = int(attributes["irq"])
+        assert attributes["handler"] == names[irq].replace(", ", ","), attributes
+        assert point.value == runs[irq]
+    assert {dict(p.attributes)["irq"] for p in exported["irq.handler.time"].points} == {str(i) for i in runs}
 
 
 def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):

@@ -275,6 +275,18 @@ def test_a_changed_counter_multiplier_is_a_new_series_layout():
     assert config_layout(COUNTER) == config_layout(dataclasses.replace(COUNTER, name="renamed"))
 
 
+def test_a_label_read_from_other_bytes_is_a_new_series_layout():
+    """offset moves a label's bytes; a layout without offsets hashes as before they existed, so
+    upgrading keeps every pinned map whose config did not change."""
+    from otelbpf.agent.program import config_layout
+
+    first = COUNTER.labels[0]
+    moved = dataclasses.replace(COUNTER, labels=(dataclasses.replace(first, offset=4),))
+    assert config_layout(moved) != config_layout(COUNTER)
+    assert config_layout(dataclasses.replace(COUNTER, labels=(dataclasses.replace(first, offset=None),))) \
+        == config_layout(COUNTER)
+
+
 LABEL_LESS = CounterConfig(name="total", help="", unit="", map="total", labels=())
 
 

@@ -103,6 +103,18 @@ def test_key_size_says_numbers():
     check(maps, "labels", "has 4-byte keys", "remove 4 bytes")
 
 
+def test_labels_sharing_bytes_cover_the_key_once():
+    shared = CONFIG.replace(
+        'labels = [ { name = "syscall", size = 4, padding = 4, decoders = [ { name = "uint" } ] } ]',
+        'labels = [ { name = "irq", size = 4, decoders = [ { name = "uint" } ] },\n'
+        '           { name = "handler", offset = 0, size = 4, decoders = [ { name = "irq" } ] } ]')
+    maps = good_maps()
+    maps["counts"].key_size = 4
+    assert validate_against_object(cfg(shared), maps) == []
+    maps["counts"].key_size = 8
+    check(maps, "labels", "labels cover 4 bytes (irq 4 + handler at 0: 4)", "add 4 bytes", config=cfg(shared))
+
+
 def test_per_cpu_label_needs_per_cpu_map():
     text = CONFIG.replace('map = "counts"', 'map = "counts"\nper_cpu = "label"')
     maps = good_maps()

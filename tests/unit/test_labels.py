@@ -8,7 +8,7 @@ from types import MappingProxyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otelbpf.config.program import DecoderConfig, LabelConfig
+from otelbpf.config.program import DecoderConfig, LabelConfig, key_extent, label_slices
 from otelbpf.labels.keys import KeyDecoder, LabelCache
 
 
@@ -30,8 +30,28 @@ def test_slices_by_size_and_padding():
     decoder = KeyDecoder(COMM_AND_SYSCALL)
     assert decoder.names == ("comm", "syscall")
     assert decoder.key_size == 24
-    assert decoder.offsets == (0, 16)
+    assert label_slices(COMM_AND_SYSCALL) == (slice(0, 16), slice(16, 20))
     assert decoder.decode(key(b"bash", 59)) == ("bash", "execve")
+
+
+def test_two_labels_read_the_same_bytes_at_an_offset():
+    """An IRQ number as a number and through another decoder; later labels follow the last one."""
+    labels = (
+        LabelConfig("irq", 4, 0, (dec("uint"),)),
+        LabelConfig("as_hex", 4, 0, (dec("hex"),), offset=0),
+        LabelConfig("cpu", 2, 2, (dec("uint"),)),
+    )
+    decoder = KeyDecoder(labels)
+    assert label_slices(labels) == (slice(0, 4), slice(0, 4), slice(4, 6))
+    assert decoder.key_size == key_extent(labels) == 8
+    assert decoder.decode(struct.pack("<IHxx", 29, 3)) == ("29", "1d000000", "3")
+
+
+def test_key_extent_is_the_furthest_byte_any_label_reads():
+    late_first = (LabelConfig("b", 4, 4, (dec("uint"),), offset=8), LabelConfig("a", 4, 0, (dec("uint"),), offset=0))
+    assert key_extent(late_first) == 16
+    assert key_extent(()) == 0
+    assert key_extent(COMM_AND_SYSCALL) == 24
 
 
 def test_padding_bytes_are_ignored():
