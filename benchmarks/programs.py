@@ -460,14 +460,15 @@ def main() -> None:
         # What one bpf_ktime_get_ns() adds to a program: a program doing only that, on the same hook.
         clock_ns = round(measured.pop("clock_raw_sys_enter") - measured["floor_raw_sys_enter"], 1)
         floor_ns = {p: ns for p, ns in measured.items() if p.startswith("floor_")}
-        # The least a program that must read the clock, or update a hash map, costs on a hook.
-        clock_floor_ns = {p.removeprefix("clock_"): ns for p, ns in measured.items() if p.startswith("clock_")}
-        hash_floor_ns = {p.removeprefix("hash_"): ns for p, ns in measured.items() if p.startswith("hash_")}
-        array_floor_ns = {p.removeprefix("array_"): ns for p, ns in measured.items() if p.startswith("array_")}
-        print(f"one per-CPU array add only, per hook: {array_floor_ns}", flush=True)
+        # The least a program that must read the clock, or update a hash map or an array, costs
+        # on a hook.
+        clock_floor_ns, hash_floor_ns, array_floor_ns = (
+            {p.removeprefix(prefix): ns for p, ns in measured.items() if p.startswith(prefix)}
+            for prefix in ("clock_", "hash_", "array_"))
         print(f"floor (empty programs): {floor_ns}\none bpf_ktime_get_ns(): +{clock_ns} ns\n"
               f"one clock read only, per hook: {clock_floor_ns}\n"
-              f"one per-CPU hash update only, per hook: {hash_floor_ns}", flush=True)
+              f"one per-CPU hash update only, per hook: {hash_floor_ns}\n"
+              f"one per-CPU array add only, per hook: {array_floor_ns}", flush=True)
         for name in names:
             r = measure(name, args.scale)
             # Each BPF program's floor: the empty program of the same kind on the same hook.
@@ -488,6 +489,7 @@ def main() -> None:
         "clock_read_ns": clock_ns,
         "clock_read_only_program_ns": clock_floor_ns,
         "hash_update_only_program_ns": hash_floor_ns,
+        "array_add_only_program_ns": array_floor_ns,
         "programs": results,
         "all_within_bars": all(r["within_bar"] for r in judged) and exp["within_bar"],
         "over_bar": [r["program"] for r in judged if not r["within_bar"]],
