@@ -2,42 +2,92 @@
 /* timers: kernel timer expirations by callback function: timer_list timers and hrtimers (the
  * ones behind nanosleep, poll/epoll timeouts and the scheduler tick).
  *
- * Exported as `timer.expirations` by conf/conf.d/timers.toml; the ksym decoder names the
- * function. */
+ * Counting keyed by function in a hash map costs a hash update per expiration, on a hook that
+ * mostly runs in a hard interrupt on a CPU just woken from idle, where every cache line the
+ * update touches is cold. Instead each function gets a slot once: `timer_functions` (one copy
+ * for all CPUs, written only when a function is first seen) holds the function that owns each
+ * slot, and the expirations are counted in a per-CPU array at the same index. An expiration then
+ * reads one shared line and adds to one line of this CPU's.
+ *
+ * Slots are found by hashing the function's address and probing PROBES slots from there; a slot
+ * is claimed with a compare-and-swap, so two CPUs seeing a new function at once agree on one
+ * slot. Slots are never given back while the maps exist. Slot 0 is never claimed: it counts the
+ * expirations of functions that found all their slots taken (a host with thousands of distinct
+ * timer callbacks), labelled "[other]" by the config.
+ *
+ * Exported as `timer.expirations` by conf/conf.d/timers.toml: the decoders "lookup" (slot ->
+ * function address) and "ksym" (address -> name). The agent pins the two maps together and keeps
+ * the counts only with the table that says what their slots mean. */
 #include "vmlinux.h"
 #include "otelbpf.h"
 
-struct timer_key {
-	__u64 function;
-	__u32 kind; /* 0 timer_list, 1 hrtimer */
-	__u32 pad;
-};
+#define TIMER_SLOTS 4096 /* a power of two */
+#define PROBES 8
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 2048);
-	__type(key, struct timer_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TIMER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} timer_functions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TIMER_SLOTS);
+	__type(key, __u32);
 	__type(value, __u64);
 } timer_expirations SEC(".maps");
 
-/* map_add(), not percpu_add(): two programs write this map, and hrtimer_expired (hard
- * interrupt) can run inside timer_expired (softirq) on the same CPU. */
+/* Load-time parameter for tests: the slots in use are 1..slot_mask (slot_mask + 1 a power of
+ * two, at most TIMER_SLOTS), so that a test can make functions collide. */
+const volatile __u32 slot_mask = TIMER_SLOTS - 1;
+
+static __always_inline __u32 slot_of(__u64 function)
+{
+	__u32 mask = slot_mask & (TIMER_SLOTS - 1);
+	__u32 slot = (__u32)((function * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
+	__u64 *owner;
+
+	if (!function)
+		return 0;
+	for (int i = 0; i < PROBES; i++, slot = (slot + 1) & mask) {
+		if (slot == 0)
+			continue; /* slot 0 is the overflow */
+		owner = bpf_map_lookup_elem(&timer_functions, &slot);
+		if (!owner)
+			return 0;
+		if (*owner == function)
+			return slot;
+		if (*owner == 0) {
+			__u64 seen = __sync_val_compare_and_swap(owner, 0, function);
+
+			if (seen == 0 || seen == function)
+				return slot;
+		}
+	}
+	return 0;
+}
+
+/* A locked add: two programs count into this map, and hrtimer_expired (hard interrupt) can run
+ * inside timer_expired (softirq) on the same CPU; they share slot 0. */
+static __always_inline void count_expiration(__u64 function)
+{
+	__u32 slot = slot_of(function);
+
+	map_add(&timer_expirations, &slot, 1);
+}
 
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(timer_expired, struct timer_list *timer)
 {
-	struct timer_key key = { .function = (__u64)timer->function, .kind = 0 };
-
-	map_add(&timer_expirations, &key, 1);
+	count_expiration((__u64)timer->function);
 	return 0;
 }
 
 SEC("tp_btf/hrtimer_expire_entry")
 int BPF_PROG(hrtimer_expired, struct hrtimer *timer)
 {
-	struct timer_key key = { .function = (__u64)timer->function, .kind = 1 };
-
-	map_add(&timer_expirations, &key, 1);
+	count_expiration((__u64)timer->function);
 	return 0;
 }
 

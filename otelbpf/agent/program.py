@@ -54,6 +54,17 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def lookup_maps(cfg: ProgramConfig) -> dict[str, tuple[str, ...]]:
+    """{aggregate map: the maps its labels look slots up in (decoder "lookup")}."""
+    out = {}
+    for metric in (*cfg.counters, *cfg.histograms):
+        names = sorted({d.options["map"] for label in metric.labels for d in label.decoders
+                        if d.name == "lookup"})
+        if names:
+            out[metric.map] = tuple(names)
+    return out
+
+
 def parameters_digest(cfg: ProgramConfig) -> str:
     """The program's ``[parameters]``: a filter or a sample rate is part of what a count means."""
     return hashlib.sha256(repr(sorted(cfg.parameters.items())).encode()).hexdigest()[:16]
@@ -164,9 +175,13 @@ class LoadedProgram:
             identity = program_identity(cfg) if state.keep_attached else None
             # Programs left attached must keep writing where the next agent reads: every map of
             # theirs is pinned then (ring buffers included), not only the aggregate ones.
-            others = sorted(set(obj.maps) - set(layouts)) if identity else []
+            # A map that names another's slots (decoder "lookup") is pinned with it, and that
+            # map's counts are kept only with it.
+            together = lookup_maps(cfg)
+            looked_up = {m for ms in together.values() for m in ms}
+            others = sorted(set(obj.maps) - set(layouts)) if identity else sorted(looked_up - set(layouts))
             paths, fresh = state.pin_plan(cfg.name, layouts, parameters, others)
-            obj.set_pin_paths(paths, fresh)
+            obj.set_pin_paths(paths, fresh, together if paths else None)
             adopt = state.adoptable_links(cfg.name, identity) if identity else {}
             if adopt and (fresh or not all(p.exists() for p in paths.values())):
                 adopt = {}  # its maps would not be the ones the attached programs count into
@@ -202,7 +217,7 @@ class LoadedProgram:
                     labels = metric.series_labels  # the last label is the bucket slot
                     layout = BucketLayout.from_config(metric, histogram_aggregation)
                 map_metrics.append(MapMetric(metric, obj.maps[metric.map],
-                                             KeyDecoder(labels, limits.label_cache), 0, limiter,
+                                             KeyDecoder(labels, limits.label_cache, maps=obj.maps), 0, limiter,
                                              layout,
                                              out_of_range=OutOfRangeSlots(cfg.name) if layout else None))
         except BaseException:

@@ -76,6 +76,7 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
             error(metric.entry, "map", f'map "{metric.map}" has {bpf_map.value_size}-byte values',
                   "declare the map's value as __u64 (8 bytes)")
         _check_key(metric.entry, metric.map, metric.labels, bpf_map, error)
+        _check_lookups(metric.entry, metric.labels, maps, error)
         if metric.per_cpu == "label" and kind not in PER_CPU_MAP_TYPES:
             error(metric.entry, "per_cpu", f'"label" needs a per-CPU map; "{metric.map}" is '
                   f"{type_name(kind)}", 'remove per_cpu or make the map PERCPU_HASH/PERCPU_ARRAY')
@@ -91,6 +92,10 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
                       f"set max_entries to {slots + 1} or lower bucket_max")
 
     for stream in cfg.streams:
+        for metric in (*stream.counters, *stream.histograms):
+            if any(d.name == "lookup" for label in metric.labels for d in label.decoders):
+                error(metric.entry, "labels", 'decoder "lookup" reads map keys, not record fields',
+                      "use it in the labels of [[counters]] or [[histograms]]")
         bpf_map = find(stream.entry, stream.map)
         if bpf_map is None:
             continue
@@ -118,11 +123,40 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
                   + ("HASH or LRU_HASH map with u64 keys" if id_map.type == "hash"
                      else "CGRP_STORAGE map with int keys") + " and u64 values")
     for span in cfg.spans:
+        if any(d.name == "lookup" for label in span.labels for d in label.decoders):
+            error(span.entry, "labels", 'decoder "lookup" reads map keys, not record fields',
+                  "use it in the labels of [[counters]] or [[histograms]]")
         bpf_map = find(span.entry, span.ringbuf)
         if bpf_map is not None and int(bpf_map.type) != RINGBUF:
             error(span.entry, "ringbuf", f'map "{span.ringbuf}" is {type_name(bpf_map.type)}',
                   "spans are read from a BPF_MAP_TYPE_RINGBUF map")
     return errors
+
+
+LOOKUP_MAP_TYPES = frozenset({HASH, ARRAY, LRU_HASH})
+
+
+def _check_lookups(entry: str, labels: Sequence[LabelConfig], maps: Mapping[str, MapLike],
+                   error) -> None:
+    """A ``lookup`` decoder reads a map the agent can read one key of, keyed by the label's bytes."""
+    for label in labels:
+        for decoder in label.decoders:
+            if decoder.name != "lookup":
+                continue
+            name = decoder.options["map"]
+            bpf_map = maps.get(name)
+            where = f'label "{label.name}": decoder "lookup"'
+            if bpf_map is None:
+                hint = did_you_mean(name, maps)
+                error(entry, "labels", f'{where} reads map "{name}", which the object does not have '
+                      f"(its maps: {', '.join(sorted(maps)) or 'none'})", hint or "name one of the object's maps")
+            elif int(bpf_map.type) not in LOOKUP_MAP_TYPES:
+                error(entry, "labels", f'{where} reads map "{name}", which is {type_name(bpf_map.type)}',
+                      f"a lookup map is one of {_names(LOOKUP_MAP_TYPES)} (one value per key, not per CPU)")
+            elif bpf_map.key_size != label.size:
+                error(entry, "labels", f'{where} reads map "{name}", whose keys are {bpf_map.key_size} '
+                      f"bytes, with the label's {label.size} bytes",
+                      f"make the label size {bpf_map.key_size} or the map's key the label's type")
 
 
 def _check_key(entry: str, map_name: str, labels: Sequence[LabelConfig], bpf_map: MapLike,

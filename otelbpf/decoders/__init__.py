@@ -22,6 +22,7 @@ from otelbpf.decoders.irq import IrqDecoder
 from otelbpf.decoders.kernel_enum import KernelEnumDecoder
 from otelbpf.decoders.kstack import KstackDecoder
 from otelbpf.decoders.ksym import KsymDecoder
+from otelbpf.decoders.lookup import LookupDecoder
 from otelbpf.decoders.majorminor import MajorMinorDecoder
 from otelbpf.decoders.pci import (PciClassDecoder, PciDeviceDecoder, PciSubclassDecoder,
                                   PciVendorDecoder)
@@ -48,6 +49,7 @@ _BUILTIN: tuple[type[Decoder], ...] = (
     KernelEnumDecoder,
     KstackDecoder,
     KsymDecoder,
+    LookupDecoder,
     MajorMinorDecoder,
     PciClassDecoder,
     PciDeviceDecoder,
@@ -120,6 +122,10 @@ class DecoderChain:
     def refresh(self) -> None:
         for decoder in self.decoders:
             decoder.refresh()
+
+    def bind(self, maps) -> None:
+        for decoder in self.decoders:
+            decoder.bind(maps)
 
     def __call__(self, raw: bytes) -> bytes | None:
         value: bytes | None = raw

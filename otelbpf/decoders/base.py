@@ -42,6 +42,10 @@ class Decoder:
     def decode(self, raw: bytes) -> bytes | None:
         raise NotImplementedError
 
+    def bind(self, maps: Mapping[str, Any] | None) -> None:
+        """Take the program's maps (name -> BpfMap), for decoders that read one of them; the
+        others ignore them. ValueError when a map the decoder needs is missing."""
+
     def refresh(self) -> None:
         """Forget what this decoder remembers about the system; label caches call it when they
         drop the values of an unstable chain, so both refresh together."""

@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +144,9 @@ class BpfObject:
         # Maps that must start empty even though a pin exists (the caller knows their old
         # counts mean something else): {name: why}. See set_pin_paths.
         self.fresh_pins: dict[str, str] = {}
+        # {map: maps whose pins it is reused with}: a map whose labels name the slots another
+        # map keeps (decoder "lookup") is kept only if that map is kept too. See set_pin_paths.
+        self.pin_together: dict[str, tuple[str, ...]] = {}
         # New maps whose pin is written only by commit_pins(): until then an old pin at that
         # path (and the running version reading it) stays untouched.
         self.staged_pins: dict[str, Path] = {}
@@ -179,13 +182,16 @@ class BpfObject:
         return obj
 
     def set_pin_paths(self, pin_maps: Mapping[str, os.PathLike | str],
-                      fresh: Mapping[str, str] | None = None) -> None:
+                      fresh: Mapping[str, str] | None = None,
+                      together: Mapping[str, Sequence[str]] | None = None) -> None:
         """Pin these maps (reusing compatible pins). Callable between open and load, so a
         config can be validated against the object's maps before anything is pinned.
 
         ``fresh`` names maps whose existing pin must not be reused, with the reason. Such maps
         and those with no or an incompatible pin are created unpinned and pinned only by
         ``commit_pins()``: loading a new version never disturbs the pins of the running one.
+        ``together``: {map: other pinned maps}: the map's pin is reused only when all of theirs
+        are (counts by slot mean nothing beside a new, empty table of what the slots stand for).
         """
         if self.loaded:
             raise RuntimeError(f"{self.path}: pin paths must be set before load()")
@@ -196,6 +202,10 @@ class BpfObject:
             )
         self.pin_maps = {name: Path(p) for name, p in pin_maps.items()}
         self.fresh_pins = dict(fresh or {})
+        self.pin_together = {name: tuple(others) for name, others in (together or {}).items()}
+        unpinned = sorted({o for others in self.pin_together.values() for o in others} - set(self.pin_maps))
+        if unpinned:
+            raise ValueError(f"{self.path}: maps kept together must be pinned too: {', '.join(unpinned)}")
 
     def _open_elf(self) -> None:
         if not self.path.is_file():
@@ -314,6 +324,12 @@ class BpfObject:
             else:
                 self.pin_states[name] = f"replaced: {why}"
                 self.staged_pins[name] = path
+
+        for name, others in self.pin_together.items():
+            lost = [o for o in others if self.pin_states.get(o) != "reused"]
+            if self.pin_states.get(name) == "reused" and lost:
+                self.pin_states[name] = f'replaced: map "{lost[0]}" it is read with starts empty'
+                self.staged_pins[name] = self.pin_maps[name]
 
     def commit_pins(self) -> None:
         """Pin the maps created by load() in place of whatever their paths held (the old version's

@@ -79,16 +79,19 @@ class KeyDecoder:
     series or the key is shorter than ``key_size``. Only the first ``key_size`` bytes are read,
     so a histogram's series labels can be decoded from a whole key
     (``KeyDecoder(cfg.series_labels)``), though passing ``key[:key_size]`` keeps one cache entry
-    per series instead of one per bucket.
+    per series instead of one per bucket. ``maps``: the program's maps by name, for decoders
+    that read one of them (``lookup``).
     """
 
     def __init__(self, labels: Sequence[LabelConfig], cache_size: int = 100_000,
-                 refresh_seconds: float = DEFAULT_REFRESH_SECONDS):
+                 refresh_seconds: float = DEFAULT_REFRESH_SECONDS, maps=None):
         self.labels = tuple(labels)
         self.names = tuple(label.name for label in self.labels)
         self.key_size = key_extent(self.labels)
         self._slices = label_slices(self.labels)
         self._chains = tuple(decoders.build_chain(label.decoders) for label in self.labels)
+        for chain in self._chains:
+            chain.bind(maps)  # the program's maps, for decoders that read one (lookup)
         stable = all(chain.stable for chain in self._chains)
         self.cache = LabelCache(cache_size, None if stable else refresh_seconds)
         self.cache.on_clear = self._refresh_chains

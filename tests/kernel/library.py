@@ -81,8 +81,8 @@ def metrics(bpf_build: Path, name: str, obj: BpfObject) -> dict:
     config = load_program_config(CONF_D / f"{name}.toml", bpf_build)
     out = {}
     for c in config.counters:
-        out[c.name] = counter_metric(c, obj.maps[c.map].read_all(), KeyDecoder(c.labels, cache_size=1024), 0, 1)
+        out[c.name] = counter_metric(c, obj.maps[c.map].read_all(), KeyDecoder(c.labels, cache_size=1024, maps=obj.maps), 0, 1)
     for h in config.histograms:
-        out[h.name] = histogram_metric(h, obj.maps[h.map].read_all(), KeyDecoder(h.series_labels, cache_size=1024),
+        out[h.name] = histogram_metric(h, obj.maps[h.map].read_all(), KeyDecoder(h.series_labels, cache_size=1024, maps=obj.maps),
                                        BucketLayout.from_config(h), 0, 1)
     return out

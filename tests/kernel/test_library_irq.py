@@ -145,6 +145,36 @@ def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):
         with attached(obj):
             child.run(f"for _ in range({sleeps}): time.sleep(0.001)")
         metric = metrics(bpf_build, "timers", obj)["timer.expirations"]
-    wakeups = {dict(p.attributes)["function"]: p.value for p in metric.points if dict(p.attributes)["kind"] == "hrtimer"}
+        owners = values(obj.maps["timer_functions"], "=I")
+        counts = values(obj.maps["timer_expirations"], "=I")
+    wakeups = {dict(p.attributes)["function"]: p.value for p in metric.points}
     # Every one of our sleeps ends with its hrtimer calling hrtimer_wakeup (others sleep too).
     assert wakeups.get("hrtimer_wakeup", 0) >= sleeps, sorted(wakeups.items())[:10]
+    # Each function owns one slot, and the exported series are exactly the counted slots.
+    claimed = [owner for (slot,), owner in owners.items() if owner]
+    assert len(claimed) == len(set(claimed))
+    assert all(owners[(slot,)] for (slot,), n in counts.items() if n and slot)
+    assert sum(wakeups.values()) == sum(counts.values())
+    assert len(wakeups) <= sum(1 for n in counts.values() if n)  # two static functions may share a name
+
+
+def test_timers_functions_without_a_free_slot_are_counted_as_other(bpf_build):
+    """With 3 slots for every callback on the host, most share the overflow slot: all their
+    expirations are still counted, as "[other]", beside a full-size table attached meanwhile."""
+    with PythonChild() as child, loaded(bpf_build, "timers") as full, \
+            loaded(bpf_build, "timers", slot_mask=3) as small:
+        child.run("import time\nresult = None")
+        with attached(full):
+            with attached(small):
+                child.run("for _ in range(300): time.sleep(0.001)")
+        everything = metrics(bpf_build, "timers", full)["timer.expirations"].points
+        few = {dict(p.attributes)["function"]: p.value for p in
+               metrics(bpf_build, "timers", small)["timer.expirations"].points}
+        owned = [slot for (slot,), owner in values(small.maps["timer_functions"], "=I").items() if owner]
+    assert len(everything) > 4, "fewer than 4 timer callbacks ran: no collision to test"
+    assert set(owned) <= {1, 2, 3} and owned
+    assert few["[other]"] > 0 and len(few) == len(owned) + 1
+    total = sum(p.value for p in everything)
+    # The small table ran inside the full one's window: the same expirations, but for those
+    # between the two attaches and the two detaches.
+    assert total - 200 <= sum(few.values()) <= total, (few, total)

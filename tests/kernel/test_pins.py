@@ -85,3 +85,36 @@ def test_pin_that_is_not_a_map_is_replaced(objects: Path, pin_dir: Path) -> None
 def test_unknown_pin_map_is_rejected(objects: Path, pin_dir: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot pin unknown map\(s\) nope; maps: fresh_counts, pinned_counts"):
         BpfObject.open(objects / "kernel_pins.bpf.o", pin_maps={"nope": pin_dir / "nope"})
+
+
+def test_a_map_read_with_another_is_kept_only_with_it(objects: Path, pin_dir: Path) -> None:
+    """Counts by slot and the table of what the slots mean (decoder "lookup") are reused
+    together: a table that starts empty takes the counts with it; counts that start empty keep
+    the table (slots that still mean the same, counted from zero)."""
+    pins = {"pinned_counts": pin_dir / "pinned_counts", "fresh_counts": pin_dir / "fresh_counts"}
+
+    def run(calls: int, fresh: dict[str, str] | None = None) -> dict[str, str]:
+        obj = BpfObject.open(objects / "kernel_pins.bpf.o", parameters={"target_tgid": os.getpid()})
+        try:
+            obj.set_pin_paths(pins, fresh, together={"pinned_counts": ("fresh_counts",)})
+            obj.load()
+            obj.attach("count_getpgid")
+            getpgid_calls(5, calls)
+            return {**obj.pin_states, "counts": count(obj, "pinned_counts"), "table": count(obj, "fresh_counts")}
+        finally:
+            obj.close()
+
+    assert run(3) == {"pinned_counts": "created", "fresh_counts": "created", "counts": 3, "table": 3}
+    assert run(2) == {"pinned_counts": "reused", "fresh_counts": "reused", "counts": 5, "table": 5}
+    os.unlink(pins["fresh_counts"])
+    assert run(1) == {"pinned_counts": 'replaced: map "fresh_counts" it is read with starts empty',
+                      "fresh_counts": "created", "counts": 1, "table": 1}
+    assert run(1, fresh={"pinned_counts": "its layout changed"}) == {
+        "pinned_counts": "replaced: its layout changed", "fresh_counts": "reused", "counts": 1, "table": 2}
+
+
+def test_maps_kept_together_are_pinned(objects: Path, pin_dir: Path) -> None:
+    with BpfObject.open(objects / "kernel_pins.bpf.o") as obj, \
+            pytest.raises(ValueError, match="maps kept together must be pinned too: fresh_counts"):
+        obj.set_pin_paths({"pinned_counts": pin_dir / "pinned_counts"},
+                          together={"pinned_counts": ("fresh_counts",)})

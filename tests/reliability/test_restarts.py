@@ -622,3 +622,38 @@ def test_keep_attached_version_that_cannot_be_attached_again_is_not_replaced_at_
     assert "could not be attached again" in failed["error"], failed
     assert "count_getpid: its program is not pinned" in failed["error"], failed
     assert "`otelbpf detach swap` then a start installs this version" in failed["error"], failed
+
+
+def test_counts_by_slot_restart_with_the_table_that_names_the_slots(tmp_path, bpf_build, grpc_receiver,
+                                                                    pin_dir):
+    """timers counts per slot and names slots in timer_functions (decoder "lookup"): the agent
+    pins both, keeps both across a kill -9, and starts the counts afresh when the table is gone."""
+    config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                programs=["timers"], programs_dir=CONF_D, pin_dir=pin_dir)
+    agent = AgentProcess(config)
+    wait_flushes(agent, ok=True)
+    agent.kill()
+    table, counts = pin_dir / "timers" / "timer_functions", pin_dir / "timers" / "timer_expirations"
+    assert table.exists() and counts.exists()
+    with BpfMap.from_pin(table) as m:
+        first_table = m.id
+    with AgentProcess(config) as agent:
+        wait_flushes(agent, ok=True)
+        assert agent.stop() == 0
+    no_traceback(agent)
+    assert agent.count_events("series start") == 0, "the pinned counts were not kept"
+    with BpfMap.from_pin(table) as m:
+        assert m.id == first_table
+    kept = grpc_points(grpc_receiver.received, "timer.expirations")
+    os.unlink(table)
+    before = len(grpc_receiver.received)
+    with AgentProcess(config) as agent:
+        line = agent.wait_event("series start", program="timers")
+        wait_flushes(agent, ok=True)
+        assert agent.stop() == 0
+    no_traceback(agent)
+    assert line["map"] == "timer_expirations"
+    assert line["reason"] == 'replaced: map "timer_functions" it is read with starts empty', line
+    fresh = grpc_points(grpc_receiver.received[before:], "timer.expirations")
+    assert kept and fresh
+    assert min(p.start_time_unix_nano for p in fresh) > max(p.time_unix_nano for p in kept)

@@ -115,6 +115,33 @@ def test_labels_sharing_bytes_cover_the_key_once():
     check(maps, "labels", "labels cover 4 bytes (irq 4 + handler at 0: 4)", "add 4 bytes", config=cfg(shared))
 
 
+LOOKUP = CONFIG.replace(
+    'labels = [ { name = "syscall", size = 4, padding = 4, decoders = [ { name = "uint" } ] } ]',
+    'labels = [ { name = "function", size = 4, padding = 4, decoders = [\n'
+    '    { name = "lookup", map = "owners" }, { name = "ksym" } ] } ]')
+
+
+def test_lookup_map_is_one_value_per_key_keyed_by_the_label():
+    maps = good_maps()
+    maps["owners"] = FakeMap("owners", MapType.ARRAY, 4, 8, 4096)
+    assert validate_against_object(cfg(LOOKUP), maps) == []
+    del maps["owners"]
+    check(maps, "labels", 'decoder "lookup" reads map "owners", which the object does not have',
+          "name one of the object's maps", config=cfg(LOOKUP))
+    maps["owners"] = FakeMap("owners", MapType.PERCPU_ARRAY, 4, 8, 4096)
+    check(maps, "labels", 'reads map "owners", which is PERCPU_ARRAY', "not per CPU", config=cfg(LOOKUP))
+    maps["owners"] = FakeMap("owners", MapType.HASH, 8, 8, 4096)
+    check(maps, "labels", "whose keys are 8 bytes, with the label's 4 bytes", "make the label size 8",
+          config=cfg(LOOKUP))
+
+
+def test_lookup_is_not_for_record_fields():
+    text = CONFIG.replace('[[streams.counters]]\nname = "events"',
+                          '[[streams.counters]]\nname = "events"\n'
+                          'labels = [ { field = "pid", decoders = [ { name = "lookup", map = "lat" } ] } ]')
+    check(good_maps(), "labels", 'decoder "lookup" reads map keys, not record fields', config=cfg(text))
+
+
 def test_per_cpu_label_needs_per_cpu_map():
     text = CONFIG.replace('map = "counts"', 'map = "counts"\nper_cpu = "label"')
     maps = good_maps()

@@ -310,3 +310,37 @@ def test_irq_names_what_sysfs_lists_and_leaves_other_numbers():
     irq = named[0]
     assert decoder.decode(u32(int(irq.name))) == (irq / "actions").read_text().strip().encode()
     assert decoder.decode(irq.name.encode()) == (irq / "actions").read_text().strip().encode()
+
+
+class Table:
+    """A program map keyed by u32 slot, holding each slot's owner (u64)."""
+
+    key_size = 4
+
+    def __init__(self, owners: dict[int, int]):
+        self.owners = owners
+
+    def lookup(self, key: bytes) -> bytes | None:
+        owner = self.owners.get(int.from_bytes(key, "little"))
+        return None if owner is None else u64(owner)
+
+
+def test_lookup_hands_the_value_of_the_label_bytes_to_the_next_decoder():
+    chain = decoders.build_chain([DecoderConfig("lookup", MappingProxyType({"map": "owners"})),
+                                  DecoderConfig("hex", MappingProxyType({}))])
+    chain.bind({"owners": Table({1: 0xFFFFFFFF81000000, 2: 0})})
+    assert chain(u32(1)) == b"00000081ffffffff"
+    assert chain(u32(2)) == b"0000000000000000"
+    assert chain(u32(3)) is None  # not in the map: the series is dropped
+    assert chain(u64(1)) is None  # not a key of that map
+    assert not chain.stable  # the map's contents change: label caches look keys up again
+
+
+def test_lookup_needs_its_map_by_name():
+    with pytest.raises(ValueError, match='needs map = "NAME"'):
+        build("lookup")
+    decoder = build("lookup", map="owners")
+    with pytest.raises(ValueError, match='the program has no map "owners"'):
+        decoder.bind({"other": Table({})})
+    with pytest.raises(ValueError, match='no map "owners"'):
+        decoder.bind(None)
