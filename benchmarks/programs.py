@@ -1,6 +1,10 @@
 """Kernel cost of every program in conf/conf.d, side by side, under a fixed workload each.
 
     sudo python3 benchmarks/programs.py [--scale 1.0] [--only NAME,...]
+    sudo python3 benchmarks/programs.py --only NAME --against OTHER.bpf.o [--pairs 3]
+
+--against compares two builds of one program: its shipped object and OTHER (say, the previous
+version, built from `git show REV:bpf/NAME.bpf.c`), measured alternately, --pairs times each.
 
 For each program: its workload runs alternately with nothing attached and with the program
 attached, 5 times each; the medians are compared, so one run slowed by other work on the host
@@ -435,10 +439,30 @@ def exp_index_cost(rounds: int = 1_000_000, repeats: int = 5) -> dict:
             "extra_ns": round(extra, 2), "bar_ns": EXP_INDEX_BAR_NS, "within_bar": extra <= EXP_INDEX_BAR_NS}
 
 
+def compare(names: list[str], other: Path, pairs: int, scale: float) -> None:
+    """The median round of one program's shipped object and of `other`, alternately."""
+    if len(names) != 1 or not other.is_file():
+        sys.exit("benchmarks/programs.py: --against needs one --only program and an object file")
+    name, load = names[0], os.getloadavg()[0]
+    shipped = load_program_config(CONF_D / f"{name.partition('@')[0]}.toml", BUILD).object
+    medians: dict[str, list[float | None]] = {"shipped": [], "against": []}
+    for _ in range(pairs):
+        for which, path in (("shipped", shipped), ("against", other)):
+            r = measure(name, scale, path)
+            medians[which].append(r["median_round_ns_per_run"])
+            print(f"{which:8} {r['median_round_ns_per_run']} ns  per prog {r['bpf_programs']}", flush=True)
+    print(json.dumps({"benchmark": "programs-against", "program": name, "load_average_at_start": load,
+                      "shipped": str(shipped), "against": str(other),
+                      "median_round_ns_per_run": medians}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's event count")
     parser.add_argument("--only", default="", help="comma-separated program names (default: all)")
+    parser.add_argument("--against", type=Path, metavar="OBJECT",
+                        help="with one --only program: alternate its shipped object and OBJECT")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds of --against (default 3)")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or sorted(
         [p.stem for p in CONF_D.glob("*.toml")] + [n for n in WORKLOADS if "@" in n])
@@ -448,7 +472,13 @@ def main() -> None:
     stats = RunTimeStats()
     if stats.method is None:
         sys.exit(f"benchmarks/programs.py: kernel run-time statistics unavailable: {stats.reason}")
-    results = []
+    if args.against:
+        try:
+            compare(names, args.against, args.pairs, args.scale)
+        finally:
+            stats.close()
+        return
+    results, load = [], os.getloadavg()[0]
     try:
         exp = exp_index_cost()
         print(f"exp index scale 3: {exp['exp_index_ns']} ns, log2: {exp['log2_ns']} ns, "
@@ -483,7 +513,7 @@ def main() -> None:
     judged = [r for r in results if r["within_bar"] is not None]
     print(json.dumps({
         "benchmark": "programs",
-        "load_average_at_start": os.getloadavg()[0],
+        "load_average_at_start": load,
         "exp_index": exp,
         "floor_empty_program_ns": floor_ns,
         "clock_read_ns": clock_ns,
