@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.library import attached, exp_series, loaded, metrics, values
+from otelbpf.config.program import load_program_config
+from otelbpf.labels.keys import KeyDecoder
+from tests.kernel.library import CONF_D, attached, exp_series, loaded, metrics, values
 from tests.workloads import PythonChild
 
 pytestmark = pytest.mark.kernel
@@ -136,6 +138,17 @@ def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
         assert attributes["handler"] == names[irq].replace(", ", ","), attributes
         assert point.value == runs[irq]
     assert {dict(p.attributes)["irq"] for p in exported["irq.handler.time"].points} == {str(i) for i in runs}
+
+
+def test_hardirqs_last_slot_is_labelled_as_every_irq_from_it_up(bpf_build):
+    """IRQ numbers from 2047 up share the arrays' last slot (bpf/hardirqs.bpf.c)."""
+    config = load_program_config(CONF_D / "hardirqs.toml", bpf_build)
+    for counter in config.counters:
+        decoder = KeyDecoder(counter.labels)
+        assert decoder.decode((2047).to_bytes(4, "little"))[0] == "2047+"
+        assert decoder.decode((2046).to_bytes(4, "little"))[0] == "2046"
+    with loaded(bpf_build, "hardirqs") as obj:
+        assert obj.maps["irq_runs"].max_entries == obj.maps["irq_time"].max_entries == 2048
 
 
 def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otelbpf.config.program import load_program_config, parse_program_config
+from otelbpf.config.program import key_extent, load_program_config, parse_program_config
 from otelbpf.config.validate import validate_against_object
 from otelbpf.kernel.maps import MapType
 from otelbpf.kernel.object import BpfObject
@@ -351,8 +351,7 @@ def test_config_describes_the_map_keys(bpf_build, program):
         assert metrics
         for metric in metrics:
             bpf_map = obj.maps[metric.map]
-            covered = sum(label.size + label.padding for label in metric.labels)
-            assert covered == bpf_map.key_size, metric.name
+            assert key_extent(metric.labels) == bpf_map.key_size, metric.name
             assert bpf_map.value_size == 8, metric.name
         for histogram in config.histograms:
             # The bucket label is a u64 and the program keeps the sum at bucket_max + 1 = 65.
