@@ -21,7 +21,7 @@
 #include "vmlinux.h"
 #include "otelbpf.h"
 
-#define TIMER_SLOTS 4096 /* a power of two */
+#define TIMER_SLOTS 1024 /* a power of two; hosts have a few hundred timer callbacks */
 #define PROBES 8
 
 struct {

@@ -25,8 +25,8 @@ import numpy as np
 
 import logging
 
-from otelbpf.config.program import key_extent
 from otelbpf.aggregate.buckets import BucketLayout
+from otelbpf.config.program import key_extent
 from otelbpf.metrics.model import Attributes, Metric, MetricKind, NumberPoint, Point, Temporality
 
 __all__ = ["counter_metric", "histogram_metric", "sum_cpus", "OutOfRangeSlots"]

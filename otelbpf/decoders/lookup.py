@@ -7,8 +7,9 @@ slot and keeps each slot's callback address in ``timer_functions``; ``lookup`` t
 names it). A key the map does not hold drops the series. A map's contents can change, so the
 decoder is unstable: label caches look keys up again now and then.
 
-The map must be one the agent reads whole from the program (an ARRAY or a hash, not per CPU),
-keyed by exactly the label's bytes: ``otelbpf check`` says so against the object. It is pinned
+The map holds one value per key (an ARRAY or a hash, not per CPU) and is keyed by exactly the
+label's bytes: ``otelbpf check`` says so against the object. Each new key costs one lookup
+system call; decoded labels are cached like any other. It is pinned
 and started afresh together with the maps whose labels it names (``BpfObject.set_pin_paths``),
 so a kept counter never meets a table that forgot what its slots meant.
 """
