@@ -48,20 +48,43 @@ struct {
 	__type(value, __u64);
 } cgroup_cpu_time SEC(".maps");
 
+/* SCHED_NORMAL, SCHED_BATCH and SCHED_IDLE tasks run in the fair class. */
+static __always_inline bool fair_policy(unsigned int policy)
+{
+	return policy == 0 || policy == 3 || policy == 5;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(charge_cgroup, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u32 zero = 0;
 	struct cpu_state *cpu = bpf_map_lookup_elem(&cpu_state, &zero);
-	__u64 cgroup;
+	__u64 cgroup, start, ran;
+	bool known;
 
 	if (!cpu)
 		return 0;
-	/* Charged only when this CPU's switch-in of prev was seen (not the first switch after
-	 * attaching, nor after a missed run). The cgroup id is read as bpf_get_current_cgroup_id()
-	 * finds it (prev is still the current task here), with direct loads, which cost less
-	 * than the helper call. */
-	if (cpu->task == (__u64)prev && prev->pid) {
+	/* What prev ran since it was put on this CPU. This CPU's record of that switch gives it
+	 * when the record is prev's. Some switches never reach the sched_switch tracepoint (seen on
+	 * Linux 6.18: a thread of PID 1 switched in on one CPU, then on another, with no switch out
+	 * between), so the record may be another task's, or an old one of prev's. For tasks of the
+	 * fair class the scheduler's own mark settles it: set_next_entity() notes sum_exec_runtime
+	 * in prev_sum_exec_runtime whenever it puts the task on a CPU, traced or not; the later of
+	 * the two starts is used, so an old record never counts time twice. Tasks of other classes
+	 * (real-time, deadline) are charged only when their switch in was seen. */
+	if (!prev->pid)
+		goto record; /* idle time is not charged */
+	known = cpu->task == (__u64)prev;
+	start = known ? cpu->runtime : 0;
+	/* For a task of another class the mark is where it last left the fair class, before its
+	 * switch in: never later than the record. */
+	if (prev->se.prev_sum_exec_runtime > start)
+		start = prev->se.prev_sum_exec_runtime;
+	if (!known)
+		known = fair_policy(prev->policy);
+	if (known && (ran = prev->se.sum_exec_runtime - start)) {
+		/* The cgroup id as bpf_get_current_cgroup_id() finds it (prev is still the current
+		 * task here), with direct loads, which cost less than the helper call. */
 		cgroup = prev->cgroups->dfl_cgrp->kn->id;
 		if (cgroup != cpu->cgroup) {
 			if (cpu->pending)
@@ -69,12 +92,13 @@ int BPF_PROG(charge_cgroup, bool preempt, struct task_struct *prev, struct task_
 			cpu->cgroup = cgroup;
 			cpu->pending = 0;
 		}
-		cpu->pending += prev->se.sum_exec_runtime - cpu->runtime;
+		cpu->pending += ran;
 		if (cpu->pending >= batch_ns) {
 			percpu_add(&cgroup_cpu_time, &cgroup, cpu->pending);
 			cpu->pending = 0;
 		}
 	}
+record:
 	cpu->task = (__u64)next;
 	cpu->runtime = next->se.sum_exec_runtime;
 	return 0;

@@ -154,9 +154,11 @@ def test_hardirqs_last_slot_is_labelled_as_every_irq_from_it_up(bpf_build):
 def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):
     sleeps = 200
     with PythonChild() as child, loaded(bpf_build, "timers") as obj:
-        child.run("import time\nresult = None")
+        child.run("import ctypes\nlibc = ctypes.CDLL(None)\nresult = None")
         with attached(obj):
-            child.run(f"for _ in range({sleeps}): time.sleep(0.001)")
+            # usleep(): a relative sleep that always blocks (time.sleep() may not, see
+            # test_library_sched.CHILD_SETUP).
+            child.run(f"for _ in range({sleeps}): libc.usleep(1000)")
         metric = metrics(bpf_build, "timers", obj)["timer.expirations"]
         owners = values(obj.maps["timer_functions"], "=I")
         counts = values(obj.maps["timer_expirations"], "=I")
@@ -177,11 +179,12 @@ def test_timers_functions_without_a_free_slot_are_counted_as_other(bpf_build):
     with PythonChild() as child, loaded(bpf_build, "timers") as full, \
             loaded(bpf_build, "timers", slot_mask=1) as small:
         # Two callbacks at least: hrtimer_wakeup ends each sleep, it_real_fn fires the interval timer.
-        child.run("import signal, time\nresult = None\nsignal.signal(signal.SIGALRM, lambda *a: None)")
+        child.run("import ctypes, signal\nlibc = ctypes.CDLL(None)\nresult = None\n"
+                  "signal.signal(signal.SIGALRM, lambda *a: None)")
         with attached(full):
             with attached(small):
                 child.run("signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)\n"
-                          "for _ in range(300): time.sleep(0.001)\n"
+                          "for _ in range(300): libc.usleep(1000)\n"
                           "signal.setitimer(signal.ITIMER_REAL, 0)")
         everything = {dict(p.attributes)["function"]: p.value for p in
                       metrics(bpf_build, "timers", full)["timer.expirations"].points}

@@ -23,6 +23,9 @@ SYS_CLOCK_NANOSLEEP = {"x86_64": 230, "aarch64": 115}[platform.machine()]
 SLEEPS = 100
 SLEEP_NS = 2_000_000
 
+# Sleeps in the children are libc.usleep(), a relative nanosleep: each call blocks at least that
+# long from its system call entry. Python's time.sleep() sleeps to an absolute deadline taken
+# before the call, so a child preempted just before it sleeps less, or not at all.
 CHILD_SETUP = "import ctypes, mmap, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nresult = None"
 
 
@@ -30,7 +33,7 @@ def test_syscall_latency_counts_each_call_in_the_bucket_of_its_duration(bpf_buil
     with PythonChild() as child, loaded(bpf_build, "syscall-latency", target_tgid=child.pid) as obj:
         child.run(CHILD_SETUP)
         with attached(obj):
-            child.run(f"for _ in range({SLEEPS}): time.sleep({SLEEP_NS / 1e9})")
+            child.run(f"for _ in range({SLEEPS}): libc.usleep({SLEEP_NS // 1000})")
             child.run(f"for _ in range(1000): libc.syscall({SYS_GETPID})")
         seen = values(obj.maps["syscall_latency"], "=Ii")
     sleeps, zero, total = exp_series(seen, (SYS_CLOCK_NANOSLEEP,))
@@ -62,7 +65,7 @@ def test_syscall_latency_exports_the_kernel_buckets_at_scale_3(bpf_build):
     with PythonChild() as child, loaded(bpf_build, "syscall-latency", target_tgid=child.pid) as obj:
         child.run(CHILD_SETUP)
         with attached(obj):
-            child.run(f"for _ in range({SLEEPS}): time.sleep({SLEEP_NS / 1e9})")
+            child.run(f"for _ in range({SLEEPS}): libc.usleep({SLEEP_NS // 1000})")
         metric = metrics(bpf_build, "syscall-latency", obj)["syscall.duration"]
     point = next(p for p in metric.points if dict(p.attributes)["syscall"] == "clock_nanosleep")
     assert point.scale == 3 and point.count == SLEEPS
@@ -73,7 +76,7 @@ def test_runqlat_measures_every_wakeup_of_a_sleeping_process(bpf_build):
     with PythonChild() as child, loaded(bpf_build, "runqlat", target_tgid=child.pid) as obj:
         child.run(CHILD_SETUP)
         with attached(obj):
-            child.run(f"for _ in range({SLEEPS}): time.sleep(0.001)")
+            child.run(f"for _ in range({SLEEPS}): libc.usleep(1000)")
         buckets, zero, total = exp_series(values(obj.maps["runq_latency"], "=i"), ())
     waits = sum(buckets.values()) + zero
     # Each sleep ends with a wake-up; preemptions and the pipe reads add a few more.
@@ -86,7 +89,7 @@ def test_cpu_switches_counts_voluntary_sleeps(bpf_build):
     with PythonChild() as child, loaded(bpf_build, "cpu-switches", target_tgid=child.pid) as obj:
         child.run(CHILD_SETUP)
         with attached(obj):
-            child.run(f"for _ in range({SLEEPS}): time.sleep(0.001)")
+            child.run(f"for _ in range({SLEEPS}): libc.usleep(1000)")
         seen = values(obj.maps["cpu_switches"], "=I")
         names = {dict(p.attributes)["reason"]: p.value
                  for p in metrics(bpf_build, "cpu-switches", obj)["sched.switches"].points}
@@ -108,6 +111,12 @@ def cgroup_dir():
     path.rmdir()
 
 
+# 0.3 s on CPU, then a sleep: a task's time is charged when it is switched out, and the busy
+# loop can run as one slice on an idle CPU; without the sleep that slice could end after the
+# program is detached (the child answers before it blocks) and never be charged.
+BUSY_THEN_SLEEP = "t = time.process_time()\nwhile time.process_time() - t < 0.3: pass\nlibc.usleep(5000)"
+
+
 @pytest.mark.parametrize("batch_ns", [0, None], ids=["every-switch", "default-batch"])
 def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_dir, batch_ns):
     parameters = {} if batch_ns is None else {"batch_ns": batch_ns}
@@ -116,7 +125,7 @@ def test_cgroup_cpu_charges_what_the_cgroup_itself_accounts(bpf_build, cgroup_di
         (cgroup_dir / "cgroup.procs").write_text(str(child.pid))
         with attached(obj):
             before = cpu_usage_ns(cgroup_dir)
-            child.run("t = time.process_time()\nwhile time.process_time() - t < 0.3: pass")
+            child.run(BUSY_THEN_SLEEP)
             used = cpu_usage_ns(cgroup_dir) - before
         ours = values(obj.maps["cgroup_cpu_time"], "=Q").get((os.stat(cgroup_dir).st_ino,), 0)
         by_path = {dict(p.attributes)["cgroup"]: p.value
@@ -139,7 +148,7 @@ def test_cgroup_cpu_adds_a_cpus_pending_time_when_another_cgroup_leaves_that_cpu
         try:
             with attached(obj):
                 before = cpu_usage_ns(cgroup_dir)
-                child.run("t = time.process_time()\nwhile time.process_time() - t < 0.3: pass")
+                child.run(BUSY_THEN_SLEEP)
                 used = cpu_usage_ns(cgroup_dir) - before
                 os.sched_setaffinity(0, {cpu})
                 for _ in range(5):
@@ -184,8 +193,8 @@ def test_target_cgroup_counts_only_tasks_in_that_cgroup(bpf_build, cgroup_dir):
         for child in (inside, outside):
             child.run(CHILD_SETUP)
         with attached(obj):
-            inside.run(f"for _ in range({SLEEPS}): time.sleep(0.001)")
-            outside.run(f"for _ in range({3 * SLEEPS}): time.sleep(0.001)")
+            inside.run(f"for _ in range({SLEEPS}): libc.usleep(1000)")
+            outside.run(f"for _ in range({3 * SLEEPS}): libc.usleep(1000)")
         seen = values(obj.maps["cpu_switches"], "=I")
     # Only the child inside the cgroup: its sleeps, not the other child's three times as many.
     assert SLEEPS <= seen.get((1,), 0) <= SLEEPS + 20
