@@ -64,11 +64,8 @@ def label_slices(labels: Sequence[LabelConfig]) -> tuple[slice, ...]:
 
 def key_extent(labels: Sequence[LabelConfig]) -> int:
     """How many key bytes the labels span, paddings included."""
-    ends, position = [0], 0
-    for label, part in zip(labels, label_slices(labels)):
-        position = part.stop + label.padding
-        ends.append(position)
-    return max(ends)
+    return max((part.stop + label.padding for label, part in zip(labels, label_slices(labels))),
+               default=0)
 
 
 PER_CPU_MODES = ("sum", "label")

@@ -93,9 +93,7 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
 
     for stream in cfg.streams:
         for metric in (*stream.counters, *stream.histograms):
-            if any(d.name == "lookup" for label in metric.labels for d in label.decoders):
-                error(metric.entry, "labels", 'decoder "lookup" reads map keys, not record fields',
-                      "use it in the labels of [[counters]] or [[histograms]]")
+            _refuse_lookups(metric.entry, metric.labels, error)
         bpf_map = find(stream.entry, stream.map)
         if bpf_map is None:
             continue
@@ -123,9 +121,7 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
                   + ("HASH or LRU_HASH map with u64 keys" if id_map.type == "hash"
                      else "CGRP_STORAGE map with int keys") + " and u64 values")
     for span in cfg.spans:
-        if any(d.name == "lookup" for label in span.labels for d in label.decoders):
-            error(span.entry, "labels", 'decoder "lookup" reads map keys, not record fields',
-                  "use it in the labels of [[counters]] or [[histograms]]")
+        _refuse_lookups(span.entry, span.labels, error)
         bpf_map = find(span.entry, span.ringbuf)
         if bpf_map is not None and int(bpf_map.type) != RINGBUF:
             error(span.entry, "ringbuf", f'map "{span.ringbuf}" is {type_name(bpf_map.type)}',
@@ -157,6 +153,13 @@ def _check_lookups(entry: str, labels: Sequence[LabelConfig], maps: Mapping[str,
                 error(entry, "labels", f'{where} reads map "{name}", whose keys are {bpf_map.key_size} '
                       f"bytes, with the label's {label.size} bytes",
                       f"make the label size {bpf_map.key_size} or the map's key the label's type")
+
+
+def _refuse_lookups(entry: str, labels, error) -> None:
+    """Labels of record fields (streams, spans) have no map key for ``lookup`` to read."""
+    if any(d.name == "lookup" for label in labels for d in label.decoders):
+        error(entry, "labels", 'decoder "lookup" reads map keys, not record fields',
+              "use it in the labels of [[counters]] or [[histograms]]")
 
 
 def _check_key(entry: str, map_name: str, labels: Sequence[LabelConfig], bpf_map: MapLike,
