@@ -43,8 +43,10 @@ def test_sigterm_during_an_export_that_keeps_failing_stays_within_the_bound(tmp_
                                                                            pin_dir):
     """SIGTERM while an export retries against a silent collector: the export in flight runs to
     its deadline (the next flush), then the last one gets one timeout. The documented bound is
-    max(interval, timeout) + 5 s (stream drain join) + timeout."""
-    interval = 3.0
+    max(interval, timeout) + 5 s (stream drain join) + timeout. The interval leaves room for a
+    retry after the first attempt's full timeout, so one is always in flight: with 3 s, a host
+    that took half a second to start the export saw the export give up without retrying."""
+    interval = 5.0
     with socket.socket() as blackhole, GetpidChild() as child:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(64)
