@@ -10,7 +10,7 @@
 #include "vmlinux.h"
 #include "otelbpf.h"
 
-/* Counts are kept in per-CPU arrays indexed by IRQ number: a plain add into this CPU's slot, with
+/* Counts are kept in a per-CPU array indexed by IRQ number: plain adds into this CPU's slot, with
  * no hash to compute and fewer cache lines to touch than a hash map on a hook that often runs on a
  * CPU just woken from idle. IRQ numbers are allocated lowest first, so they stay below the number
  * of interrupts the host has; those from IRQ_SLOTS - 1 up (hosts with thousands of interrupts)
@@ -25,19 +25,20 @@ struct {
 	__type(value, __u64);
 } started_at SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, IRQ_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} irq_time SEC(".maps");
+/* The time and the runs of one IRQ side by side: the exit adds both through one lookup, into one
+ * cache line (two maps cost a lookup and a cold line more). Two counters of the config read the
+ * two fields (value_offset 0 and 8). */
+struct irq_stats {
+	__u64 time_ns;
+	__u64 runs;
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, IRQ_SLOTS);
 	__type(key, __u32);
-	__type(value, __u64);
-} irq_runs SEC(".maps");
+	__type(value, struct irq_stats);
+} irq_stats SEC(".maps");
 
 SEC("tp_btf/irq_handler_entry")
 int BPF_PROG(irq_entry, int irq, struct irqaction *action)
@@ -56,11 +57,16 @@ int BPF_PROG(irq_exit, int irq, struct irqaction *action, int ret)
 	__u32 zero = 0;
 	__u64 *at = bpf_map_lookup_elem(&started_at, &zero);
 	__u32 key = array_index(irq, IRQ_SLOTS);
+	struct irq_stats *stats;
 
 	if (!at || !*at)
 		return 0;
-	percpu_add(&irq_time, &key, bpf_ktime_get_ns() - *at);
-	percpu_add(&irq_runs, &key, 1);
+	/* Per-CPU, and a tracing program never nests in itself on one CPU: plain adds. */
+	stats = bpf_map_lookup_elem(&irq_stats, &key);
+	if (stats) {
+		stats->time_ns += bpf_ktime_get_ns() - *at;
+		stats->runs += 1;
+	}
 	*at = 0;
 	return 0;
 }

@@ -27,7 +27,7 @@ from otelbpf.errors import AttachError, ConfigError, ConfigErrors, OtelbpfError
 from otelbpf.kernel import BpfObject
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.links import BpfLink
-from otelbpf.kernel.maps import BpfMap
+from otelbpf.kernel.maps import BpfMap, MapSnapshot
 from otelbpf.kernel.pinned_programs import PinnedProgram
 from otelbpf.metrics.model import Metric, MetricKind, NumberPoint
 from otelbpf.streams import StreamDrainer, StreamSource, open_stream
@@ -49,9 +49,23 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
                   list(metric.bucket_keys), metric.bucket_multiplier]
         if metric.bucket_type == "exponential":  # indexes at another scale are other buckets
             parts.append(metric.bucket_scale)
-    elif metric.multiplier != 1.0:  # the same counts in another unit: a new series
-        parts.append(metric.multiplier)
+    else:
+        if metric.multiplier != 1.0:  # the same counts in another unit: a new series
+            parts.append(metric.multiplier)
+        if metric.value_offset:  # another field of the value
+            parts.append(("value_offset", metric.value_offset))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def map_layouts(cfg: ProgramConfig) -> dict[str, str]:
+    """{map: its config_layout}; a map read by several metrics (counters of one struct value)
+    gets one layout for all of them, so that a change to any of them starts its series afresh."""
+    by_map: dict[str, set[str]] = {}
+    for metric in (*cfg.counters, *cfg.histograms):
+        by_map.setdefault(metric.map, set()).add(config_layout(metric))
+    return {name: layouts.pop() if len(layouts) == 1
+            else hashlib.sha256(repr(sorted(layouts)).encode()).hexdigest()[:16]
+            for name, layouts in by_map.items()}
 
 
 def lookup_maps(cfg: ProgramConfig) -> dict[str, tuple[str, ...]]:
@@ -105,8 +119,14 @@ class MapMetric:
         if running.config.name == self.config.name and running.limiter.limit == self.limiter.limit:
             self.series = running.series
 
-    def collect(self, now_ns: int) -> Metric:
-        snapshot = self.bpf_map.read_all()
+    def collect(self, now_ns: int, snapshots: dict[str, MapSnapshot] | None = None) -> Metric:
+        """``snapshots``: maps already read in this collection, by name; metrics that read one
+        map (counters of one struct value) see the same moment of it, read once."""
+        snapshot = snapshots.get(self.config.map) if snapshots is not None else None
+        if snapshot is None:
+            snapshot = self.bpf_map.read_all()
+            if snapshots is not None:
+                snapshots[self.config.map] = snapshot
         cpu_label = self.config.per_cpu == "label"
         if self.layout is None:
             metric = counter_metric(self.config, snapshot, self.decoder, self.start_ns, now_ns,
@@ -170,7 +190,7 @@ class LoadedProgram:
             errors = validate_against_object(cfg, obj.maps)
             if errors:
                 raise ConfigErrors(errors)
-            layouts = {m.map: config_layout(m) for m in (*cfg.counters, *cfg.histograms)}
+            layouts = map_layouts(cfg)
             parameters = parameters_digest(cfg)
             identity = program_identity(cfg) if state.keep_attached else None
             # Programs left attached must keep writing where the next agent reads: every map of
@@ -429,9 +449,10 @@ class LoadedProgram:
 
     def collect(self, now_ns: int) -> list[Metric]:
         metrics = []
+        snapshots: dict[str, MapSnapshot] = {}
         for mm in self.map_metrics:
             try:
-                metrics.append(mm.collect(now_ns))
+                metrics.append(mm.collect(now_ns, snapshots))
                 outside = mm.out_of_range and mm.out_of_range.metric(mm.start_ns, now_ns)
                 if outside:
                     metrics.append(outside)

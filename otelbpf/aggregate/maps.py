@@ -1,4 +1,4 @@
-"""Map snapshots → metrics: counters (one u64 per key) and histograms (one u64 per key and slot).
+"""Map snapshots → metrics: counters (one u64 per key, or one field of a struct of u64s) and histograms (one u64 per key and slot).
 
 Kernel maps are cumulative, so every point is CUMULATIVE with the series' start time given by the
 caller. Keys whose labels decode to the same values are summed (e.g. a decoder that maps many pids
@@ -66,7 +66,7 @@ def counter_metric(cfg, snapshot, decoder, start_ns: int, now_ns: int, cpu_label
     ``cpu_label`` (or ``cfg.per_cpu == "label"``) keeps per-CPU values apart under a "cpu" attribute.
     """
     per_cpu = cpu_label or cfg.per_cpu == "label"
-    values = snapshot.u64()
+    values = snapshot.u64(cfg.value_offset)
     key_rows = snapshot.keys
     if cfg.skip_zero:
         counted = values.any(axis=1)

@@ -90,6 +90,9 @@ class CounterConfig:
     # Keys that have counted nothing (0 on every CPU) are not series: an array map indexed by
     # something sparse (state pairs, reasons) exports only the indexes its program counted.
     skip_zero: bool = False
+    # Where this counter's u64 lies in the map's value: a value that is a struct of counts (a
+    # time and a run count updated together) holds several counters, one per offset.
+    value_offset: int = 0
 
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed", "exponential")
@@ -611,9 +614,13 @@ class _ProgramReader:
             t.error("single_key", "applies to counters without labels (a map with the one key 0)",
                     "remove single_key, or the labels")
         skip_zero = t.boolean("skip_zero", False)
+        value_offset = t.integer("value_offset", 0, min=0, max=1 << 16)
+        if value_offset % 8:
+            t.error("value_offset", f"{value_offset} is not a multiple of 8",
+                    "counts are u64: give the byte offset of a __u64 field of the map's value")
         t.finish(("help", "description"))
         return CounterConfig(name, help_text, unit, map_name, labels, per_cpu, t.entry, multiplier,
-                             single_key, skip_zero)
+                             single_key, skip_zero, value_offset)
 
     def check_cpu_label(self, t: Table, per_cpu: str, labels: tuple[LabelConfig, ...]) -> None:
         if per_cpu == "label" and any(label.name == "cpu" for label in labels):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from otelbpf.config.program import HistogramConfig, LabelConfig, ProgramConfig, key_extent
+from otelbpf.config.program import CounterConfig, HistogramConfig, LabelConfig, ProgramConfig, key_extent
 from otelbpf.config.tables import did_you_mean
 from otelbpf.errors import ConfigError
 from otelbpf.kernel.maps import PERCPU_TYPES, MapType
@@ -72,7 +72,15 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
                   f"counters and histograms read {_names(AGGREGATE_MAP_TYPES)} maps"
                   + ("; use [[streams]] for ring/perf buffers" if kind in STREAM_MAP_TYPES else ""))
             continue
-        if bpf_map.value_size != 8:
+        if isinstance(metric, CounterConfig):
+            offset = metric.value_offset
+            if bpf_map.value_size % 8 or bpf_map.value_size < offset + 8:
+                error(metric.entry, "value_offset" if offset else "map",
+                      f'map "{metric.map}" has {bpf_map.value_size}-byte values; this counter reads '
+                      f"the u64 at byte {offset}",
+                      "declare the map's value as __u64, or as a struct of __u64 counts and set "
+                      "value_offset to this counter's field")
+        elif bpf_map.value_size != 8:
             error(metric.entry, "map", f'map "{metric.map}" has {bpf_map.value_size}-byte values',
                   "declare the map's value as __u64 (8 bytes)")
         _check_key(metric.entry, metric.map, metric.labels, bpf_map, error)

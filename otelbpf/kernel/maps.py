@@ -108,11 +108,14 @@ class MapSnapshot:
     def ncpu(self) -> int:
         return self.values.shape[1]
 
-    def u64(self) -> np.ndarray:
-        """Values as native-endian uint64, shape (n, ncpu); only for 8-byte values."""
-        if self.values.shape[2] != 8:
-            raise ValueError(f"u64() needs 8-byte values, this map has {self.values.shape[2]}-byte values")
-        return np.ascontiguousarray(self.values).view(np.uint64).reshape(self.values.shape[:2])
+    def u64(self, offset: int = 0) -> np.ndarray:
+        """The native-endian uint64 at byte ``offset`` of each value, shape (n, ncpu); for values
+        that are a u64 or a struct of u64s (a multiple of 8 bytes)."""
+        size = self.values.shape[2]
+        if size % 8 or offset % 8 or offset + 8 > size:
+            raise ValueError(f"cannot read a u64 at byte {offset} of this map's {size}-byte values")
+        words = np.ascontiguousarray(self.values).view(np.uint64)  # (n, ncpu, size / 8)
+        return words[:, :, offset // 8] if size > 8 else words.reshape(self.values.shape[:2])
 
 
 class BpfMap:

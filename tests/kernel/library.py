@@ -48,10 +48,10 @@ def attached(obj: BpfObject):
         time.sleep(0.05)
 
 
-def values(bpf_map, key_format: str) -> dict[tuple, int]:
-    """Map contents as {unpacked key: u64 value summed over CPUs}."""
+def values(bpf_map, key_format: str, offset: int = 0) -> dict[tuple, int]:
+    """Map contents as {unpacked key: the u64 at byte `offset` of the value, summed over CPUs}."""
     snap = bpf_map.read_all()
-    totals = snap.u64().sum(axis=1, dtype=np.uint64)
+    totals = snap.u64(offset).sum(axis=1, dtype=np.uint64)
     layout = struct.Struct(key_format)
     return {layout.unpack(bytes(k)): int(v) for k, v in zip(snap.keys, totals)}
 

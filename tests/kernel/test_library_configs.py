@@ -31,10 +31,13 @@ def test_config_describes_the_map_keys_and_the_program_attaches(bpf_build, name)
     config = load_program_config(CONF_D / f"{name}.toml", bpf_build)
     with BpfObject.open(config.object, parameters=config.parameters) as obj:
         assert validate_against_object(config, obj.maps) == []
+        read: dict[str, set[int]] = {}  # map -> the value offsets its metrics read
         for metric in config.counters + config.histograms:
             bpf_map = obj.maps[metric.map]
             assert key_extent(metric.labels) == bpf_map.key_size, metric.name
-            assert bpf_map.value_size == 8, metric.name
+            read.setdefault(metric.map, set()).add(getattr(metric, "value_offset", 0))
+        # Every u64 of every value is exported (a struct of counts: one counter per field).
+        assert {m: set(range(0, obj.maps[m].value_size, 8)) for m in read} == read
         obj.load()
         results = obj.attach_all()
         failed = {prog: str(r) for prog, r in results.items() if isinstance(r, Exception)}

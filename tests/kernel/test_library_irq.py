@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from otelbpf.agent.program import LoadedProgram
+from otelbpf.agent.state import AgentState
+from otelbpf.config.agent import LimitsConfig
 from otelbpf.config.program import load_program_config
 from otelbpf.labels.keys import KeyDecoder
 from tests.kernel.library import CONF_D, attached, exp_series, loaded, metrics, values
@@ -66,14 +70,40 @@ def test_softirqs_runs_match_proc_softirqs(bpf_build):
             before = proc_softirqs()
             udp_loopback(2000)
             after = proc_softirqs()
-        runs = values(obj.maps["softirq_runs"], "=I")
-        time_ns = values(obj.maps["softirq_time"], "=I")
-        by_name = {dict(p.attributes)["vector"]: p.value for p in metrics(bpf_build, "softirqs", obj)["softirq.runs"].points}
+        runs = values(obj.maps["softirq_stats"], "=I", 8)
+        time_ns = values(obj.maps["softirq_stats"], "=I")
+        exported = metrics(bpf_build, "softirqs", obj)
     assert after[3] - before[3] > 0, "loopback traffic ran no NET_RX softirq"
     for vec in range(len(VECTORS)):
         within(runs.get((vec,), 0), after[vec] - before[vec], VECTORS[vec])
-    assert time_ns[(3,)] > 0
-    assert by_name["net_rx"] == runs[(3,)]
+    # Both fields of one value: the runs and the time of each run (at least the exit's clock
+    # read, well under a second).
+    assert runs[(3,)] * 50 < time_ns[(3,)] < runs[(3,)] * 10**9
+    by_name = {name: {dict(p.attributes)["vector"]: p.value for p in exported[name].points}
+               for name in ("softirq.runs", "softirq.time")}
+    assert by_name["softirq.runs"]["net_rx"] == runs[(3,)]
+    assert by_name["softirq.time"]["net_rx"] == pytest.approx(time_ns[(3,)] * 1e-9, rel=1e-12)
+
+
+def test_counters_of_one_struct_value_come_from_one_read(bpf_build, monkeypatch):
+    """The agent reads softirq_stats once per collection for both counters: each run's time and
+    its count are from the same moment (read twice, runs counted in between would not match)."""
+    config = load_program_config(CONF_D / "softirqs.toml", bpf_build)
+    prog = LoadedProgram.load(config, state=AgentState(None, None), limits=LimitsConfig(100, 0))
+    try:
+        reads = []
+        stats_map = prog.obj.maps["softirq_stats"]
+        read_all = stats_map.read_all
+        monkeypatch.setattr(stats_map, "read_all", lambda: reads.append(1) or read_all())
+        udp_loopback(200)
+        exported = {m.name: m for m in prog.collect(time.time_ns())}
+    finally:
+        prog.close()
+    assert len(reads) == 1
+    runs = {dict(p.attributes)["vector"]: p.value for p in exported["softirq.runs"].points}
+    seconds = {dict(p.attributes)["vector"]: p.value for p in exported["softirq.time"].points}
+    assert runs.keys() == seconds.keys() and runs["net_rx"] > 0
+    assert all(runs[v] * 50e-9 < seconds[v] for v in runs if runs[v])
 
 
 def test_softirq_latency_measures_raised_net_rx(bpf_build):
@@ -117,9 +147,9 @@ def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
                 os.fsync(fd)
             os.close(fd)
             after = proc_interrupts()
-        # Arrays indexed by IRQ number: the slots of IRQs that never ran stay zero.
-        runs = {irq: n for (irq,), n in values(obj.maps["irq_runs"], "=I").items() if n}
-        time_ns = {irq: t for (irq,), t in values(obj.maps["irq_time"], "=I").items() if t}
+        # An array indexed by IRQ number: the slots of IRQs that never ran stay zero.
+        runs = {irq: n for (irq,), n in values(obj.maps["irq_stats"], "=I", 8).items() if n}
+        time_ns = {irq: t for (irq,), t in values(obj.maps["irq_stats"], "=I").items() if t}
         exported = metrics(bpf_build, "hardirqs", obj)
     names = proc_interrupt_names()
     assert runs, "no interrupt handler ran during 50 fsyncs"
@@ -137,18 +167,20 @@ def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
         irq = int(attributes["irq"])
         assert attributes["handler"] == names[irq].replace(", ", ","), attributes
         assert point.value == runs[irq]
-    assert {dict(p.attributes)["irq"] for p in exported["irq.handler.time"].points} == {str(i) for i in runs}
+    seconds = {int(dict(p.attributes)["irq"]): p.value for p in exported["irq.handler.time"].points}
+    assert seconds == pytest.approx({irq: t * 1e-9 for irq, t in time_ns.items()}, rel=1e-12)
+    assert all(runs[irq] * 50 < t < runs[irq] * 10**9 for irq, t in time_ns.items())
 
 
 def test_hardirqs_last_slot_is_labelled_as_every_irq_from_it_up(bpf_build):
-    """IRQ numbers from 2047 up share the arrays' last slot (bpf/hardirqs.bpf.c)."""
+    """IRQ numbers from 2047 up share the array's last slot (bpf/hardirqs.bpf.c)."""
     config = load_program_config(CONF_D / "hardirqs.toml", bpf_build)
     for counter in config.counters:
         decoder = KeyDecoder(counter.labels)
         assert decoder.decode((2047).to_bytes(4, "little"))[0] == "2047+"
         assert decoder.decode((2046).to_bytes(4, "little"))[0] == "2046"
     with loaded(bpf_build, "hardirqs") as obj:
-        assert obj.maps["irq_runs"].max_entries == obj.maps["irq_time"].max_entries == 2048
+        assert obj.maps["irq_stats"].max_entries == 2048
 
 
 def test_timers_count_hrtimer_wakeups_of_sleeps(bpf_build):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -285,6 +286,39 @@ def test_a_label_read_from_other_bytes_is_a_new_series_layout():
     assert config_layout(moved) != config_layout(COUNTER)
     assert config_layout(dataclasses.replace(COUNTER, labels=(dataclasses.replace(first, offset=None),))) \
         == config_layout(COUNTER)
+
+
+def test_counters_of_one_struct_value_read_their_own_field():
+    """A value of two u64s (time, runs) per key and CPU: each counter reads the field at its
+    value_offset, summed over CPUs."""
+    keys = [struct.pack("<I", 1), struct.pack("<I", 2)]
+    # key 1: cpu0 (time 100, runs 1), cpu1 (time 300, runs 2); key 2: cpu0 (0, 0), cpu1 (50, 5)
+    words = np.array([[[100, 1], [300, 2]], [[0, 0], [50, 5]]], dtype=np.uint64)
+    snap = MapSnapshot(keys=np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(2, 4),
+                       values=words.view(np.uint8).reshape(2, 2, 16), method="batch")
+    decoder = KeyDecoder(COUNTER.labels)
+    time = counter_metric(COUNTER, snap, decoder, 1, 2)
+    runs = counter_metric(dataclasses.replace(COUNTER, value_offset=8), snap, decoder, 1, 2)
+    assert [p.value for p in time.points] == [400, 50]
+    assert [p.value for p in runs.points] == [3, 5]
+    with pytest.raises(ValueError, match="at byte 16"):
+        snap.u64(16)
+
+
+def test_a_counter_reading_another_field_is_a_new_series_layout():
+    from otelbpf.agent.program import config_layout, map_layouts
+
+    assert config_layout(dataclasses.replace(COUNTER, value_offset=8)) != config_layout(COUNTER)
+    assert config_layout(dataclasses.replace(COUNTER, value_offset=0)) == config_layout(COUNTER)
+    # Two counters of one map: one layout for the map, which changes when either changes.
+    runs = dataclasses.replace(COUNTER, name="runs", value_offset=8)
+    def program(*counters):
+        return SimpleNamespace(counters=counters, histograms=())
+
+    both = map_layouts(program(COUNTER, runs))[COUNTER.map]
+    assert both not in (config_layout(COUNTER), config_layout(runs))
+    assert map_layouts(program(COUNTER, dataclasses.replace(runs, value_offset=16)))[COUNTER.map] != both
+    assert map_layouts(program(COUNTER)) == {COUNTER.map: config_layout(COUNTER)}
 
 
 LABEL_LESS = CounterConfig(name="total", help="", unit="", map="total", labels=())

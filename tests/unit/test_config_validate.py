@@ -94,6 +94,24 @@ def test_value_size():
     check(maps, "map", "4-byte values", "__u64")
 
 
+def test_value_offset_reads_a_u64_field_of_a_struct_value():
+    two = CONFIG.replace('map = "counts"\n', 'map = "counts"\nvalue_offset = 8\n')
+    maps = good_maps()
+    maps["counts"].value_size = 16
+    assert validate_against_object(cfg(two), maps) == []
+    assert validate_against_object(cfg(), maps) == []  # offset 0: the first field
+    maps["counts"].value_size = 8
+    (error,) = validate_against_object(cfg(two), maps)
+    assert (error.entry, error.field) == ('counters[0] "syscalls.count"', "value_offset")
+    assert "8-byte values; this counter reads the u64 at byte 8" in error.message
+    assert "set value_offset to this counter's field" in error.fix
+    maps["counts"].value_size = 12  # not a struct of u64s
+    assert [e.field for e in validate_against_object(cfg(), maps)] == ["map"]
+    maps["counts"].value_size = 8
+    maps["lat"].value_size = 16  # a histogram's slots are one u64 each
+    check(maps, "map", "16-byte values", "__u64")
+
+
 def test_key_size_says_numbers():
     maps = good_maps()
     maps["counts"].key_size = 12
