@@ -120,9 +120,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         try:
             print(f"ok   program {name} ({pcfg.object})", file=out)
+            standby = prog.standby
             for bpf_name in sorted(prog.obj.programs):
                 if bpf_name in prog.links:
                     print(f"ok   program {name}/{bpf_name} attached", file=out)
+                elif bpf_name in standby:
+                    why = prog.passed_over.get(bpf_name)
+                    print(f"ok   program {name}/{bpf_name} not used, an alternative runs"
+                          + (f" (this one failed: {why})" if why else ""), file=out)
                 else:
                     ok = False
                     print(f"FAIL program {name}/{bpf_name}: {prog.problems.get(bpf_name)}", file=out)

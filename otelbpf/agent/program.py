@@ -92,6 +92,19 @@ def program_identity(cfg: ProgramConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+def alternative_programs(cfg: ProgramConfig) -> set[str]:
+    return {name for group in cfg.alternatives for name in group}
+
+
+def load_problems(cfg: ProgramConfig, obj: BpfObject) -> dict[str, OtelbpfError]:
+    """The programs that failed to load, but those of a group of alternatives of which another
+    loaded (the group is judged when it attaches)."""
+    errors = obj.program_errors
+    judged_later = {name for group in cfg.alternatives if not all(n in errors for n in group)
+                    for name in group}
+    return {name: err for name, err in errors.items() if name not in judged_later}
+
+
 class SwapRejected(OtelbpfError):
     """The new version of a program could not take over; the running version was kept."""
 
@@ -150,6 +163,8 @@ class LoadedProgram:
     parameters: str = ""
     identity: str | None = None  # set with [state] keep_attached: links are pinned
     adopt: dict[str, Path] = field(default_factory=dict)  # pinned links of an earlier process
+    # Alternatives tried and passed over for a later one of their group, and why.
+    passed_over: dict[str, OtelbpfError] = field(default_factory=dict)
 
     @classmethod
     def load(cls, cfg: ProgramConfig, *, state: AgentState, limits: LimitsConfig,
@@ -187,7 +202,7 @@ class LoadedProgram:
                               "use the names and types of the program's const volatile globals") from None
         streams: list[StreamSource] = []
         try:
-            errors = validate_against_object(cfg, obj.maps)
+            errors = validate_against_object(cfg, obj.maps, obj.programs)
             if errors:
                 raise ConfigErrors(errors)
             layouts = map_layouts(cfg)
@@ -245,7 +260,7 @@ class LoadedProgram:
                 stream.close()
             obj.close()
             raise
-        return cls(cfg, obj, {}, dict(obj.program_errors), map_metrics, streams, None, layouts,
+        return cls(cfg, obj, {}, load_problems(cfg, obj), map_metrics, streams, None, layouts,
                    parameters, identity, adopt)
 
     def go_live(self, *, state: AgentState, drainer: StreamDrainer | None,
@@ -305,7 +320,7 @@ class LoadedProgram:
         was_running = replacing is not None or bool(left)
         if was_running:
             # A program the verifier rejected is known now: refuse before touching anything.
-            self._refuse_losses(running_problems, running_attached, self.obj.program_errors,
+            self._refuse_losses(running_problems, running_attached, load_problems(self.config, self.obj),
                                 attached=False)
         stuck = [f"{p.name}: {p.why_not_reattachable}" for p in left if p.why_not_reattachable]
         if shared and stuck:
@@ -385,9 +400,11 @@ class LoadedProgram:
             raise SwapRejected("no program of the new version attached")
 
     def _attach(self) -> dict[str, OtelbpfError]:
-        """Attach every program; the ones that failed, each logged once."""
+        """Attach every program, and the first of each group of alternatives that loaded and
+        attaches; the ones that failed (of a group: when none of it runs), each logged once."""
         problems: dict[str, OtelbpfError] = {}
-        for name, result in self.obj.attach_all().items():
+        grouped = alternative_programs(self.config)
+        for name, result in self.obj.attach_all(exclude=grouped).items():
             if isinstance(result, AttachError):
                 problems[name] = result
                 _log.error("program not attached", program=self.name, bpf_program=name,
@@ -395,8 +412,41 @@ class LoadedProgram:
             else:
                 self.links[name] = result
         for name, err in self.obj.program_errors.items():
-            _log.error("program not loaded", program=self.name, bpf_program=name, reason=str(err))
+            if name not in grouped:
+                _log.error("program not loaded", program=self.name, bpf_program=name, reason=str(err))
+        for group in self.config.alternatives:
+            problems.update(self._attach_first(group))
         return problems
+
+    def _attach_first(self, group: Sequence[str]) -> dict[str, OtelbpfError]:
+        """Attach the first program of ``group`` that loaded and attaches: {} then; when none
+        does, every one's error."""
+        failed: dict[str, OtelbpfError] = {}
+        for name in group:
+            error = self.obj.program_errors.get(name)
+            if error is None:
+                try:
+                    self.links[name] = self.obj.attach(name)
+                except AttachError as exc:
+                    error = exc
+                else:
+                    if failed:
+                        _log.info("alternative in use", program=self.name, bpf_program=name,
+                                  instead_of={n: str(e) for n, e in failed.items()})
+                    self.passed_over.update(failed)
+                    return {}
+            failed[name] = error
+        for name, error in failed.items():
+            _log.error("program not attached, nor any alternative", program=self.name,
+                       bpf_program=name, alternatives=list(group), reason=str(error))
+        return failed
+
+    @property
+    def standby(self) -> set[str]:
+        """Alternatives that do not run because another of their group does."""
+        running = set(self.links)
+        return {name for group in self.config.alternatives if running.intersection(group)
+                for name in group} - running
 
     def _pinned_link_paths(self, state: AgentState) -> dict[str, Path]:
         base = state.link_dir(self.name) if self.identity else None
@@ -471,8 +521,9 @@ class LoadedProgram:
         return metrics
 
     def attach_points(self, now_ns: int) -> list[NumberPoint]:
+        """1 or 0 for each BPF program, alternatives standing by left out."""
         points = []
-        for name in sorted(set(self.obj.programs) | set(self.problems)):
+        for name in sorted((set(self.obj.programs) | set(self.problems)) - self.standby):
             attached = 1 if name in self.links else 0
             points.append(NumberPoint((("otelbpf.program", self.name), ("bpf.program.name", name)),
                                       attached, now_ns))

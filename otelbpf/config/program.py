@@ -326,6 +326,9 @@ class ProgramConfig:
     streams: tuple[StreamConfig, ...] = ()
     spans: tuple[SpanConfig, ...] = ()
     cgroup_id_map: CgroupIdMapConfig | None = None
+    # Groups of BPF programs that do one job, best first (fentry, kprobe, then a tracepoint):
+    # the agent runs the first of each group that loads and attaches, and no other.
+    alternatives: tuple[tuple[str, ...], ...] = ()
 
     @property
     def maps(self) -> tuple[str, ...]:
@@ -433,13 +436,36 @@ class _ProgramReader:
         spans = tuple(self.span(t, name) for t in root.tables("spans", _entry("spans")))
         id_map = (self.cgroup_id_map(root.table("cgroup_id_map"))
                   if root.has("cgroup_id_map") else None)
+        alternatives = self.alternatives(root)
         root.finish()
         if not (counters or histograms or streams or spans):
             root.error(None, "defines no metrics",
                        "add a [[counters]], [[histograms]], [[streams]] or [[spans]] entry")
         self.check_maps_used_once(counters, histograms, streams)
         return ProgramConfig(name, self.path, object_path, MappingProxyType(parameters),
-                             counters, histograms, streams, spans, id_map)
+                             counters, histograms, streams, spans, id_map, alternatives)
+
+    def alternatives(self, root: Table) -> tuple[tuple[str, ...], ...]:
+        value = root.raw("alternatives", [])
+        fix = 'list groups of the object\'s BPF program names, best first: [["a_fentry", "a_tracepoint"]]'
+        if not isinstance(value, list):
+            root.error("alternatives", f"expected an array of arrays, got {describe(value)}", fix)
+            return ()
+        groups: list[tuple[str, ...]] = []
+        seen: set[str] = set()
+        for i, group in enumerate(value):
+            if (not isinstance(group, list) or len(group) < 2
+                    or not all(isinstance(n, str) and _IDENTIFIER.fullmatch(n) for n in group)):
+                root.error(f"alternatives[{i}]", f"expected two or more BPF program names, got {describe(group)}", fix)
+                continue
+            again = [n for n in group if n in seen or group.count(n) > 1]
+            if again:
+                root.error(f"alternatives[{i}]", f'"{again[0]}" is listed twice',
+                           "a BPF program belongs to one group, once")
+                continue
+            seen.update(group)
+            groups.append(tuple(group))
+        return tuple(groups)
 
     def kaddrs(self, root: Table, parameters: Mapping[str, Any]) -> dict[str, int]:
         symbols = root.strings("kaddrs", (), unique=True)

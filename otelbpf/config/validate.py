@@ -7,7 +7,7 @@ fix instead of producing garbage labels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from otelbpf.config.program import CounterConfig, HistogramConfig, LabelConfig, ProgramConfig, key_extent
@@ -46,8 +46,10 @@ def _names(types: frozenset[int]) -> str:
     return ", ".join(sorted(type_name(t) for t in types))
 
 
-def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> list[ConfigError]:
-    """Every mismatch between ``cfg`` and the object's ``maps``; an empty list means usable."""
+def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike],
+                            programs: Collection[str] | None = None) -> list[ConfigError]:
+    """Every mismatch between ``cfg`` and the object's ``maps`` (and BPF ``programs``, when
+    given); an empty list means usable."""
     errors: list[ConfigError] = []
 
     def error(entry: str, field: str, message: str, fix: str) -> None:
@@ -134,6 +136,13 @@ def validate_against_object(cfg: ProgramConfig, maps: Mapping[str, MapLike]) -> 
         if bpf_map is not None and int(bpf_map.type) != RINGBUF:
             error(span.entry, "ringbuf", f'map "{span.ringbuf}" is {type_name(bpf_map.type)}',
                   "spans are read from a BPF_MAP_TYPE_RINGBUF map")
+    for i, group in enumerate(cfg.alternatives if programs is not None else ()):
+        for name in group:
+            if name not in programs:
+                known = ", ".join(sorted(programs)) or "none"
+                error(None, f"alternatives[{i}]", f'{cfg.object.name} has no BPF program "{name}" '
+                      f"(its programs: {known})",
+                      did_you_mean(name, programs) or "list the object's BPF program (function) names")
     return errors
 
 

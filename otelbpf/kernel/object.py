@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -520,12 +520,13 @@ class BpfObject:
         self.links.append(result)
         return result
 
-    def attach_all(self) -> dict[str, BpfLink | AttachError]:
-        """Attach every loaded program that has its target in its section; failures don't stop the rest."""
+    def attach_all(self, exclude: Collection[str] = ()) -> dict[str, BpfLink | AttachError]:
+        """Attach every loaded program that has its target in its section, but those in
+        ``exclude``; failures don't stop the rest."""
         results: dict[str, BpfLink | AttachError] = {}
         for name, prog in self.programs.items():
             targeted = prog.section.startswith(tuple(TARGET_SECTIONS))
-            if not prog.loaded or (prog.kind in MANUAL_ATTACH_PREFIXES and not targeted):
+            if name in exclude or not prog.loaded or (prog.kind in MANUAL_ATTACH_PREFIXES and not targeted):
                 continue
             try:
                 results[name] = self.attach(name)

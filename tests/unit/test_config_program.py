@@ -177,6 +177,11 @@ ERRORS = [
     ('[[counters]]\nname = "a"\nlabels = [{name="x", size=4, offset=-4, decoders=[{name="uint"}]}]', 'counters[0] "a".labels[0] "x"', "offset", "out of range"),
     ('[[counters]]\nname = "a"\nlabels = [{name="x", size=4, offset="0", decoders=[{name="uint"}]}]', 'counters[0] "a".labels[0] "x"', "offset", "expected an integer"),
     ('[[counters]]\nname = "a"\nvalue_offset = 4', 'counters[0] "a"', "value_offset", "not a multiple of 8"),
+    ('alternatives = "a"\n[[counters]]\nname="a"', None, "alternatives", "expected an array of arrays"),
+    ('alternatives = [["a"]]\n[[counters]]\nname="a"', None, "alternatives[0]", "two or more BPF program names"),
+    ('alternatives = [["a", 1]]\n[[counters]]\nname="a"', None, "alternatives[0]", "two or more BPF program names"),
+    ('alternatives = [["a", "b"], ["c", "b"]]\n[[counters]]\nname="a"', None, "alternatives[1]", '"b" is listed twice'),
+    ('alternatives = [["a", "a"]]\n[[counters]]\nname="a"', None, "alternatives[0]", '"a" is listed twice'),
     ('[[counters]]\nname = "a"\nvalue_offset = -8', 'counters[0] "a"', "value_offset", "out of range"),
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nvalue_offset = 8\nlabels = [{name="b", size=4}]', 'histograms[0] "h"', "value_offset", "unknown key"),
     ('[[histograms]]\nname = "h"\nbucket_type = "exp2"\nbucket_max = 3\nlabels = [{name="b", size=4, offset=0}]', 'histograms[0] "h".labels[0] "b"', "offset", "read where the other labels end"),
@@ -273,3 +278,10 @@ def test_several_errors_at_once():
 def test_unknown_key_suggestion():
     (error,) = errors_of('[[counters]]\nname = "a"\nhepl = "x"')
     assert error.fix == 'did you mean "help"?'
+
+
+def test_alternatives_are_groups_of_program_names_best_first():
+    cfg = parse('alternatives = [["a_fentry", "a_kprobe", "a_tp"], ["b_kprobe", "b_tp"]]\n'
+                '[[counters]]\nname = "a"')
+    assert cfg.alternatives == (("a_fentry", "a_kprobe", "a_tp"), ("b_kprobe", "b_tp"))
+    assert parse('[[counters]]\nname = "a"').alternatives == ()
