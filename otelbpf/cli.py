@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Load and attach everything once, print a status line per program, map and metric."""
-    from otelbpf.agent.program import LoadedProgram
+    from otelbpf.agent.program import LoadedProgram, why_not
     from otelbpf.agent.state import AgentState
     from otelbpf.agent.runtime import read_program_configs
     from otelbpf.config.agent import load_agent_config
@@ -127,7 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 elif bpf_name in standby:
                     why = prog.passed_over.get(bpf_name)
                     print(f"ok   program {name}/{bpf_name} not used, an alternative runs"
-                          + (f" (this one failed: {why})" if why else ""), file=out)
+                          + (f" (this one failed: {why_not(why)})" if why else ""), file=out)
                 else:
                     ok = False
                     print(f"FAIL program {name}/{bpf_name}: {prog.problems.get(bpf_name)}", file=out)

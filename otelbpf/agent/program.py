@@ -23,7 +23,7 @@ from otelbpf.config.agent import ExportConfig, LimitsConfig
 from otelbpf.config.program import CounterConfig, HistogramConfig, ProgramConfig
 from otelbpf.config.validate import validate_against_object
 from otelbpf.labels.keys import KeyDecoder
-from otelbpf.errors import AttachError, ConfigError, ConfigErrors, OtelbpfError
+from otelbpf.errors import AttachError, ConfigError, ConfigErrors, LoadError, OtelbpfError
 from otelbpf.kernel import BpfObject
 from otelbpf.kernel import libbpf as lb
 from otelbpf.kernel.links import BpfLink
@@ -94,6 +94,13 @@ def program_identity(cfg: ProgramConfig) -> str:
 
 def alternative_programs(cfg: ProgramConfig) -> set[str]:
     return {name for group in cfg.alternatives for name in group}
+
+
+def why_not(error: OtelbpfError) -> str:
+    """Why a BPF program does not run, in one line (a verifier log left out)."""
+    if isinstance(error, LoadError):
+        return error.message
+    return error.reason if isinstance(error, AttachError) else str(error)
 
 
 def load_problems(cfg: ProgramConfig, obj: BpfObject) -> dict[str, OtelbpfError]:
@@ -432,7 +439,7 @@ class LoadedProgram:
                 else:
                     if failed:
                         _log.info("alternative in use", program=self.name, bpf_program=name,
-                                  instead_of={n: str(e) for n, e in failed.items()})
+                                  instead_of={n: why_not(e) for n, e in failed.items()})
                     self.passed_over.update(failed)
                     return {}
             failed[name] = error

@@ -20,7 +20,7 @@ import uuid
 import pytest
 from agentproc import CONF_D, REPO, AgentProcess, grpc_points, programs_dir, syscalls_toml, write_agent_config
 from reliability_harness import no_traceback, wait_flushes
-from workloads import SYS_GETPID, GetpidChild
+from workloads import SYS_GETPGID, SYS_GETPID, GetpidChild, SyscallChild
 
 from otelbpf.agent.state import AgentState
 from otelbpf.errors import ConfigError
@@ -657,3 +657,53 @@ def test_counts_by_slot_restart_with_the_table_that_names_the_slots(tmp_path, bp
     fresh = grpc_points(grpc_receiver.received[before:], "timer.expirations")
     assert kept and fresh
     assert min(p.start_time_unix_nano for p in fresh) > max(p.time_unix_nano for p in kept)
+
+
+ALTERNATIVES = ["count_fentry", "count_kprobe", "count_tracepoint", "count_tracepoint_again"]
+
+
+def alternatives_toml(target_tgid: int, help_text: str = "getpgid calls") -> str:
+    """bpf/tests/kernel_alternatives.bpf.c: one process's getpgid calls counted four ways, which
+    the config makes alternatives (see tests/kernel/test_alternatives.py)."""
+    return (f'object = "kernel_alternatives.bpf.o"\nalternatives = [{json.dumps(ALTERNATIVES)}]\n'
+            f"[parameters]\ntarget_tgid = {target_tgid}\n"
+            f'[[counters]]\nname = "getpgid.calls"\nhelp = "{help_text}"\nmap = "calls"\n')
+
+
+def test_keep_attached_keeps_one_alternative_across_restarts(tmp_path, bpf_build, grpc_receiver, pin_dir):
+    """The alternative that runs is the one pinned, adopted after a restart, and replaced by a
+    changed version's own choice; never one beside another of its group: each call counts once."""
+    programs = tmp_path / "conf.d"
+    programs.mkdir()
+    with SyscallChild() as child:
+        (programs / "alternatives.toml").write_text(alternatives_toml(child.pid))
+        config = write_agent_config(tmp_path, endpoint=grpc_receiver.endpoint, protocol="grpc",
+                                    programs=["alternatives"], programs_dir=programs,
+                                    objects_dir=bpf_build / "tests", pin_dir=pin_dir)
+        keep_attached(config)
+        with AgentProcess(config) as agent:
+            loaded = agent.wait_event("program loaded", program="alternatives")
+            child.call(SYS_GETPGID, 0, 100)
+            assert agent.stop() == 0
+        first = link_ids(pin_dir, "alternatives")
+        assert list(first) == loaded["attached"] and len(first) == 1 and set(first) <= set(ALTERNATIVES)
+        child.call(SYS_GETPGID, 0, 40)  # the agent is down: the kernel counts
+        with AgentProcess(config) as agent:
+            adopted = agent.wait_event("program adopted: still attached since the previous agent")
+            agent.kill()
+        assert adopted["attached"] == loaded["attached"]
+        assert link_ids(pin_dir, "alternatives") == first
+        (programs / "alternatives.toml").write_text(alternatives_toml(child.pid, "getpgid calls (v2)"))
+        before = len(grpc_receiver.received)
+        with AgentProcess(config) as agent:
+            replaced = agent.wait_event("program loaded", program="alternatives")
+            child.call(SYS_GETPGID, 0, 5)
+            wait_flushes(agent, ok=True)
+            assert agent.stop() == 0
+        no_traceback(agent)
+        assert replaced["attached"] == loaded["attached"]
+        assert set(link_ids(pin_dir, "alternatives")) == set(first)
+        subprocess.run([sys.executable, "-m", "otelbpf", "detach", "--config", str(config)],
+                       capture_output=True, text=True, cwd=REPO, check=True)
+    points = grpc_points(grpc_receiver.received[before:], "getpgid.calls")
+    assert points and points[-1].as_int == 145
