@@ -115,7 +115,7 @@ class MapSnapshot:
         if size % 8 or offset % 8 or offset + 8 > size:
             raise ValueError(f"cannot read a u64 at byte {offset} of this map's {size}-byte values")
         words = np.ascontiguousarray(self.values).view(np.uint64)  # (n, ncpu, size / 8)
-        return words[:, :, offset // 8] if size > 8 else words.reshape(self.values.shape[:2])
+        return words[:, :, offset // 8]
 
 
 class BpfMap:
