@@ -76,9 +76,9 @@ def test_softirqs_runs_match_proc_softirqs(bpf_build):
     assert after[3] - before[3] > 0, "loopback traffic ran no NET_RX softirq"
     for vec in range(len(VECTORS)):
         within(runs.get((vec,), 0), after[vec] - before[vec], VECTORS[vec])
-    # Both fields of one value: the runs and the time of each run (at least the exit's clock
-    # read, well under a second).
-    assert runs[(3,)] * 50 < time_ns[(3,)] < runs[(3,)] * 10**9
+    # Both fields of one value, not swapped: each run's time is more than 10 ns (a clock read at
+    # each end) and well under a second.
+    assert runs[(3,)] * 10 < time_ns[(3,)] < runs[(3,)] * 10**9
     by_name = {name: {dict(p.attributes)["vector"]: p.value for p in exported[name].points}
                for name in ("softirq.runs", "softirq.time")}
     assert by_name["softirq.runs"]["net_rx"] == runs[(3,)]
@@ -103,7 +103,7 @@ def test_counters_of_one_struct_value_come_from_one_read(bpf_build, monkeypatch)
     runs = {dict(p.attributes)["vector"]: p.value for p in exported["softirq.runs"].points}
     seconds = {dict(p.attributes)["vector"]: p.value for p in exported["softirq.time"].points}
     assert runs.keys() == seconds.keys() and runs["net_rx"] > 0
-    assert all(runs[v] * 50e-9 < seconds[v] for v in runs if runs[v])
+    assert all(runs[v] * 10e-9 < seconds[v] for v in runs if runs[v])
 
 
 def test_softirq_latency_measures_raised_net_rx(bpf_build):
@@ -169,7 +169,7 @@ def test_hardirqs_runs_match_proc_interrupts(bpf_build, tmp_path):
         assert point.value == runs[irq]
     seconds = {int(dict(p.attributes)["irq"]): p.value for p in exported["irq.handler.time"].points}
     assert seconds == pytest.approx({irq: t * 1e-9 for irq, t in time_ns.items()}, rel=1e-12)
-    assert all(runs[irq] * 50 < t < runs[irq] * 10**9 for irq, t in time_ns.items())
+    assert all(runs[irq] * 10 < t < runs[irq] * 10**9 for irq, t in time_ns.items())
 
 
 def test_hardirqs_last_slot_is_labelled_as_every_irq_from_it_up(bpf_build):
