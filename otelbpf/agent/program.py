@@ -35,6 +35,11 @@ from otelbpf.streams import StreamDrainer, StreamSource, open_stream
 _log = log.get("otelbpf.program")
 
 
+def _digest(value: object) -> str:
+    """A short, stable fingerprint of a value's repr (saved in state and compared at start)."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+
 def config_layout(metric: CounterConfig | HistogramConfig) -> str:
     """How the config reads a map's bytes (label sizes and padding, bucket settings).
 
@@ -54,7 +59,7 @@ def config_layout(metric: CounterConfig | HistogramConfig) -> str:
             parts.append(metric.multiplier)
         if metric.value_offset:  # another field of the value
             parts.append(("value_offset", metric.value_offset))
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    return _digest(parts)
 
 
 def map_layouts(cfg: ProgramConfig) -> dict[str, str]:
@@ -63,8 +68,7 @@ def map_layouts(cfg: ProgramConfig) -> dict[str, str]:
     by_map: dict[str, set[str]] = {}
     for metric in (*cfg.counters, *cfg.histograms):
         by_map.setdefault(metric.map, set()).add(config_layout(metric))
-    return {name: layouts.pop() if len(layouts) == 1
-            else hashlib.sha256(repr(sorted(layouts)).encode()).hexdigest()[:16]
+    return {name: layouts.pop() if len(layouts) == 1 else _digest(sorted(layouts))
             for name, layouts in by_map.items()}
 
 
@@ -81,7 +85,7 @@ def lookup_maps(cfg: ProgramConfig) -> dict[str, tuple[str, ...]]:
 
 def parameters_digest(cfg: ProgramConfig) -> str:
     """The program's ``[parameters]``: a filter or a sample rate is part of what a count means."""
-    return hashlib.sha256(repr(sorted(cfg.parameters.items())).encode()).hexdigest()[:16]
+    return _digest(sorted(cfg.parameters.items()))
 
 
 def program_identity(cfg: ProgramConfig) -> str:
