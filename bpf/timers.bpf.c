@@ -80,14 +80,14 @@ static __always_inline void count_expiration(__u64 function)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(timer_expired, struct timer_list *timer)
 {
-	count_expiration((__u64)timer->function);
+	count_expiration(otelbpf_address((__u64)timer->function));
 	return 0;
 }
 
 SEC("tp_btf/hrtimer_expire_entry")
 int BPF_PROG(hrtimer_expired, struct hrtimer *timer)
 {
-	count_expiration((__u64)timer->function);
+	count_expiration(otelbpf_address((__u64)timer->function));
 	return 0;
 }
 

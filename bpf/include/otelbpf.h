@@ -90,6 +90,20 @@ static __always_inline __u32 array_index(__u32 value, __u32 limit)
 	return value < limit ? value : limit - 1;
 }
 
+/* A kernel pointer read from a struct field, as a plain number to hash, compare or use as a key.
+ * Newer verifiers (Linux 6.18.44 here) type a pointer to anything but a struct (a function
+ * pointer, a char *) as read-only untrusted memory and keep that type through arithmetic, so
+ * hashing it and storing 4 bytes of the result is refused ("invalid size of register spill").
+ * Negating twice leaves the value as it was and makes it a number: the verifier allows negating
+ * a pointer in programs that may see addresses (CAP_PERFMON, which every tracing program needs),
+ * and older verifiers already load such fields as numbers. Free, unlike bpf_probe_read_kernel()
+ * (a helper call: timers measured 297-347 ns per run with it against 180-262 with this). */
+static __always_inline __u64 otelbpf_address(__u64 pointer)
+{
+	asm volatile("%[p] = -%[p]; %[p] = -%[p]" : [p] "+r"(pointer));
+	return pointer;
+}
+
 /* ---- OpenTelemetry exponential histograms, computed in the kernel ----------------------------
  * Bucket i at scale s covers (base^i, base^(i+1)], base = 2^(2^-s): i is the smallest integer
  * with value^(2^s) <= 2^(i+1). At scale 3 a bucket is ~9 % wide (log2 slots are 100 %).
