@@ -98,10 +98,11 @@ HASH_FLOOR(page_fault_user, 3)
 HASH_FLOOR(block_rq_issue, 7)
 HASH_FLOOR(sched_switch, 8)
 
-/* array_<hook>: one count added in a per-CPU array at a fixed index (a plain add in this CPU's
- * slot) and nothing else: the least a counting program costs on a hook when it needs no hash. */
+/* array_<hook>: one count added in an array at a fixed index (a plain array, reached without the
+ * table of pointers a per-CPU one goes through; a plain add) and nothing else: the least a
+ * counting program costs on a hook when it needs no hash. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 16);
 	__type(key, __u32);
 	__type(value, __u64);
