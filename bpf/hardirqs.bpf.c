@@ -15,9 +15,11 @@
  * CPUs, not a per-CPU array: that reaches this CPU's copy through a table of pointers, one more
  * line that is cold here (about 12 ns per run, measured). One IRQ's handlers run on one CPU at a
  * time, so its line seldom moves between CPUs; the adds are locked all the same, for the per-CPU
- * interrupts some architectures trace here (one IRQ number, every CPU at once). IRQ numbers are allocated lowest first, so they stay below the number
- * of interrupts the host has; those from IRQ_SLOTS - 1 up (hosts with thousands of interrupts)
- * share the last slot: its irq label reads "2047+" and its handler label names IRQ 2047's handlers. */
+ * interrupts some architectures trace here (one IRQ number, every CPU at once).
+ *
+ * IRQ numbers are allocated lowest first, so they stay below the number of interrupts the host
+ * has; those from IRQ_SLOTS - 1 up (hosts with thousands of interrupts) share the last slot: its
+ * irq label reads "2047+" and its handler label names IRQ 2047's handlers. */
 #define IRQ_SLOTS 2048
 
 /* When the handler running on each CPU started (handlers of one CPU do not nest). */
