@@ -146,11 +146,10 @@ class MapMetric:
     def collect(self, now_ns: int, snapshots: dict[str, MapSnapshot] | None = None) -> Metric:
         """``snapshots``: maps already read in this collection, by name; metrics that read one
         map (counters of one struct value) see the same moment of it, read once."""
-        snapshot = snapshots.get(self.config.map) if snapshots is not None else None
+        snapshots = {} if snapshots is None else snapshots
+        snapshot = snapshots.get(self.config.map)
         if snapshot is None:
-            snapshot = self.bpf_map.read_all()
-            if snapshots is not None:
-                snapshots[self.config.map] = snapshot
+            snapshot = snapshots[self.config.map] = self.bpf_map.read_all()
         cpu_label = self.config.per_cpu == "label"
         if self.layout is None:
             metric = counter_metric(self.config, snapshot, self.decoder, self.start_ns, now_ns,

@@ -1,4 +1,5 @@
-"""Map snapshots → metrics: counters (one u64 per key, or one field of a struct of u64s) and histograms (one u64 per key and slot).
+"""Map snapshots → metrics: counters (one u64 per key, or one field of a struct of u64s) and
+histograms (one u64 per key and slot).
 
 Kernel maps are cumulative, so every point is CUMULATIVE with the series' start time given by the
 caller. Keys whose labels decode to the same values are summed (e.g. a decoder that maps many pids
