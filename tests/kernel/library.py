@@ -23,11 +23,11 @@ SUM_KEY = (1 << 31) - 1
 
 
 @contextlib.contextmanager
-def loaded(bpf_build: Path, name: str, object: Path | None = None, **parameters):
-    """The shipped program NAME (or another build of it, `object`), loaded with its config's
+def loaded(bpf_build: Path, name: str, object_path: Path | None = None, **parameters):
+    """The shipped program NAME (or another build of it, `object_path`), loaded with its config's
     parameters overridden by `parameters`."""
     config = load_program_config(CONF_D / f"{name}.toml", bpf_build)
-    with BpfObject.open(object or config.object, parameters={**config.parameters, **parameters}) as obj:
+    with BpfObject.open(object_path or config.object, parameters={**config.parameters, **parameters}) as obj:
         obj.load()
         yield obj
 

@@ -209,7 +209,8 @@ def test_timers_functions_without_a_free_slot_are_counted_as_other(bpf_build):
     """With one slot for every callback on the host, all but one share the overflow slot: their
     expirations are still counted, as "[other]", beside a full-size table attached meanwhile."""
     with PythonChild() as child, loaded(bpf_build, "timers") as full, \
-            loaded(bpf_build, "timers", object=bpf_build / "tests" / "timers_one_slot.bpf.o") as small:
+            loaded(bpf_build, "timers",
+                   object_path=bpf_build / "tests" / "timers_one_slot.bpf.o") as small:
         # Two callbacks at least: hrtimer_wakeup ends each sleep, it_real_fn fires the interval timer.
         child.run("import ctypes, signal\nlibc = ctypes.CDLL(None)\nresult = None\n"
                   "signal.signal(signal.SIGALRM, lambda *a: None)")
