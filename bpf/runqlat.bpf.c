@@ -2,6 +2,8 @@
 /* runqlat: run queue latency, how long a runnable task waits for a CPU: from its wake-up
  * (sched_wakeup, sched_wakeup_new) or its preemption (sched_switch away from a task still
  * running) until sched_switch puts it on a CPU. Exponential histogram computed in the kernel.
+ * A task woken while still on its CPU (its timer fired before it got to switch away, or another
+ * CPU woke it first) never waits and is never switched in: that wake-up is a wait of zero.
  *
  * Exported as `sched.runqueue.latency` (ns) by conf/conf.d/runqlat.toml. */
 #include "vmlinux.h"
@@ -34,13 +36,18 @@ struct {
 	__type(value, __u64);
 } runq_latency SEC(".maps");
 
+static __always_inline bool measured(struct task_struct *p)
+{
+	return p->pid && (!target_tgid || p->tgid == target_tgid);
+}
+
 /* bpf_ktime_get_ns() is the costliest step of these programs (~65 ns per call on this project's
  * machine): it is read only for a task measured, and at most once per run. now: 0 to read it. */
 static __always_inline void enqueued(struct task_struct *p, __u64 now)
 {
 	__u64 *at;
 
-	if (!p->pid || (target_tgid && p->tgid != target_tgid))
+	if (!measured(p))
 		return;
 	at = bpf_task_storage_get(&queued_at, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (at)
@@ -50,7 +57,15 @@ static __always_inline void enqueued(struct task_struct *p, __u64 now)
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(runq_wakeup, struct task_struct *p)
 {
-	enqueued(p, 0);
+	struct latency_key key = {};
+
+	/* on_cpu exists where the kernel is built for SMP. */
+	if (bpf_core_field_exists(p->on_cpu) && p->on_cpu) {
+		if (measured(p))
+			increment_exp_histogram(&runq_latency, key, 0, SCALE);
+	} else {
+		enqueued(p, 0);
+	}
 	return 0;
 }
 

@@ -20,14 +20,16 @@ def test_syscall_latency_reaches_victoria_metrics_with_its_buckets(tmp_path, bpf
     programs = tmp_path / "conf.d"
     programs.mkdir()
     with PythonChild() as child:
-        child.run("import time\nresult = None")
+        child.run("import ctypes\nlibc = ctypes.CDLL(None)\nresult = None")
         text = (CONF_D / "syscall-latency.toml").read_text()
         (programs / "syscall-latency.toml").write_text(text.replace("target_tgid = 0", f"target_tgid = {child.pid}"))
         config = write_agent_config(tmp_path, endpoint=victoria_metrics.otlp_http_endpoint,
                                     programs=["syscall-latency"], programs_dir=programs, pin_dir=pin_dir)
         with AgentProcess(config, env={"OTEL_RESOURCE_ATTRIBUTES": f"test.run={run_id}"}) as agent:
             agent.wait_event("agent started")
-            child.run(f"for _ in range({SLEEPS}): time.sleep({SLEEP_NS / 1e9})")
+            # usleep(): each call blocks at least this long from its own start (time.sleep() sleeps
+            # to a deadline taken before the call, so a preempted child may sleep less).
+            child.run(f"for _ in range({SLEEPS}): libc.usleep({SLEEP_NS // 1000})")
             assert agent.stop() == 0
 
     sel = f'test_run="{run_id}",syscall="clock_nanosleep"'
