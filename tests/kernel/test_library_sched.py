@@ -28,6 +28,12 @@ SLEEP_NS = 2_000_000
 # long from its system call entry. Python's time.sleep() sleeps to an absolute deadline taken
 # before the call, so a child preempted just before it sleeps less, or not at all.
 CHILD_SETUP = "import ctypes, mmap, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nresult = None"
+# Sleeps of 1 ms in a child that answers how many times it switched away voluntarily meanwhile,
+# by the kernel's own count: a sleep whose timer fires before the task has left its CPU (a
+# stalled vCPU, say) never switches away.
+SLEEP_AND_COUNT = ("import resource\nn = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw\n"
+                   "for _ in range({}): libc.usleep(1000)\n"
+                   "result = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - n")
 
 
 def test_syscall_latency_counts_each_call_in_the_bucket_of_its_duration(bpf_build):
@@ -101,15 +107,13 @@ def test_runqlat_counts_a_wakeup_that_comes_before_the_task_left_its_cpu(bpf_bui
 def test_cpu_switches_counts_voluntary_sleeps(bpf_build):
     with PythonChild() as child, loaded(bpf_build, "cpu-switches", target_tgid=child.pid) as obj:
         child.run(CHILD_SETUP)
-        child.run("import resource\nswitched = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw")
         with attached(obj):
-            slept = child.run(f"n = switched()\nfor _ in range({SLEEPS}): libc.usleep(1000)\nresult = switched() - n")
+            slept = child.run(SLEEP_AND_COUNT.format(SLEEPS))
         seen = values(obj.maps["cpu_switches"], "=I")
         names = {dict(p.attributes)["reason"]: p.value
                  for p in metrics(bpf_build, "cpu-switches", obj)["sched.switches"].points}
-    # Each sleep switches away in state S, unless its timer fired before the task left the CPU:
-    # the kernel's own count of the child's voluntary switches says how many did. Reading and
-    # answering on the pipe around them sleep a few more times.
+    # Each sleep that switched away did so in state S; reading and answering on the pipe around
+    # them sleep a few more times.
     assert slept > SLEEPS // 2
     assert slept <= seen.get((1,), 0) + seen.get((2,), 0) <= slept + 20
     assert names["sleep"] == seen[(1,)]
@@ -210,11 +214,12 @@ def test_target_cgroup_counts_only_tasks_in_that_cgroup(bpf_build, cgroup_dir):
         for child in (inside, outside):
             child.run(CHILD_SETUP)
         with attached(obj):
-            inside.run(f"for _ in range({SLEEPS}): libc.usleep(1000)")
+            slept = inside.run(SLEEP_AND_COUNT.format(SLEEPS))
             outside.run(f"for _ in range({3 * SLEEPS}): libc.usleep(1000)")
         seen = values(obj.maps["cpu_switches"], "=I")
     # Only the child inside the cgroup: its sleeps, not the other child's three times as many.
-    assert SLEEPS <= seen.get((1,), 0) <= SLEEPS + 20
+    assert slept > SLEEPS // 2
+    assert slept <= seen.get((1,), 0) + seen.get((2,), 0) <= slept + 20
 
 
 def test_syscalls_target_cgroup_counts_only_that_cgroup(bpf_build, cgroup_dir):
