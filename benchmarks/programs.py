@@ -59,6 +59,7 @@ from otelbpf.kernel import info  # noqa: E402
 from otelbpf.kernel.object import BpfObject  # noqa: E402
 from otelbpf.streams.drain import StreamDrainer  # noqa: E402
 from otelbpf.streams.source import open_stream  # noqa: E402
+from tests.workloads import fill_accept_queue  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_D = REPO / "conf" / "conf.d"
@@ -205,8 +206,7 @@ def syn_retransmits(n: int) -> int:
     past the first retransmission timeout (1 s); the listener drops every SYN it cannot queue."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    server.listen(0)  # one connection fills the accept queue; nobody accepts
-    first = socket.create_connection(server.getsockname())
+    first = fill_accept_queue(server)
     clients = []
     for _ in range(n):
         client = socket.socket()

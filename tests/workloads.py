@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SYS_GETPID = {"x86_64": 39, "aarch64": 172}[platform.machine()]
 SYS_GETPGID = {"x86_64": 121, "aarch64": 155}[platform.machine()]
+
+def fill_accept_queue(server: socket.socket) -> socket.socket:
+    """Make a bound TCP socket a listener that drops every SYN sent to it: a backlog of 0 and one
+    connection queued, which nobody accepts. Returns that connection's client socket once the
+    listener has queued it: on a busy host the handshake's last ACK can wait for ksoftirqd after
+    connect() has returned, and until then the listener still takes a connection."""
+    server.listen(0)
+    first = socket.create_connection(server.getsockname())
+    deadline = time.monotonic() + 10
+    # TCP_INFO of a listener: tcpi_unacked (offset 24) is its accept queue's length.
+    while struct.unpack_from("=I", server.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0] < 1:
+        assert time.monotonic() < deadline, "the listener never queued the connection"
+        time.sleep(0.001)
+    return first
+
 
 _SYSCALL_CHILD = r"""
 import ctypes, sys

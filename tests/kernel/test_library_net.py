@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.library import attached, exp_series, loaded, metrics, values
+from tests.workloads import fill_accept_queue
 
 pytestmark = pytest.mark.kernel
 
@@ -60,8 +61,7 @@ def test_tcp_retransmits_counts_the_syn_a_full_listener_dropped(bpf_build):
     port = server.getsockname()[1]
     with loaded(bpf_build, "tcp-retransmits", target_port=port) as obj:
         with attached(obj):
-            server.listen(0)  # one connection fills the accept queue; nobody accepts
-            first = socket.create_connection(("127.0.0.1", port))
+            first = fill_accept_queue(server)
             second = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             second.setblocking(False)
             start = time.monotonic()
