@@ -15,11 +15,12 @@ from pathlib import Path
 SYS_GETPID = {"x86_64": 39, "aarch64": 172}[platform.machine()]
 SYS_GETPGID = {"x86_64": 121, "aarch64": 155}[platform.machine()]
 
+
 def fill_accept_queue(server: socket.socket) -> socket.socket:
     """Make a bound TCP socket a listener that drops every SYN sent to it: a backlog of 0 and one
     connection queued, which nobody accepts. Returns that connection's client socket once the
-    listener has queued it: on a busy host the handshake's last ACK can wait for ksoftirqd after
-    connect() has returned, and until then the listener still takes a connection."""
+    listener has queued it: the handshake's last ACK is processed in a softirq, on a busy host
+    after connect() has returned, and until then the listener still takes a connection."""
     server.listen(0)
     first = socket.create_connection(server.getsockname())
     deadline = time.monotonic() + 10
