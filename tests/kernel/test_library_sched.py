@@ -28,6 +28,11 @@ SLEEP_NS = 2_000_000
 # long from its system call entry. Python's time.sleep() sleeps to an absolute deadline taken
 # before the call, so a child preempted just before it sleeps less, or not at all.
 CHILD_SETUP = "import ctypes, mmap, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nresult = None"
+# A few scheduler events never reach the tracepoints: under load, on 2026-12-02's Linux 6.18 VM,
+# 1 in about 200 runs of 100 sleeps the kernel's own count of the child's switches in
+# (/proc/PID/schedstat) said 100 where sched_switch and sched_wakeup reached the program 98 times,
+# with no recursion misses. The counts below may fall short of the workload by that much.
+UNTRACED = 3
 # Sleeps of 1 ms in a child that answers how many times it switched away voluntarily meanwhile,
 # by the kernel's own count: a sleep whose timer fires before the task has left its CPU (a
 # stalled vCPU, say) never switches away.
@@ -87,7 +92,7 @@ def test_runqlat_measures_every_wakeup_of_a_sleeping_process(bpf_build):
         buckets, zero, total = exp_series(values(obj.maps["runq_latency"], "=i"), ())
     waits = sum(buckets.values()) + zero
     # Each sleep ends with a wake-up; preemptions and the pipe reads add a few more.
-    assert SLEEPS <= waits <= 3 * SLEEPS
+    assert SLEEPS - UNTRACED <= waits <= 3 * SLEEPS
     # A wake-up waits microseconds, on a loaded 2-CPU host at worst milliseconds.
     assert 0 < total / waits < 100e6
 
@@ -101,7 +106,7 @@ def test_runqlat_counts_a_wakeup_that_comes_before_the_task_left_its_cpu(bpf_bui
         with attached(obj):
             child.run("for _ in range(1000): libc.usleep(1)")
         buckets, zero, _ = exp_series(values(obj.maps["runq_latency"], "=i"), ())
-    assert 1000 <= sum(buckets.values()) + zero <= 1100
+    assert 1000 - UNTRACED <= sum(buckets.values()) + zero <= 1100
 
 
 def test_cpu_switches_counts_voluntary_sleeps(bpf_build):
@@ -115,7 +120,7 @@ def test_cpu_switches_counts_voluntary_sleeps(bpf_build):
     # Each sleep that switched away did so in state S; reading and answering on the pipe around
     # them sleep a few more times.
     assert slept > SLEEPS // 2
-    assert slept <= seen.get((1,), 0) + seen.get((2,), 0) <= slept + 20
+    assert slept - UNTRACED <= seen.get((1,), 0) + seen.get((2,), 0) <= slept + 20
     assert names["sleep"] == seen[(1,)]
 
 
@@ -219,7 +224,7 @@ def test_target_cgroup_counts_only_tasks_in_that_cgroup(bpf_build, cgroup_dir):
         seen = values(obj.maps["cpu_switches"], "=I")
     # Only the child inside the cgroup: its sleeps, not the other child's three times as many.
     assert slept > SLEEPS // 2
-    assert slept <= seen.get((1,), 0) + seen.get((2,), 0) <= slept + 20
+    assert slept - UNTRACED <= seen.get((1,), 0) + seen.get((2,), 0) <= slept + 20
 
 
 def test_syscalls_target_cgroup_counts_only_that_cgroup(bpf_build, cgroup_dir):
